@@ -1,0 +1,203 @@
+//! The command line: clap types, each option with its `MCW_*` environment twin, and the
+//! parsers that turn flag strings into typed values (durations, DNS servers, output specs).
+//!
+//! Owns what the user can type and how it is validated (a bad value is a usage error, exit 2).
+//! It does not act on anything; `app` does.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::OutputSpec;
+use crate::resolve::DnsSettings;
+
+/// Keeps an mcrouter config in step with DNS.
+#[derive(Debug, Parser)]
+#[command(name = "mcw", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Log format on stderr (level from MCW_LOG or RUST_LOG, default info).
+    #[arg(long, global = true, env = "MCW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render the template once, to --output or stdout.
+    Render(RenderArgs),
+    /// Parse, resolve and validate the template; print each token's servers; write nothing.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub template: TemplateArgs,
+    /// Where to write the config: a path, or file:///abs/path?mode=0640&uid=N&gid=N.
+    /// Without it the config goes to stdout.
+    #[arg(long, env = "MCW_OUTPUT", value_name = "PATH|URL")]
+    pub output: Option<OutputSpec>,
+    #[command(flatten)]
+    pub dns: DnsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub template: TemplateArgs,
+    /// Check this routing prefix (mcrouter's -R) against the config's routes aliases.
+    #[arg(long, env = "MCW_ROUTE_PREFIX", value_name = "/REGION/CLUSTER/")]
+    pub route_prefix: Option<String>,
+    #[command(flatten)]
+    pub dns: DnsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// The config template (JSON with comments and DNS tokens).
+    #[arg(
+        long,
+        env = "MCW_TEMPLATE",
+        value_name = "PATH",
+        default_value = "/etc/mcw/template.json"
+    )]
+    pub template: PathBuf,
+    /// Synonym of --template in the form file:///abs/path (kept from the original mcw).
+    #[arg(long, env = "MCW_SOURCE", value_name = "URL", value_parser = parse_source, conflicts_with = "template")]
+    pub source: Option<PathBuf>,
+}
+
+impl TemplateArgs {
+    pub fn path(&self) -> &PathBuf {
+        self.source.as_ref().unwrap_or(&self.template)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DnsArgs {
+    /// DNS server to ask instead of resolv.conf's nameservers (repeatable).
+    #[arg(long = "dns-server", env = "MCW_DNS_SERVER", value_name = "IP[:PORT]", value_delimiter = ',', value_parser = parse_dns_server)]
+    pub dns_servers: Vec<SocketAddr>,
+    /// Where the search list, ndots and (without --dns-server) nameservers come from.
+    #[arg(
+        long,
+        env = "MCW_RESOLV_CONF",
+        value_name = "PATH",
+        default_value = "/etc/resolv.conf"
+    )]
+    pub resolv_conf: PathBuf,
+    /// Timeout of one DNS query.
+    #[arg(long, env = "MCW_DNS_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub dns_timeout: Duration,
+    /// Retries after a failed DNS query.
+    #[arg(
+        long,
+        env = "MCW_DNS_RETRIES",
+        value_name = "N",
+        default_value_t = 1
+    )]
+    pub dns_retries: usize,
+    /// Let a token whose name is NXDOMAIN or has no records expand to no servers (by default
+    /// that is a failure, and the last good answer is kept).
+    #[arg(long, env = "MCW_ALLOW_EMPTY")]
+    pub allow_empty: bool,
+}
+
+impl DnsArgs {
+    pub fn settings(&self) -> DnsSettings {
+        DnsSettings {
+            servers: self.dns_servers.clone(),
+            resolv_conf: self.resolv_conf.clone(),
+            timeout: self.dns_timeout,
+            retries: self.dns_retries,
+        }
+    }
+}
+
+/// `file:///abs/path` → `/abs/path`.
+fn parse_source(s: &str) -> Result<PathBuf, String> {
+    match s.strip_prefix("file://") {
+        Some(path) if path.starts_with('/') => Ok(PathBuf::from(path)),
+        Some(_) => Err("a file:// URL needs an absolute path (file:///dir/template.json)".into()),
+        None => Err("expected file:///abs/path (or use --template PATH)".into()),
+    }
+}
+
+/// `IP`, `IP:PORT`, `[IPv6]:PORT`; port 53 when none is given.
+pub fn parse_dns_server(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{s:?} is not IP or IP:PORT (IPv6 with a port: [::1]:53)"))
+}
+
+/// `250ms`, `2s`, `1.5s`, `5m`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 2s, 1m)"))?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("250ms", 250),
+            ("2s", 2000),
+            ("2", 2000),
+            ("1.5s", 1500),
+            ("1m", 60_000),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+        }
+        for bad in ["", "s", "5x", "-1s", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dns_servers() {
+        assert_eq!(
+            parse_dns_server("127.0.0.1:5353"),
+            Ok("127.0.0.1:5353".parse().unwrap())
+        );
+        assert_eq!(parse_dns_server("10.0.0.1"), Ok("10.0.0.1:53".parse().unwrap()));
+        assert_eq!(parse_dns_server("::1"), Ok("[::1]:53".parse().unwrap()));
+        assert!(parse_dns_server("dns.example").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,16 @@
+//! mcw keeps an mcrouter config in step with DNS.
+//!
+//! Layout:
+//! - [`cli`]: command-line types, each option with its `MCW_*` twin; flag parsing.
+//! - [`template`]: JSONC parsing, token grammar, rendering (pure).
+//! - [`resolve`]: DNS lookups via hickory; canonical order of answers (ordering is pure).
+//! - [`output`]: atomic write-if-changed of the rendered file (the only writer).
+//! - [`prefix`]: mcrouter routing-prefix rules (pure).
+//! - [`app`]: the one-shot commands `render` and `check`.
+
+pub mod app;
+pub mod cli;
+pub mod output;
+pub mod prefix;
+pub mod resolve;
+pub mod template;

@@ -1,0 +1,52 @@
+//! The `mcw` binary: parse the command line, set up logging, run the command, map the result
+//! to an exit code (0 ok, 1 failure, 2 usage — clap exits with 2 itself).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mcw::cli::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcw: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Render(args) => mcw::app::render(args).await,
+            Command::Check(args) => mcw::app::check(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("mcw: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    // hickory logs every retry at warn; mcw reports DNS outcomes itself.
+    let default = "info,hickory_resolver=error,hickory_net=error,hickory_proto=error";
+    let filter = std::env::var("MCW_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| default.to_string());
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::new(filter));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

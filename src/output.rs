@@ -1,0 +1,274 @@
+//! The rendered config file: where it goes and how it is replaced.
+//!
+//! Owns the one way mcw writes the output: only when the bytes differ, through a temp file
+//! created exclusively in the same directory, mode and owner set before anything is written,
+//! fsync'd, renamed over the path, and the directory fsync'd. The path never goes missing and
+//! never holds a partial file. It does not decide *what* to write.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Mode of the output when `?mode=` does not say: mcrouter may run as another user.
+pub const DEFAULT_MODE: u32 = 0o644;
+
+/// Where and how to write the output: a plain path, or the compatible
+/// `file:///abs/path?mode=0640&uid=N&gid=N` form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub path: PathBuf,
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// A bad `--output` value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("output {0:?}: a file:// URL needs an absolute path (file:///dir/name)")]
+    NotAbsolute(String),
+    #[error("output {0:?}: only file:// URLs are supported")]
+    Scheme(String),
+    #[error("output {url:?}: bad {key} {value:?} ({expect})")]
+    BadValue {
+        url: String,
+        key: &'static str,
+        value: String,
+        expect: &'static str,
+    },
+    #[error("output {url:?}: unknown option {key:?} (known: mode, uid, gid)")]
+    UnknownKey { url: String, key: String },
+    #[error("output is empty")]
+    Empty,
+}
+
+impl FromStr for OutputSpec {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let mut spec = OutputSpec {
+            path: PathBuf::new(),
+            mode: DEFAULT_MODE,
+            uid: None,
+            gid: None,
+        };
+        if s.is_empty() {
+            return Err(SpecError::Empty);
+        }
+        let Some((scheme, rest)) = s.split_once("://") else {
+            spec.path = PathBuf::from(s);
+            return Ok(spec);
+        };
+        if scheme != "file" {
+            return Err(SpecError::Scheme(s.to_string()));
+        }
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if !path.starts_with('/') {
+            return Err(SpecError::NotAbsolute(s.to_string()));
+        }
+        spec.path = PathBuf::from(path);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let bad = |key, expect| SpecError::BadValue {
+                url: s.to_string(),
+                key,
+                value: value.to_string(),
+                expect,
+            };
+            match key {
+                "mode" => {
+                    spec.mode = u32::from_str_radix(value, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o7777)
+                        .ok_or_else(|| bad("mode", "octal, e.g. 0640"))?;
+                }
+                "uid" => spec.uid = Some(value.parse().map_err(|_| bad("uid", "a number"))?),
+                "gid" => spec.gid = Some(value.parse().map_err(|_| bad("gid", "a number"))?),
+                other => {
+                    return Err(SpecError::UnknownKey {
+                        url: s.to_string(),
+                        key: other.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// Writing the output failed; the file on disk is untouched.
+#[derive(Debug, thiserror::Error)]
+#[error("output {path}: {action}: {source}", path = .path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub action: &'static str,
+    #[source]
+    pub source: io::Error,
+}
+
+impl OutputSpec {
+    /// Replace the output with `bytes` unless it already holds exactly them. Returns whether
+    /// the file was written.
+    pub fn write_if_changed(&self, bytes: &[u8]) -> Result<bool, WriteError> {
+        match fs::read(&self.path) {
+            Ok(current) if current == bytes => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(self.error("cannot read the current file", source)),
+        }
+        self.replace(bytes)?;
+        Ok(true)
+    }
+
+    /// Atomically replace the output with `bytes`, whatever it holds now.
+    pub fn replace(&self, bytes: &[u8]) -> Result<(), WriteError> {
+        let dir = parent_dir(&self.path);
+        let (tmp_path, file) = self.create_temp(dir)?;
+        let result = self.fill_and_rename(&tmp_path, file, bytes, dir);
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp_path);
+        }
+        result
+    }
+
+    fn create_temp(&self, dir: &Path) -> Result<(PathBuf, File), WriteError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut name = OsString::from(".");
+        name.push(self.path.file_name().unwrap_or_default());
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let mut candidate = name.clone();
+            candidate.push(format!(".mcw-{}-{n}.tmp", std::process::id()));
+            let tmp_path = dir.join(candidate);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp_path)
+            {
+                Ok(file) => return Ok((tmp_path, file)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(source) => {
+                    return Err(self.error("cannot create a temp file beside it", source));
+                }
+            }
+        }
+    }
+
+    fn fill_and_rename(
+        &self,
+        tmp_path: &Path,
+        mut file: File,
+        bytes: &[u8],
+        dir: &Path,
+    ) -> Result<(), WriteError> {
+        if self.uid.is_some() || self.gid.is_some() {
+            std::os::unix::fs::fchown(&file, self.uid, self.gid)
+                .map_err(|e| self.error("cannot set the owner (is mcw root?)", e))?;
+        }
+        file.set_permissions(fs::Permissions::from_mode(self.mode))
+            .map_err(|e| self.error("cannot set the mode", e))?;
+        file.write_all(bytes)
+            .map_err(|e| self.error("cannot write", e))?;
+        file.sync_all().map_err(|e| self.error("cannot fsync", e))?;
+        drop(file);
+        fs::rename(tmp_path, &self.path).map_err(|e| self.error("cannot rename into place", e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.error("cannot fsync the directory", e))
+    }
+
+    fn error(&self, action: &'static str, source: io::Error) -> WriteError {
+        WriteError {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn parses_plain_paths_and_file_urls() {
+        let plain: OutputSpec = "out/cfg.json".parse().unwrap();
+        assert_eq!(plain.path, PathBuf::from("out/cfg.json"));
+        assert_eq!(plain.mode, DEFAULT_MODE);
+        let url: OutputSpec = "file:///run/mcw/c.json?mode=0640&uid=10&gid=20"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            url,
+            OutputSpec {
+                path: "/run/mcw/c.json".into(),
+                mode: 0o640,
+                uid: Some(10),
+                gid: Some(20)
+            }
+        );
+        for (bad, want) in [
+            ("file://rel/c.json", "absolute path"),
+            ("http:///x", "only file://"),
+            ("file:///x?mode=999", "bad mode"),
+            ("file:///x?uid=root", "bad uid"),
+            ("file:///x?owner=1", "unknown option"),
+        ] {
+            let err = bad.parse::<OutputSpec>().unwrap_err().to_string();
+            assert!(err.contains(want), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn writes_only_when_bytes_differ_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec: OutputSpec = format!("file://{}/c.json?mode=0640", dir.path().display())
+            .parse()
+            .unwrap();
+        assert!(spec.write_if_changed(b"one\n").unwrap());
+        let first = fs::metadata(&spec.path).unwrap();
+        assert_eq!(first.mode() & 0o7777, 0o640);
+        assert!(!spec.write_if_changed(b"one\n").unwrap());
+        assert_eq!(fs::metadata(&spec.path).unwrap().ino(), first.ino());
+        assert!(spec.write_if_changed(b"two\n").unwrap());
+        assert_ne!(fs::metadata(&spec.path).unwrap().ino(), first.ino());
+        assert_eq!(fs::read(&spec.path).unwrap(), b"two\n");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
+    }
+
+    /// Disk full, on a real 12 KiB tmpfs (tests run as root, as CI does).
+    #[test]
+    fn a_full_disk_leaves_the_old_file_intact_and_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=12k", "mcw-test"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mounting a tmpfs needs root");
+        let spec: OutputSpec = dir.path().join("c.json").to_str().unwrap().parse().unwrap();
+        spec.replace(b"good\n").unwrap();
+        let result = spec.write_if_changed(&vec![b'x'; 64 * 1024]);
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let after = fs::read(&spec.path).unwrap();
+        std::process::Command::new("umount").arg(dir.path()).status().unwrap();
+        let err = result.expect_err("64 KiB cannot fit in 12 KiB");
+        assert!(err.to_string().contains("c.json"), "{err}");
+        assert_eq!(after, b"good\n");
+        assert_eq!(left, vec![std::ffi::OsString::from("c.json")]);
+    }
+}

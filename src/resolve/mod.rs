@@ -1,0 +1,403 @@
+//! DNS resolution of template queries, on top of hickory-resolver.
+//!
+//! Owns talking to DNS servers: applying the search list ourselves (so each candidate name's
+//! outcome is seen, not just the last one), asking for A/AAAA/SRV with hickory's cache off,
+//! resolving SRV targets (from the additional section when the server sent it), and sorting
+//! failures into the classes the refresh policy needs. The canonical order of an answer lives
+//! in [`answer`]; what to do about a failure is the caller's business.
+
+mod answer;
+pub mod search;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+    ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use hickory_resolver::{Resolver, TokioResolver};
+use tokio::task::JoinSet;
+
+pub use answer::{Answer, Records, SrvTarget, natural_cmp};
+pub use search::SearchConfig;
+
+use crate::template::{Family, Query};
+
+/// How to reach DNS.
+#[derive(Clone, Debug)]
+pub struct DnsSettings {
+    /// Servers to ask instead of resolv.conf's `nameserver` lines.
+    pub servers: Vec<SocketAddr>,
+    /// Where `search`, `ndots` (and, without `servers`, the name servers) come from.
+    pub resolv_conf: PathBuf,
+    /// Per-query timeout.
+    pub timeout: Duration,
+    /// Retries after a failed attempt.
+    pub retries: usize,
+}
+
+/// The resolver could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot read {path}: {source}", path = .path.display())]
+    ResolvConf {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no DNS server: {path} lists no nameserver; pass --dns-server IP[:PORT]", path = .path.display())]
+    NoServers { path: PathBuf },
+    #[error("cannot start the DNS resolver: {0}")]
+    Build(#[source] NetError),
+}
+
+/// Why a query has no usable answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Every candidate name answered NXDOMAIN.
+    NxDomain { tried: Vec<String> },
+    /// The name exists but holds no record of the type asked for.
+    NoRecords { tried: Vec<String> },
+    /// Timeout, SERVFAIL, REFUSED, a connection error, or an SRV target without addresses.
+    Transient(String),
+}
+
+impl Failure {
+    /// NXDOMAIN and empty answers: `--allow-empty` turns these into "no servers".
+    pub fn is_empty_answer(&self) -> bool {
+        !matches!(self, Failure::Transient(_))
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::NxDomain { tried } => write!(f, "NXDOMAIN (tried {})", tried.join(", ")),
+            Failure::NoRecords { tried } => {
+                write!(f, "no records of that type (tried {})", tried.join(", "))
+            }
+            Failure::Transient(why) => f.write_str(why),
+        }
+    }
+}
+
+/// A DNS client for template queries. Cheap to clone.
+#[derive(Clone)]
+pub struct Dns {
+    resolver: TokioResolver,
+    search: SearchConfig,
+}
+
+impl Dns {
+    pub fn new(settings: &DnsSettings) -> Result<Dns, SetupError> {
+        let path = &settings.resolv_conf;
+        let search =
+            SearchConfig::from_resolv_conf(path).map_err(|source| SetupError::ResolvConf {
+                path: path.clone(),
+                source,
+            })?;
+        let servers: Vec<SocketAddr> = if settings.servers.is_empty() {
+            search
+                .nameservers
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, 53))
+                .collect()
+        } else {
+            settings.servers.clone()
+        };
+        if servers.is_empty() {
+            return Err(SetupError::NoServers { path: path.clone() });
+        }
+        let name_servers = servers
+            .iter()
+            .map(|addr| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        // The search list is applied by `SearchConfig`, so hickory only sees absolute names.
+        let config = ResolverConfig::from_parts(None, Vec::new(), name_servers);
+        // Set every behaviour we rely on explicitly: hickory's defaults have moved between
+        // releases.
+        let mut opts = ResolverOpts::default();
+        opts.timeout = settings.timeout;
+        opts.attempts = settings.retries;
+        opts.ndots = 0;
+        opts.cache_size = 0;
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.ip_strategy = LookupIpStrategy::Ipv4Only;
+        opts.edns0 = true;
+        opts.preserve_intermediates = false;
+        opts.recursion_desired = true;
+        let resolver = Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .build()
+            .map_err(SetupError::Build)?;
+        Ok(Dns { resolver, search })
+    }
+
+    /// Resolve every query concurrently.
+    pub async fn resolve_all(
+        &self,
+        queries: impl IntoIterator<Item = Query>,
+    ) -> HashMap<Query, Result<Answer, Failure>> {
+        let mut set = JoinSet::new();
+        for query in queries {
+            let dns = self.clone();
+            set.spawn(async move {
+                let result = dns.resolve(&query).await;
+                (query, result)
+            });
+        }
+        let mut out = HashMap::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((query, result)) => {
+                    out.insert(query, result);
+                }
+                Err(e) => tracing::error!(reason = %e, "DNS lookup task failed"),
+            }
+        }
+        out
+    }
+
+    /// Resolve one query, trying the search-list candidates in order. A transient failure
+    /// on any candidate stops the search: trying further names could find a different,
+    /// wrong service.
+    pub async fn resolve(&self, query: &Query) -> Result<Answer, Failure> {
+        let candidates = self.search.candidates(&query.name);
+        let mut nodata = false;
+        for name in &candidates {
+            let result = if query.srv {
+                self.srv_at(name, query.family).await
+            } else {
+                self.addrs_at(name, query.family)
+                    .await
+                    .map(|(addrs, ttl)| Answer::new(Records::Addrs(addrs), ttl))
+            };
+            match result {
+                Ok(answer) => return Ok(answer),
+                Err(Failure::NxDomain { .. }) => {}
+                Err(Failure::NoRecords { .. }) => nodata = true,
+                Err(transient) => return Err(transient),
+            }
+        }
+        let tried = candidates;
+        Err(if nodata {
+            Failure::NoRecords { tried }
+        } else {
+            Failure::NxDomain { tried }
+        })
+    }
+
+    /// Addresses of one absolute name, with the smallest TTL.
+    async fn addrs_at(&self, name: &str, family: Family) -> Result<(Vec<IpAddr>, u32), Failure> {
+        let (v4, v6) = tokio::join!(
+            async {
+                match family.wants_v4() {
+                    true => Some(self.typed(name, RecordType::A).await),
+                    false => None,
+                }
+            },
+            async {
+                match family.wants_v6() {
+                    true => Some(self.typed(name, RecordType::AAAA).await),
+                    false => None,
+                }
+            }
+        );
+        let mut addrs = Vec::new();
+        let mut ttl = u32::MAX;
+        let mut nxdomain = false;
+        for result in [v4, v6].into_iter().flatten() {
+            match result {
+                Ok((records, _)) => {
+                    for r in records {
+                        if let Some(ip) = ip_of(&r) {
+                            addrs.push(ip);
+                            ttl = ttl.min(r.ttl);
+                        }
+                    }
+                }
+                Err(Failure::NxDomain { .. }) => nxdomain = true,
+                Err(Failure::NoRecords { .. }) => {}
+                Err(transient) => return Err(transient),
+            }
+        }
+        if addrs.is_empty() {
+            let tried = vec![name.to_string()];
+            return Err(if nxdomain {
+                Failure::NxDomain { tried }
+            } else {
+                Failure::NoRecords { tried }
+            });
+        }
+        Ok((addrs, ttl))
+    }
+
+    /// SRV records of one absolute name, each target with its addresses.
+    async fn srv_at(&self, name: &str, family: Family) -> Result<Answer, Failure> {
+        let (records, additionals) = self.typed(name, RecordType::SRV).await?;
+        let mut ttl = u32::MAX;
+        let mut srvs = Vec::new();
+        for r in &records {
+            if let RData::SRV(srv) = &r.data {
+                ttl = ttl.min(r.ttl);
+                // RFC 2782: a target of "." means the service is decidedly not available here.
+                if !srv.target.is_root() {
+                    srvs.push(srv.clone());
+                }
+            }
+        }
+        if srvs.is_empty() {
+            return Err(Failure::NoRecords {
+                tried: vec![name.to_string()],
+            });
+        }
+
+        // Addresses per target: the additional section first, a lookup for what it lacks.
+        let mut addrs: HashMap<Name, (Vec<IpAddr>, u32)> = HashMap::new();
+        let mut lookups = JoinSet::new();
+        for srv in &srvs {
+            if addrs.contains_key(&srv.target) {
+                continue;
+            }
+            let mut found = Vec::new();
+            let mut found_ttl = u32::MAX;
+            let mut missing = Vec::new();
+            for (wanted, rtype) in [
+                (family.wants_v4(), RecordType::A),
+                (family.wants_v6(), RecordType::AAAA),
+            ] {
+                if !wanted {
+                    continue;
+                }
+                let glue: Vec<&Record> = additionals
+                    .iter()
+                    .filter(|a| a.record_type() == rtype && a.name == srv.target)
+                    .collect();
+                if glue.is_empty() {
+                    missing.push(rtype);
+                }
+                for a in glue {
+                    if let Some(ip) = ip_of(a) {
+                        found.push(ip);
+                        found_ttl = found_ttl.min(a.ttl);
+                    }
+                }
+            }
+            addrs.insert(srv.target.clone(), (found, found_ttl));
+            for rtype in missing {
+                let dns = self.clone();
+                let target = srv.target.clone();
+                lookups.spawn(async move {
+                    let result = dns.typed(&target.to_ascii(), rtype).await;
+                    (target, result)
+                });
+            }
+        }
+        while let Some(joined) = lookups.join_next().await {
+            let (target, result) =
+                joined.map_err(|e| Failure::Transient(format!("lookup task failed: {e}")))?;
+            match result {
+                Ok((records, _)) => {
+                    let entry = addrs.entry(target).or_default();
+                    for r in records {
+                        if let Some(ip) = ip_of(&r) {
+                            entry.0.push(ip);
+                            entry.1 = entry.1.min(r.ttl);
+                        }
+                    }
+                }
+                Err(Failure::NxDomain { .. } | Failure::NoRecords { .. }) => {}
+                Err(Failure::Transient(why)) => {
+                    return Err(Failure::Transient(format!(
+                        "SRV target {}: {why}",
+                        target.to_ascii()
+                    )));
+                }
+            }
+        }
+
+        let mut targets = Vec::with_capacity(srvs.len());
+        for srv in srvs {
+            let (ips, addr_ttl) = addrs.get(&srv.target).cloned().unwrap_or_default();
+            let target = srv.target.to_ascii();
+            if ips.is_empty() {
+                // Dropping the target would shift every later server's index; keep the last
+                // good answer instead until DNS is consistent again.
+                return Err(Failure::Transient(format!(
+                    "SRV target {target} has no address"
+                )));
+            }
+            ttl = ttl.min(addr_ttl);
+            targets.push(SrvTarget {
+                priority: srv.priority,
+                port: srv.port,
+                target: target.trim_end_matches('.').to_string(),
+                addrs: ips,
+            });
+        }
+        Ok(Answer::new(Records::Srv(targets), ttl))
+    }
+
+    /// One query of one type for one absolute name: the matching answer records and the
+    /// additional section.
+    async fn typed(
+        &self,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<(Vec<Record>, Vec<Record>), Failure> {
+        let tried = || vec![name.to_string()];
+        let dns_name = Name::from_ascii(name)
+            .map_err(|e| Failure::Transient(format!("bad name {name}: {e}")))?;
+        // cache_size is 0, and clearing makes sure no answer is ever served from memory.
+        self.resolver.clear_cache();
+        match self.resolver.lookup(dns_name, rtype).await {
+            Ok(lookup) => {
+                let records: Vec<Record> = lookup
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() == rtype)
+                    .cloned()
+                    .collect();
+                if records.is_empty() {
+                    return Err(Failure::NoRecords { tried: tried() });
+                }
+                Ok((records, lookup.additionals().to_vec()))
+            }
+            Err(NetError::Dns(DnsError::NoRecordsFound(no)))
+                if no.response_code == ResponseCode::NXDomain =>
+            {
+                Err(Failure::NxDomain { tried: tried() })
+            }
+            Err(NetError::Dns(DnsError::NoRecordsFound(_))) => {
+                Err(Failure::NoRecords { tried: tried() })
+            }
+            Err(NetError::Dns(DnsError::ResponseCode(code))) => Err(Failure::Transient(format!(
+                "{rtype} {name}: server answered {}",
+                code.to_str().to_uppercase()
+            ))),
+            Err(NetError::Timeout) => Err(Failure::Transient(format!("{rtype} {name}: timed out"))),
+            Err(e) => Err(Failure::Transient(format!("{rtype} {name}: {e}"))),
+        }
+    }
+}
+
+fn ip_of(record: &Record) -> Option<IpAddr> {
+    match &record.data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+        _ => None,
+    }
+}

@@ -1,0 +1,255 @@
+//! The config template: JSONC text → a JSON tree plus the DNS tokens found in it.
+//!
+//! Owns parsing (with file:line:col errors), finding tokens in every array stored under a
+//! `servers` key anywhere in the tree, and — in [`render`] — turning the tree plus DNS answers
+//! into the strict JSON mcrouter reads. Everything here is pure: reading the file is the only
+//! I/O ([`Template::load`]) and nothing here resolves names.
+
+mod jsonc;
+pub mod render;
+pub mod token;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub use render::{Rendered, render};
+pub use token::{Family, Query, Token, TokenError};
+
+/// A parsed template. Cheap to clone relative to a render.
+#[derive(Clone, Debug)]
+pub struct Template {
+    value: Value,
+    /// Token sites keyed by the JSON pointer of the string they replace.
+    sites: BTreeMap<String, Site>,
+}
+
+/// One token in the template: where it is, what was written, and what it means.
+#[derive(Clone, Debug)]
+pub struct Site {
+    pub pointer: String,
+    pub text: String,
+    pub token: Token,
+}
+
+/// A template that cannot be used. Names the file and the place.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template {path}: cannot read it: {source}", path = .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("template {path}:{line}:{col}: {message}", path = .path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    #[error("template {path}: the top level must be a JSON object (an mcrouter config)", path = .path.display())]
+    NotObject { path: PathBuf },
+    #[error("template {path}: {}", TokenList(.errors))]
+    Tokens {
+        path: PathBuf,
+        errors: Vec<(String, String, TokenError)>,
+    },
+}
+
+struct TokenList<'a>(&'a [(String, String, TokenError)]);
+
+impl fmt::Display for TokenList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} bad token{}", if n == 1 { "" } else { "s" })?;
+        for (pointer, text, err) in self.0 {
+            write!(f, "\n  {pointer}: {text:?}: {err}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Template {
+    /// Read and parse a template file.
+    pub fn load(path: &Path) -> Result<Template, TemplateError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Template::parse(path, &text)
+    }
+
+    /// Parse template text; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Template, TemplateError> {
+        let syntax = |offset: usize, message: String| {
+            let (line, col) = jsonc::line_col(text, offset);
+            TemplateError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                col,
+                message,
+            }
+        };
+        let strict = jsonc::to_strict(text)
+            .map_err(|at| syntax(at, "unterminated /* comment".to_string()))?;
+        let value: Value = serde_json::from_str(&strict).map_err(|e| {
+            let message = e.to_string();
+            // serde_json appends " at line L column C"; the prefix already says where.
+            let message = message
+                .rsplit_once(" at line ")
+                .map_or(message.as_str(), |(m, _)| m)
+                .to_string();
+            TemplateError::Syntax {
+                path: path.to_path_buf(),
+                line: e.line(),
+                col: e.column(),
+                message,
+            }
+        })?;
+        if !value.is_object() {
+            return Err(TemplateError::NotObject {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut sites = BTreeMap::new();
+        let mut errors = Vec::new();
+        for_each_servers_array(&value, &mut |pointer, servers| {
+            for (i, entry) in servers.iter().enumerate() {
+                let Some(text) = entry.as_str() else { continue };
+                let pointer = format!("{pointer}/{i}");
+                match token::parse(text) {
+                    Ok(Some(token)) => {
+                        let site = Site {
+                            pointer: pointer.clone(),
+                            text: text.to_string(),
+                            token,
+                        };
+                        sites.insert(pointer, site);
+                    }
+                    Ok(None) => {}
+                    Err(err) => errors.push((pointer, text.to_string(), err)),
+                }
+            }
+        });
+        if !errors.is_empty() {
+            return Err(TemplateError::Tokens {
+                path: path.to_path_buf(),
+                errors,
+            });
+        }
+        Ok(Template { value, sites })
+    }
+
+    /// The parsed JSON tree, before any token is expanded.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// Token sites in document order of their JSON pointers.
+    pub fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.sites.values()
+    }
+
+    /// The distinct lookups the template needs.
+    pub fn queries(&self) -> BTreeSet<Query> {
+        self.sites.values().map(|s| s.token.query.clone()).collect()
+    }
+}
+
+/// Escape one JSON-pointer reference token (RFC 6901).
+pub(crate) fn pointer_escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Call `f(pointer, array)` for every array stored under a `servers` key, in document order.
+pub(crate) fn for_each_servers_array(value: &Value, f: &mut dyn FnMut(&str, &[Value])) {
+    fn walk(value: &Value, pointer: &mut String, f: &mut dyn FnMut(&str, &[Value])) {
+        let len = pointer.len();
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    pointer.push('/');
+                    pointer.push_str(&pointer_escape(key));
+                    if let (true, Value::Array(items)) = (key == "servers", child) {
+                        f(pointer, items);
+                    }
+                    walk(child, pointer, f);
+                    pointer.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    pointer.push('/');
+                    pointer.push_str(&i.to_string());
+                    walk(child, pointer, f);
+                    pointer.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(value, &mut String::new(), f);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Template, TemplateError> {
+        Template::parse(Path::new("t.json"), text)
+    }
+
+    #[test]
+    fn finds_tokens_under_every_servers_key() {
+        let t = parse(
+            r#"{
+              // top-level pool
+              "pools": {"a": {"servers": ["dns://a.test", "10.0.0.1:11211",]}},
+              "route": {"type": "PoolRoute", "pool": {"name": "inline", "servers": ["dnssrv://_m._tcp.b.test"]}},
+              "macros": {"m": {"type": "macroDef", "result": {"servers": ["dns+1://c.test"]}}},
+              "notes": ["dns://not-a-token.test"], /* not under servers */
+            }"#,
+        )
+        .unwrap();
+        let pointers: Vec<_> = t.sites().map(|s| s.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            [
+                "/macros/m/result/servers/0",
+                "/pools/a/servers/0",
+                "/route/pool/servers/0"
+            ]
+        );
+        assert_eq!(t.queries().len(), 3);
+    }
+
+    #[test]
+    fn syntax_errors_name_file_line_and_column() {
+        let err = parse("{\n  // fine\n  \"pools\": {,}\n}").unwrap_err().to_string();
+        assert!(err.starts_with("template t.json:3:"), "{err}");
+        let err = parse("{\n /* never closed").unwrap_err().to_string();
+        assert_eq!(err, "template t.json:2:2: unterminated /* comment");
+        let err = parse("[1]").unwrap_err().to_string();
+        assert!(err.contains("must be a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_token_is_reported_with_its_json_path() {
+        let err = parse(
+            r#"{"pools": {"c": {"servers": ["dns://ok.test", "dns://x%id%.test", "dnsx://y"]}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("2 bad tokens"), "{err}");
+        assert!(err.contains("/pools/c/servers/1: \"dns://x%id%.test\""), "{err}");
+        assert!(err.contains("/pools/c/servers/2: \"dnsx://y\""), "{err}");
+    }
+
+    #[test]
+    fn pointer_segments_are_escaped() {
+        let t = parse(r#"{"pools": {"a/b~c": {"servers": ["dns://a.test"]}}}"#).unwrap();
+        assert_eq!(t.sites().next().unwrap().pointer, "/pools/a~1b~0c/servers/0");
+    }
+}

@@ -1,0 +1,285 @@
+//! Rendering: a [`Template`] plus one [`Answer`] per query → the strict JSON mcrouter reads.
+//!
+//! Owns in-place expansion of tokens into `ip:port[:suffixes]` entries (no de-duplication
+//! across tokens), the identity `tags` written for pools hashed with `Rendezvous`, and the
+//! exact output bytes (pretty JSON, key order kept, trailing newline). Pure: the caller
+//! resolves first and writes afterwards.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+use super::token::{DEFAULT_PORT, Query, Token};
+use super::{Template, for_each_servers_array, pointer_escape};
+use crate::resolve::{Answer, Records};
+
+/// The output of one render.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    /// Exactly the bytes to write.
+    pub bytes: Vec<u8>,
+    /// Servers of every `servers` array, keyed by a readable pool label (the pool's name when
+    /// it has one, else the array's JSON pointer). Used to log what changed.
+    pub pools: BTreeMap<String, Vec<String>>,
+}
+
+/// A token whose query has no answer: the caller must resolve every query first.
+#[derive(Debug, thiserror::Error)]
+#[error("no DNS answer for {0}")]
+pub struct MissingAnswer(pub Query);
+
+/// One expanded server and the identity Rendezvous hashing should know it by.
+pub struct Server {
+    pub entry: String,
+    pub identity: String,
+}
+
+/// Render `template` with `answers` (one per query of [`Template::queries`]).
+pub fn render(
+    template: &Template,
+    answers: &HashMap<Query, Answer>,
+) -> Result<Rendered, MissingAnswer> {
+    let mut value = template.value.clone();
+    // Identities of each rendered servers array, keyed by the array's pointer.
+    let mut identities: HashMap<String, Vec<String>> = HashMap::new();
+    let mut pools = BTreeMap::new();
+    let mut missing = None;
+
+    let mut arrays = Vec::new();
+    for_each_servers_array(&template.value, &mut |pointer, _| {
+        arrays.push(pointer.to_string())
+    });
+    for pointer in arrays {
+        let Some(Value::Array(items)) = value.pointer_mut(&pointer) else {
+            continue;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ids = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let Some(site) = template.sites.get(&format!("{pointer}/{i}")) else {
+                // Static entries are kept as written (they need not even be strings).
+                ids.push(item.as_str().map_or_else(|| item.to_string(), str::to_string));
+                out.push(item.clone());
+                continue;
+            };
+            match answers.get(&site.token.query) {
+                Some(answer) => {
+                    for server in expand(&site.token, answer) {
+                        out.push(Value::String(server.entry));
+                        ids.push(server.identity);
+                    }
+                }
+                None => missing = Some(site.token.query.clone()),
+            }
+        }
+        *items = out;
+        let label = pool_label(&template.value, &pointer);
+        let listed = items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect();
+        pools.insert(label, listed);
+        identities.insert(pointer, ids);
+    }
+    if let Some(query) = missing {
+        return Err(MissingAnswer(query));
+    }
+
+    add_rendezvous_tags(&mut value, &identities);
+
+    let mut bytes = serde_json::to_vec_pretty(&value).expect("a JSON tree always serialises");
+    bytes.push(b'\n');
+    Ok(Rendered { bytes, pools })
+}
+
+/// The servers one token stands for, in canonical order.
+pub fn expand(token: &Token, answer: &Answer) -> Vec<Server> {
+    let server = |ip: &IpAddr, port: u16, identity: String| Server {
+        entry: format!("{}{}", host_port(ip, port), token.suffix),
+        identity,
+    };
+    match answer.records() {
+        Records::Addrs(addrs) => {
+            let port = token.port.unwrap_or(DEFAULT_PORT);
+            addrs
+                .iter()
+                .map(|ip| server(ip, port, host_port(ip, port)))
+                .collect()
+        }
+        Records::Srv(targets) => targets
+            .iter()
+            .flat_map(|t| {
+                let identity = format!("{}:{}", t.target, t.port);
+                t.addrs
+                    .iter()
+                    .map(move |ip| server(ip, t.port, identity.clone()))
+            })
+            .collect(),
+    }
+}
+
+/// `ip:port`, with IPv6 in brackets as mcrouter expects.
+pub fn host_port(ip: &IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+/// A readable name for the pool owning the servers array at `pointer`.
+fn pool_label(root: &Value, pointer: &str) -> String {
+    let parent = pointer.strip_suffix("/servers").unwrap_or(pointer);
+    if let Some(name) = parent.strip_prefix("/pools/")
+        && !name.contains('/')
+    {
+        return unescape(name);
+    }
+    match root.pointer(parent).and_then(|p| p.get("name")) {
+        Some(Value::String(name)) => name.clone(),
+        _ => pointer.to_string(),
+    }
+}
+
+fn unescape(segment: &str) -> String {
+    segment.replace("~1", "/").replace("~0", "~")
+}
+
+/// Give every object that hashes a pool with `"hash_func": "Rendezvous"` and has no `tags` one
+/// tag per server of that pool, in server order.
+fn add_rendezvous_tags(root: &mut Value, identities: &HashMap<String, Vec<String>>) {
+    let pools = pool_index(root);
+    let mut wanted = Vec::new();
+    find_rendezvous(root, &mut String::new(), &mut wanted);
+    for (at, pool) in wanted {
+        let Some(pool) = pool else {
+            tracing::warn!(route = %at, "Rendezvous hash over something other than one pool; tags not written");
+            continue;
+        };
+        let pointer = match pool {
+            PoolRef::Name(name) => match pools.get(&name) {
+                Some(p) => p.clone(),
+                None => {
+                    tracing::warn!(pool = %name, "Rendezvous hash names a pool the template does not define; tags not written");
+                    continue;
+                }
+            },
+            PoolRef::Inline(p) => p,
+        };
+        let Some(ids) = identities.get(&pointer) else {
+            continue;
+        };
+        if let Some(Value::Object(obj)) = root.pointer_mut(&at) {
+            obj.insert("tags".into(), Value::from(unique_tags(ids)));
+        }
+    }
+}
+
+enum PoolRef {
+    Name(String),
+    /// Pointer of an inline pool's servers array.
+    Inline(String),
+}
+
+/// Pool name → pointer of its servers array. Top-level pools first, then inline pool objects in
+/// document order; the first definition of a name wins, as in mcrouter.
+fn pool_index(root: &Value) -> HashMap<String, String> {
+    let mut index = HashMap::new();
+    if let Some(Value::Object(pools)) = root.get("pools") {
+        for name in pools.keys() {
+            let pointer = format!("/pools/{}/servers", pointer_escape(name));
+            index.entry(name.clone()).or_insert(pointer);
+        }
+    }
+    for_each_servers_array(root, &mut |pointer, _| {
+        let parent = pointer.strip_suffix("/servers").unwrap_or(pointer);
+        if let Some(Value::String(name)) = root.pointer(parent).and_then(|p| p.get("name")) {
+            index
+                .entry(name.clone())
+                .or_insert_with(|| pointer.to_string());
+        }
+    });
+    index
+}
+
+fn find_rendezvous(value: &Value, pointer: &mut String, out: &mut Vec<(String, Option<PoolRef>)>) {
+    let len = pointer.len();
+    match value {
+        Value::Object(map) => {
+            if let Some(pool) = hashed_pool(map, pointer) {
+                out.push((pointer.clone(), pool));
+            }
+            for (key, child) in map {
+                pointer.push('/');
+                pointer.push_str(&pointer_escape(key));
+                if key == "pool"
+                    && let Some(Value::Object(hash)) = map.get("hash")
+                    && is_untagged_rendezvous(hash)
+                {
+                    let hash_at = format!("{}/hash", &pointer[..len]);
+                    out.push((hash_at, pool_ref(child, pointer)));
+                }
+                find_rendezvous(child, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                pointer.push('/');
+                pointer.push_str(&i.to_string());
+                find_rendezvous(child, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_untagged_rendezvous(obj: &Map<String, Value>) -> bool {
+    obj.get("hash_func").and_then(Value::as_str) == Some("Rendezvous") && !obj.contains_key("tags")
+}
+
+/// A HashRoute-like object hashing over `children: "Pool|NAME"` (or an inline pool).
+fn hashed_pool(map: &Map<String, Value>, pointer: &str) -> Option<Option<PoolRef>> {
+    if !is_untagged_rendezvous(map) {
+        return None;
+    }
+    let children = map.get("children")?;
+    Some(pool_ref(children, &format!("{pointer}/children")))
+}
+
+fn pool_ref(value: &Value, pointer: &str) -> Option<PoolRef> {
+    match value {
+        Value::String(s) => {
+            let name = s.strip_prefix("Pool|").unwrap_or(s);
+            (!name.contains('|')).then(|| PoolRef::Name(name.to_string()))
+        }
+        Value::Object(obj) if obj.contains_key("servers") => {
+            Some(PoolRef::Inline(format!("{pointer}/servers")))
+        }
+        _ => None,
+    }
+}
+
+/// Tags must be distinct; a repeated identity (the same server twice, or an SRV target with
+/// several addresses) gets `#2`, `#3`… in order of appearance.
+fn unique_tags(ids: &[String]) -> Vec<String> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut taken: HashSet<String> = ids.iter().cloned().collect();
+    ids.iter()
+        .map(|id| {
+            let n = seen.entry(id).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                return id.clone();
+            }
+            loop {
+                let candidate = format!("{id}#{n}");
+                if taken.insert(candidate.clone()) {
+                    return candidate;
+                }
+                *n += 1;
+            }
+        })
+        .collect()
+}
