@@ -386,11 +386,24 @@ impl Dns {
             }
             Err(NetError::Dns(DnsError::ResponseCode(code))) => Err(Failure::Transient(format!(
                 "{rtype} {name}: server answered {}",
-                code.to_str().to_uppercase()
+                rcode_name(code)
             ))),
             Err(NetError::Timeout) => Err(Failure::Transient(format!("{rtype} {name}: timed out"))),
             Err(e) => Err(Failure::Transient(format!("{rtype} {name}: {e}"))),
         }
+    }
+}
+
+/// The mnemonic operators know from dig (`SERVFAIL`, not "Server Failure").
+fn rcode_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::NotAuth => "NOTAUTH".into(),
+        other => format!("response code {}", u16::from(other)),
     }
 }
 

@@ -1,0 +1,297 @@
+//! An in-process DNS server (hickory-server) whose records, failure modes and answer order a
+//! test can change while mcw is running against it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_server::proto::rr::rdata::{A, AAAA, SRV};
+use hickory_server::proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+
+/// What the server does for a name instead of answering from its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    NxDomain,
+    ServFail,
+    Refused,
+    /// Never answer (the client times out).
+    Silent,
+}
+
+#[derive(Default)]
+struct Zone {
+    records: HashMap<(String, RecordType), Vec<Record>>,
+    faults: HashMap<String, Fault>,
+    every_name: Option<Fault>,
+    /// Rotate answer order on every response.
+    shuffle: bool,
+    /// Leave SRV targets' addresses out of the additional section.
+    no_glue: bool,
+    queries: HashMap<(String, RecordType), usize>,
+    served: usize,
+}
+
+/// A running server on 127.0.0.1 (UDP and TCP on one port). Stops when dropped.
+pub struct DnsServer {
+    pub addr: SocketAddr,
+    zone: Arc<Mutex<Zone>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn fqdn(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with('.') { lower } else { format!("{lower}.") }
+}
+
+impl DnsServer {
+    pub fn start() -> DnsServer {
+        let zone = Arc::new(Mutex::new(Zone::default()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let handler = Handler { zone: zone.clone() };
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let (udp, tcp) = bind_pair().await;
+                addr_tx.send(udp.local_addr().unwrap()).unwrap();
+                let mut server = hickory_server::Server::new(handler);
+                server.register_socket(udp);
+                server.register_listener(tcp, std::time::Duration::from_secs(5), 64);
+                let _ = shutdown_rx.await;
+                let _ = server.shutdown_gracefully().await;
+            });
+        });
+        let addr = addr_rx.recv().expect("DNS server address");
+        DnsServer { addr, zone, shutdown: Some(shutdown_tx), thread: Some(thread) }
+    }
+
+    /// `--dns-server` value for this server.
+    pub fn arg(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn zone(&self) -> std::sync::MutexGuard<'_, Zone> {
+        self.zone.lock().unwrap()
+    }
+
+    /// Replace the A and AAAA records of `name` with `addrs` (IPv4 and IPv6 mixed).
+    pub fn set_addrs(&self, name: &str, addrs: &[&str], ttl: u32) {
+        let owner = Name::from_str(&fqdn(name)).unwrap();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for a in addrs {
+            match a.parse::<IpAddr>().unwrap() {
+                IpAddr::V4(ip) => v4.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(ip)))),
+                IpAddr::V6(ip) => v6.push(Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(ip)))),
+            }
+        }
+        let mut zone = self.zone();
+        for (rtype, records) in [(RecordType::A, v4), (RecordType::AAAA, v6)] {
+            if records.is_empty() {
+                zone.records.remove(&(fqdn(name), rtype));
+            } else {
+                zone.records.insert((fqdn(name), rtype), records);
+            }
+        }
+    }
+
+    /// Replace the SRV records of `name`: (priority, weight, port, target).
+    pub fn set_srv(&self, name: &str, records: &[(u16, u16, u16, &str)], ttl: u32) {
+        let owner = Name::from_str(&fqdn(name)).unwrap();
+        let records = records
+            .iter()
+            .map(|(p, w, port, target)| {
+                let target = Name::from_str(&fqdn(target)).unwrap();
+                Record::from_rdata(owner.clone(), ttl, RData::SRV(SRV::new(*p, *w, *port, target)))
+            })
+            .collect();
+        self.zone().records.insert((fqdn(name), RecordType::SRV), records);
+    }
+
+    /// Remove every record of `name`.
+    pub fn remove(&self, name: &str) {
+        let key = fqdn(name);
+        self.zone().records.retain(|(n, _), _| *n != key);
+    }
+
+    /// Make `name` fail (or, with `None`, answer again).
+    pub fn fault(&self, name: &str, fault: Option<Fault>) {
+        let mut zone = self.zone();
+        match fault {
+            Some(f) => zone.faults.insert(fqdn(name), f),
+            None => zone.faults.remove(&fqdn(name)),
+        };
+    }
+
+    /// Make every name fail (or, with `None`, answer again).
+    pub fn fault_all(&self, fault: Option<Fault>) {
+        self.zone().every_name = fault;
+    }
+
+    pub fn shuffle(&self, on: bool) {
+        self.zone().shuffle = on;
+    }
+
+    pub fn glue(&self, on: bool) {
+        self.zone().no_glue = !on;
+    }
+
+    /// How many queries of `rtype` for `name` arrived.
+    pub fn queries(&self, name: &str, rtype: RecordType) -> usize {
+        self.zone().queries.get(&(fqdn(name), rtype)).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn bind_pair() -> (tokio::net::UdpSocket, tokio::net::TcpListener) {
+    loop {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+            return (udp, tcp);
+        }
+    }
+}
+
+struct Handler {
+    zone: Arc<Mutex<Zone>>,
+}
+
+/// What to send for one query, decided under the lock.
+enum Reply {
+    Records { answers: Vec<Record>, additionals: Vec<Record> },
+    Code(ResponseCode),
+    Nothing,
+}
+
+impl Zone {
+    fn reply(&mut self, name: &str, rtype: RecordType) -> Reply {
+        *self.queries.entry((name.to_string(), rtype)).or_default() += 1;
+        self.served += 1;
+        if let Some(fault) = self.faults.get(name).copied().or(self.every_name) {
+            return match fault {
+                Fault::NxDomain => Reply::Code(ResponseCode::NXDomain),
+                Fault::ServFail => Reply::Code(ResponseCode::ServFail),
+                Fault::Refused => Reply::Code(ResponseCode::Refused),
+                Fault::Silent => Reply::Nothing,
+            };
+        }
+        let Some(records) = self.records.get(&(name.to_string(), rtype)) else {
+            let exists = self.records.keys().any(|(n, _)| n == name);
+            return match exists {
+                true => Reply::Records { answers: vec![], additionals: vec![] },
+                false => Reply::Code(ResponseCode::NXDomain),
+            };
+        };
+        let mut answers = records.clone();
+        let mut additionals = Vec::new();
+        if rtype == RecordType::SRV && !self.no_glue {
+            for r in records {
+                if let RData::SRV(srv) = &r.data {
+                    let target = srv.target.to_ascii().to_ascii_lowercase();
+                    for t in [RecordType::A, RecordType::AAAA] {
+                        if let Some(glue) = self.records.get(&(target.clone(), t)) {
+                            additionals.extend(glue.iter().cloned());
+                        }
+                    }
+                }
+            }
+        }
+        if self.shuffle && !answers.is_empty() {
+            // A different rotation and direction every time: order must not matter.
+            let n = answers.len();
+            answers.rotate_left(self.served % n);
+            if self.served % 2 == 0 {
+                answers.reverse();
+            }
+            additionals.reverse();
+        }
+        Reply::Records { answers, additionals }
+    }
+}
+
+/// A generous upper bound of a record's wire size (no name compression).
+fn wire_size(r: &Record) -> usize {
+    let name = r.name.to_ascii().len() + 2;
+    let rdata = match &r.data {
+        RData::A(_) => 4,
+        RData::AAAA(_) => 16,
+        RData::SRV(srv) => 6 + srv.target.to_ascii().len() + 2,
+        _ => 64,
+    };
+    name + 10 + rdata
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = true;
+        metadata.recursion_available = true;
+        let info = request.request_info().expect("one query");
+        let name = info.query.name().to_string().to_ascii_lowercase();
+        let name = if name.ends_with('.') { name } else { format!("{name}.") };
+        let rtype = info.query.query_type();
+        let reply = self.zone.lock().unwrap().reply(&name, rtype);
+        let mut edns = Edns::new();
+        let limit = match &request.edns {
+            Some(client) => {
+                edns.set_max_payload(client.max_payload().max(512));
+                client.max_payload().max(512) as usize
+            }
+            None => 512,
+        };
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if request.edns.is_some() {
+            builder.edns(&edns);
+        }
+        let result = match reply {
+            Reply::Nothing => {
+                return ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() });
+            }
+            Reply::Code(code) => {
+                metadata.response_code = code;
+                response_handle.send_response(builder.build_no_records(metadata)).await
+            }
+            Reply::Records { answers, additionals } => {
+                let size: usize =
+                    12 + name.len() + 6 + answers.iter().chain(&additionals).map(wire_size).sum::<usize>();
+                if request.protocol() == Protocol::Udp && size > limit {
+                    // Too big for UDP: say so, and the client retries over TCP.
+                    metadata.truncation = true;
+                    response_handle.send_response(builder.build_no_records(metadata)).await
+                } else {
+                    let none: Vec<Record> = Vec::new();
+                    response_handle
+                        .send_response(builder.build(metadata, answers.iter(), none.iter(), none.iter(), additionals.iter()))
+                        .await
+                }
+            }
+        };
+        result.unwrap_or_else(|_| ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() }))
+    }
+}

@@ -1,0 +1,136 @@
+//! Support shared by the end-to-end tests: a real DNS server, the built `mcw` binary, and
+//! waiting on conditions instead of sleeping.
+#![allow(dead_code, unused_imports)]
+
+pub mod dns;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub use dns::{DnsServer, Fault};
+
+/// A scratch directory with a template in it and an empty resolv.conf, so tests never depend
+/// on the machine's DNS settings.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("resolv.conf"), "").unwrap();
+        Workdir { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap()
+    }
+
+    /// `mcw SUBCOMMAND` with the template, this dir's resolv.conf and `dns` as server.
+    pub fn mcw(&self, sub: &str, dns: &DnsServer) -> Command {
+        let mut cmd = mcw();
+        cmd.arg(sub)
+            .arg("--template")
+            .arg(self.path("template.json"))
+            .arg("--resolv-conf")
+            .arg(self.path("resolv.conf"))
+            .arg("--dns-server")
+            .arg(dns.arg());
+        cmd
+    }
+}
+
+/// The built binary with a clean environment for its MCW_* settings.
+pub fn mcw() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcw"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MCW_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("MCW_LOG", "info");
+    cmd
+}
+
+/// Run and capture; print what happened so a failing assertion shows it.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run mcw");
+    eprintln!(
+        "exit: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// Poll `cond` until it holds or `limit` passes; panics with `what` on timeout.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// A free loopback port for a server started by a test (UDP and TCP both free when checked).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start dnsmasq in the foreground on 127.0.0.1:`port` serving only `args` records.
+pub fn dnsmasq(port: u16, args: &[String]) -> Daemon {
+    let child = Command::new("dnsmasq")
+        .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll"])
+        .args(["--conf-file=/dev/null", "--bind-interfaces", "--listen-address=127.0.0.1"])
+        .args(["--user=root", "--pid-file=", "--log-facility=-"])
+        .arg(format!("--port={port}"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsmasq is installed by .ci/run (apt-get install dnsmasq-base)");
+    wait_for("dnsmasq to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Daemon(child)
+}

@@ -1,0 +1,260 @@
+//! `mcw render` end to end: the built binary against a real DNS server on loopback.
+
+mod common;
+
+use common::*;
+
+/// Records the golden fixtures are rendered against.
+fn standard_zone(dns: &DnsServer) {
+    dns.set_addrs("memcache.domain", &["10.0.0.3", "10.0.0.1", "10.0.0.2"], 30);
+    dns.set_addrs("memcache.test", &["10.0.0.3", "10.0.0.10", "10.0.0.2"], 30);
+    dns.set_addrs("v6.test", &["2001:db8::2", "10.1.0.1", "2001:db8::1"], 30);
+    let pods: Vec<String> = (0..12).map(|i| format!("mc-{i}.mc.test")).collect();
+    let srv: Vec<(u16, u16, u16, &str)> = pods.iter().map(|p| (10, 5, 11211, p.as_str())).collect();
+    dns.set_srv("_memcache._tcp.mc.test", &srv, 30);
+    for (i, pod) in pods.iter().enumerate() {
+        dns.set_addrs(pod, &[&format!("10.2.0.{i}")], 30);
+    }
+    dns.set_srv(
+        "_multi._tcp.test",
+        &[(20, 1, 11212, "b.test"), (10, 1, 11211, "c.test"), (10, 1, 11211, "a.test")],
+        30,
+    );
+    dns.set_addrs("a.test", &["10.3.0.1"], 30);
+    dns.set_addrs("b.test", &["10.3.0.2"], 30);
+    dns.set_addrs("c.test", &["10.3.0.3"], 30);
+}
+
+fn render_fixture(name: &str, dns: &DnsServer) -> String {
+    let work = Workdir::new();
+    std::fs::copy(fixture(name), work.path("template.json")).unwrap();
+    let out = run(work.mcw("render", dns).arg("--output").arg(work.path("out.json")));
+    assert_eq!(out.status.code(), Some(0));
+    work.read("out.json")
+}
+
+fn golden(template: &str, expected: &str) {
+    let dns = DnsServer::start();
+    standard_zone(&dns);
+    let got = render_fixture(template, &dns);
+    let want = std::fs::read_to_string(fixture(expected)).unwrap();
+    assert_eq!(got, want, "render of {template} differs from {expected}");
+}
+
+#[test]
+fn the_seed_example_renders_as_documented() {
+    golden("seed.template.json", "seed.expected.json");
+}
+
+#[test]
+fn every_token_form_mixed_with_static_entries() {
+    golden("mixed.template.jsonc", "mixed.expected.json");
+}
+
+#[test]
+fn rendezvous_pools_get_identity_tags() {
+    golden("rendezvous.template.jsonc", "rendezvous.expected.json");
+}
+
+#[test]
+fn shuffled_answers_render_byte_identical_output() {
+    let dns = DnsServer::start();
+    standard_zone(&dns);
+    let reference = render_fixture("mixed.template.jsonc", &dns);
+    dns.shuffle(true);
+    for _ in 0..4 {
+        assert_eq!(render_fixture("mixed.template.jsonc", &dns), reference);
+    }
+    // Without additional records, SRV targets are looked up one by one: same output.
+    dns.glue(false);
+    assert_eq!(render_fixture("mixed.template.jsonc", &dns), reference);
+    assert!(dns.queries("mc-11.mc.test", hickory_server::proto::rr::RecordType::A) > 0);
+}
+
+/// Regenerate golden files: `MCW_GOLDEN_WRITE=1 cargo test --test render write_golden -- --ignored`.
+#[test]
+#[ignore = "writes fixtures; run by hand after reviewing a change"]
+fn write_golden() {
+    let dns = DnsServer::start();
+    standard_zone(&dns);
+    for (t, e) in [
+        ("mixed.template.jsonc", "mixed.expected.json"),
+        ("rendezvous.template.jsonc", "rendezvous.expected.json"),
+    ] {
+        std::fs::write(fixture(e), render_fixture(t, &dns)).unwrap();
+    }
+}
+
+const ONE_POOL: &str = r#"{"pools": {"a": {"servers": ["dns://memcache.test", "dns://missing.test"]}}, "route": "PoolRoute|a"}"#;
+
+#[test]
+fn nxdomain_fails_naming_the_token_and_leaves_the_output_alone() {
+    let dns = DnsServer::start();
+    standard_zone(&dns);
+    let work = Workdir::new();
+    work.write("template.json", ONE_POOL);
+    work.write("out.json", "previous\n");
+    let out = run(work.mcw("render", &dns).arg("--output").arg(work.path("out.json")));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("1 token could not be resolved; nothing was written"), "{err}");
+    assert!(err.contains("/pools/a/servers/1 dns://missing.test: NXDOMAIN (tried missing.test.)"), "{err}");
+    assert_eq!(work.read("out.json"), "previous\n");
+}
+
+#[test]
+fn allow_empty_lets_an_nxdomain_token_expand_to_nothing() {
+    let dns = DnsServer::start();
+    standard_zone(&dns);
+    let work = Workdir::new();
+    work.write("template.json", ONE_POOL);
+    let out = run(work.mcw("render", &dns).arg("--allow-empty"));
+    assert_eq!(out.status.code(), Some(0));
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        config["pools"]["a"]["servers"],
+        serde_json::json!(["10.0.0.2:11211", "10.0.0.3:11211", "10.0.0.10:11211"])
+    );
+}
+
+#[test]
+fn server_failures_are_reported_per_token() {
+    for (fault, want) in [(Fault::ServFail, "SERVFAIL"), (Fault::Refused, "REFUSED")] {
+        let dns = DnsServer::start();
+        standard_zone(&dns);
+        dns.fault("missing.test", Some(fault));
+        let work = Workdir::new();
+        work.write("template.json", ONE_POOL);
+        let out = run(work.mcw("render", &dns).args(["--dns-timeout", "300ms"]));
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(err.contains("/pools/a/servers/1 dns://missing.test:"), "{err}");
+        assert!(err.contains(want), "{want} missing from {err}");
+        assert!(out.stdout.is_empty(), "nothing may reach stdout on failure");
+    }
+}
+
+#[test]
+fn a_dead_dns_server_times_out_with_a_clear_message() {
+    // A socket that receives queries and never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let work = Workdir::new();
+    work.write("template.json", ONE_POOL);
+    let out = run(common::mcw()
+        .arg("render")
+        .arg("--template")
+        .arg(work.path("template.json"))
+        .arg("--resolv-conf")
+        .arg(work.path("resolv.conf"))
+        .arg("--dns-server")
+        .arg(silent.local_addr().unwrap().to_string())
+        .args(["--dns-timeout", "200ms", "--dns-retries", "0"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("2 tokens could not be resolved"), "{err}");
+    assert!(err.contains("dns://missing.test: A missing.test.: timed out"), "{err}");
+}
+
+#[test]
+fn bad_templates_are_refused_with_file_place_and_reason() {
+    let dns = DnsServer::start();
+    standard_zone(&dns);
+    let cases = [
+        ("{\n  \"pools\": {\n    \"a\": {\"servers\": [\"dns://memcache.test\",, ]}\n  }\n}", "template.json:3:"),
+        ("{\"pools\": {\"a\": {\"servers\": [\"dnsx://memcache.test\"]}}}", "/pools/a/servers/0: \"dnsx://memcache.test\": unknown token scheme \"dnsx\""),
+        ("{\"pools\": {\"a\": {\"servers\": [\"dns://memcache.test?weight=2\"]}}}", "unknown query key \"weight\""),
+        ("{\"pools\": {\"a\": {\"servers\": [\"dns+99999://memcache.test\"]}}}", "bad port \"99999\""),
+        ("{\"pools\": {\"a\": {\"servers\": [\"ok:1\", \"dns://cluster%id%.test\"]}}}", "/pools/a/servers/1: \"dns://cluster%id%.test\": \"cluster%id%.test\" is not a valid DNS name"),
+        ("{\"pools\": {\"a\": {\"servers\": [\"dns://m.test?security=ssl\"]}}}", "security needs protocol"),
+        ("[\"dns://memcache.test\"]", "top level must be a JSON object"),
+        ("{\"a\": 1 /* unterminated", "unterminated /* comment"),
+    ];
+    for (text, want) in cases {
+        let work = Workdir::new();
+        work.write("template.json", text);
+        let out = run(work.mcw("render", &dns).arg("--output").arg(work.path("out.json")));
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let err = stderr(&out);
+        assert!(err.contains("template.json"), "no file name in {err}");
+        assert!(err.contains(want), "{want:?} missing from {err}");
+        assert!(!work.path("out.json").exists(), "output written for {text}");
+    }
+}
+
+#[test]
+fn a_missing_template_names_the_path() {
+    let dns = DnsServer::start();
+    let work = Workdir::new();
+    let out = run(&mut work.mcw("render", &dns));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("template.json: cannot read it"), "{}", stderr(&out));
+}
+
+#[test]
+fn short_names_use_the_resolv_conf_search_list() {
+    let dns = DnsServer::start();
+    dns.set_addrs("memcache.ns.svc.cluster.local", &["10.5.0.1"], 30);
+    dns.set_srv("_mc._tcp.memcache.ns.svc.cluster.local", &[(0, 0, 11211, "mc-0.memcache.ns.svc.cluster.local")], 30);
+    dns.set_addrs("mc-0.memcache.ns.svc.cluster.local", &["10.5.0.2"], 30);
+    let work = Workdir::new();
+    work.write("resolv.conf", "search ns.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n");
+    work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache", "dnssrv://_mc._tcp.memcache"]}}}"#);
+    let out = run(&mut work.mcw("render", &dns));
+    assert_eq!(out.status.code(), Some(0));
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["pools"]["a"]["servers"], serde_json::json!(["10.5.0.1:11211", "10.5.0.2:11211"]));
+}
+
+#[test]
+fn compatible_source_and_output_urls_set_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dns = DnsServer::start();
+    standard_zone(&dns);
+    let work = Workdir::new();
+    let template = work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}}"#);
+    let out_path = work.path("out.json");
+    let out = run(common::mcw()
+        .arg("render")
+        .arg(format!("--source=file://{}", template.display()))
+        .arg(format!("--output=file://{}?mode=0640&uid=0&gid=0", out_path.display()))
+        .arg("--resolv-conf")
+        .arg(work.path("resolv.conf"))
+        .arg("--dns-server")
+        .arg(dns.arg()));
+    assert_eq!(out.status.code(), Some(0));
+    let meta = std::fs::metadata(&out_path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    assert!(work.read("out.json").contains("10.0.0.10:11211"));
+}
+
+#[test]
+fn every_option_has_an_environment_twin() {
+    let dns = DnsServer::start();
+    standard_zone(&dns);
+    let work = Workdir::new();
+    let template = work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://missing.test"]}}}"#);
+    let out = run(common::mcw()
+        .arg("render")
+        .env("MCW_TEMPLATE", &template)
+        .env("MCW_OUTPUT", work.path("out.json"))
+        .env("MCW_RESOLV_CONF", work.path("resolv.conf"))
+        .env("MCW_DNS_SERVER", dns.arg())
+        .env("MCW_ALLOW_EMPTY", "true"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(work.read("out.json").contains("\"servers\": []"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["render", "--dns-timeout", "soon"],
+        vec!["render", "--dns-server", "dns.example"],
+        vec!["render", "--output", "file://relative/x"],
+        vec!["render", "--source", "/no/scheme.json"],
+        vec!["render", "--template", "/a", "--source", "file:///b"],
+        vec!["frobnicate"],
+    ] {
+        let out = run(common::mcw().args(&args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
