@@ -266,15 +266,19 @@ impl Dns {
         }
 
         // Addresses per target: the additional section first, a lookup for what it lacks.
+        let mut glue: HashMap<&Name, Vec<&Record>> = HashMap::new();
+        for a in &additionals {
+            glue.entry(&a.name).or_default().push(a);
+        }
         let mut addrs: HashMap<Name, (Vec<IpAddr>, u32)> = HashMap::new();
         let mut lookups = JoinSet::new();
         for srv in &srvs {
             if addrs.contains_key(&srv.target) {
                 continue;
             }
+            let offered = glue.get(&srv.target).map(Vec::as_slice).unwrap_or_default();
             let mut found = Vec::new();
             let mut found_ttl = u32::MAX;
-            let mut missing = Vec::new();
             for (wanted, rtype) in [
                 (family.wants_v4(), RecordType::A),
                 (family.wants_v6(), RecordType::AAAA),
@@ -282,29 +286,24 @@ impl Dns {
                 if !wanted {
                     continue;
                 }
-                let glue: Vec<&Record> = additionals
-                    .iter()
-                    .filter(|a| a.record_type() == rtype && a.name == srv.target)
-                    .collect();
-                if glue.is_empty() {
-                    missing.push(rtype);
-                }
-                for a in glue {
+                let mut any = false;
+                for a in offered.iter().filter(|a| a.record_type() == rtype) {
                     if let Some(ip) = ip_of(a) {
+                        any = true;
                         found.push(ip);
                         found_ttl = found_ttl.min(a.ttl);
                     }
                 }
+                if !any {
+                    let dns = self.clone();
+                    let target = srv.target.clone();
+                    lookups.spawn(async move {
+                        let result = dns.typed(&target.to_ascii(), rtype).await;
+                        (target, result)
+                    });
+                }
             }
             addrs.insert(srv.target.clone(), (found, found_ttl));
-            for rtype in missing {
-                let dns = self.clone();
-                let target = srv.target.clone();
-                lookups.spawn(async move {
-                    let result = dns.typed(&target.to_ascii(), rtype).await;
-                    (target, result)
-                });
-            }
         }
         while let Some(joined) = lookups.join_next().await {
             let (target, result) =

@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
+};
 use hickory_server::proto::rr::rdata::{A, AAAA, SRV};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -230,16 +232,15 @@ impl Zone {
     }
 }
 
-/// A generous upper bound of a record's wire size (no name compression).
-fn wire_size(r: &Record) -> usize {
-    let name = r.name.to_ascii().len() + 2;
-    let rdata = match &r.data {
-        RData::A(_) => 4,
-        RData::AAAA(_) => 16,
-        RData::SRV(srv) => 6 + srv.target.to_ascii().len() + 2,
-        _ => 64,
-    };
-    name + 10 + rdata
+/// The encoded size of a response holding these records, name compression included, as the
+/// wire would carry it.
+fn wire_size(name: &str, rtype: RecordType, answers: &[Record], additionals: &[Record], edns: &Edns) -> usize {
+    let mut message = Message::new(0, MessageType::Response, OpCode::Query);
+    message.add_query(Query::query(Name::from_str(name).unwrap(), rtype));
+    message.add_answers(answers.iter().cloned());
+    message.add_additionals(additionals.iter().cloned());
+    message.set_edns(edns.clone());
+    message.to_vec().map_or(usize::MAX, |bytes| bytes.len())
 }
 
 #[async_trait::async_trait]
@@ -278,8 +279,7 @@ impl RequestHandler for Handler {
                 response_handle.send_response(builder.build_no_records(metadata)).await
             }
             Reply::Records { answers, additionals } => {
-                let size: usize =
-                    12 + name.len() + 6 + answers.iter().chain(&additionals).map(wire_size).sum::<usize>();
+                let size = wire_size(&name, rtype, &answers, &additionals, &edns);
                 if request.protocol() == Protocol::Udp && size > limit {
                     // Too big for UDP: say so, and the client retries over TCP.
                     metadata.truncation = true;

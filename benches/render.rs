@@ -1,0 +1,126 @@
+//! Benchmark: `mcw render` of 200 pools, each one `dnssrv://` token with 20 targets (4,000
+//! servers), against two DNS servers on loopback: dnsmasq (a real server, started here) and
+//! the tests' in-process hickory-server. Prints wall time and peak RSS of the mcw process; run
+//! with `cargo bench --bench render`. Targets: < 150 ms, < 20 MiB.
+
+#[path = "../tests/common/dns.rs"]
+mod dns;
+
+use std::time::{Duration, Instant};
+
+const POOLS: usize = 200;
+const TARGETS: usize = 20;
+const RUNS: usize = 15;
+
+fn main() {
+    let server = dns::DnsServer::start();
+    let mut dnsmasq_conf = String::new();
+    let mut template = String::from("{\"pools\": {\n");
+    for p in 0..POOLS {
+        let name = format!("_memcache._tcp.pool{p}.bench");
+        let targets: Vec<String> = (0..TARGETS).map(|t| format!("mc-{t}.pool{p}.bench")).collect();
+        let srv: Vec<(u16, u16, u16, &str)> =
+            targets.iter().map(|t| (10, 1, 11211, t.as_str())).collect();
+        server.set_srv(&name, &srv, 30);
+        for (t, target) in targets.iter().enumerate() {
+            let ip = format!("10.{}.{}.{}", p / 250, p % 250, t + 1);
+            server.set_addrs(target, &[&ip], 30);
+            dnsmasq_conf.push_str(&format!("host-record={target},{ip}\nsrv-host={name},{target},11211,10,1\n"));
+        }
+        let comma = if p + 1 < POOLS { "," } else { "" };
+        template.push_str(&format!("  \"pool{p}\": {{\"servers\": [\"dnssrv://{name}\"]}}{comma}\n"));
+    }
+    template.push_str("}, \"route\": \"PoolRoute|pool0\"}\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("template.json");
+    std::fs::write(&path, template).unwrap();
+    std::fs::write(dir.path().join("resolv.conf"), "").unwrap();
+    std::fs::write(dir.path().join("dnsmasq.conf"), dnsmasq_conf).unwrap();
+
+    let port = free_port();
+    let mut dnsmasq = std::process::Command::new("dnsmasq")
+        .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"])
+        .args(["--listen-address=127.0.0.1", "--user=root", "--pid-file=", "--cache-size=0"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--conf-file={}", dir.path().join("dnsmasq.conf").display()))
+        .spawn()
+        .expect("dnsmasq (apt-get install dnsmasq-base)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "dnsmasq did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    measure("dnsmasq", &format!("127.0.0.1:{port}"), dir.path());
+    let _ = dnsmasq.kill();
+    let _ = dnsmasq.wait();
+    measure("hickory-server (in-process)", &server.arg(), dir.path());
+}
+
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn measure(label: &str, server: &str, dir: &std::path::Path) {
+    let path = dir.join("template.json");
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    let mut peak_kib = 0;
+    for run in 0..=RUNS {
+        let out_path = dir.join(format!("out{run}.json"));
+        let start = Instant::now();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcw"))
+            .arg("render")
+            .arg("--template")
+            .arg(&path)
+            .arg("--output")
+            .arg(&out_path)
+            .arg("--resolv-conf")
+            .arg(dir.join("resolv.conf"))
+            .arg("--dns-server")
+            .arg(server)
+            .env("MCW_LOG", "warn")
+            .spawn()
+            .unwrap();
+        let (status, rss_kib, cpu) = wait_with_rusage(&mut child);
+        let wall = start.elapsed();
+        assert!(status == 0, "mcw render failed with status {status}");
+        let written = std::fs::read_to_string(&out_path).unwrap();
+        assert_eq!(written.matches(":11211\"").count(), POOLS * TARGETS);
+        if run > 0 {
+            // The first run warms the page cache and the DNS server; it is not counted.
+            walls.push(wall);
+            cpus.push(cpu);
+            peak_kib = peak_kib.max(rss_kib);
+        }
+    }
+    walls.sort();
+    cpus.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{label}: render {POOLS} pools x {TARGETS} SRV targets = {} servers, {RUNS} runs: wall p50 {:.1} ms, max {:.1} ms; CPU p50 {:.1} ms; peak RSS {:.1} MiB",
+        POOLS * TARGETS,
+        ms(walls[walls.len() / 2]),
+        ms(walls[walls.len() - 1]),
+        ms(cpus[cpus.len() / 2]),
+        peak_kib as f64 / 1024.0
+    );
+}
+
+/// Wait for the child and return its exit status and peak RSS in KiB (from wait4's rusage).
+fn wait_with_rusage(child: &mut std::process::Child) -> (i32, i64, Duration) {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4");
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss, cpu)
+}
