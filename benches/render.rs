@@ -4,6 +4,7 @@
 //! with `cargo bench --bench render`. Targets: < 150 ms, < 20 MiB.
 
 #[path = "../tests/common/dns.rs"]
+#[allow(dead_code)]
 mod dns;
 
 use std::time::{Duration, Instant};
@@ -18,17 +19,23 @@ fn main() {
     let mut template = String::from("{\"pools\": {\n");
     for p in 0..POOLS {
         let name = format!("_memcache._tcp.pool{p}.bench");
-        let targets: Vec<String> = (0..TARGETS).map(|t| format!("mc-{t}.pool{p}.bench")).collect();
+        let targets: Vec<String> = (0..TARGETS)
+            .map(|t| format!("mc-{t}.pool{p}.bench"))
+            .collect();
         let srv: Vec<(u16, u16, u16, &str)> =
             targets.iter().map(|t| (10, 1, 11211, t.as_str())).collect();
         server.set_srv(&name, &srv, 30);
         for (t, target) in targets.iter().enumerate() {
             let ip = format!("10.{}.{}.{}", p / 250, p % 250, t + 1);
             server.set_addrs(target, &[&ip], 30);
-            dnsmasq_conf.push_str(&format!("host-record={target},{ip}\nsrv-host={name},{target},11211,10,1\n"));
+            dnsmasq_conf.push_str(&format!(
+                "host-record={target},{ip}\nsrv-host={name},{target},11211,10,1\n"
+            ));
         }
         let comma = if p + 1 < POOLS { "," } else { "" };
-        template.push_str(&format!("  \"pool{p}\": {{\"servers\": [\"dnssrv://{name}\"]}}{comma}\n"));
+        template.push_str(&format!(
+            "  \"pool{p}\": {{\"servers\": [\"dnssrv://{name}\"]}}{comma}\n"
+        ));
     }
     template.push_str("}, \"route\": \"PoolRoute|pool0\"}\n");
     let dir = tempfile::tempdir().unwrap();
@@ -39,10 +46,23 @@ fn main() {
 
     let port = free_port();
     let mut dnsmasq = std::process::Command::new("dnsmasq")
-        .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"])
-        .args(["--listen-address=127.0.0.1", "--user=root", "--pid-file=", "--cache-size=0"])
+        .args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+        ])
+        .args([
+            "--listen-address=127.0.0.1",
+            "--user=root",
+            "--pid-file=",
+            "--cache-size=0",
+        ])
         .arg(format!("--port={port}"))
-        .arg(format!("--conf-file={}", dir.path().join("dnsmasq.conf").display()))
+        .arg(format!(
+            "--conf-file={}",
+            dir.path().join("dnsmasq.conf").display()
+        ))
         .spawn()
         .expect("dnsmasq (apt-get install dnsmasq-base)");
     let deadline = Instant::now() + Duration::from_secs(10);

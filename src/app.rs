@@ -213,8 +213,12 @@ pub async fn check(args: &CheckArgs) -> Result<(), AppError> {
 fn structure_problems(config: &serde_json::Value) -> Vec<String> {
     let has = |k| config.get(k).is_some();
     match (has("route"), has("routes")) {
-        (true, true) => vec!["the config has both \"route\" and \"routes\"; mcrouter needs exactly one".into()],
-        (false, false) => vec!["the config has neither \"route\" nor \"routes\"; mcrouter needs exactly one".into()],
+        (true, true) => {
+            vec!["the config has both \"route\" and \"routes\"; mcrouter needs exactly one".into()]
+        }
+        (false, false) => vec![
+            "the config has neither \"route\" nor \"routes\"; mcrouter needs exactly one".into(),
+        ],
         _ => Vec::new(),
     }
 }

@@ -100,12 +100,7 @@ pub struct DnsArgs {
     #[arg(long, env = "MCW_DNS_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub dns_timeout: Duration,
     /// Retries after a failed DNS query.
-    #[arg(
-        long,
-        env = "MCW_DNS_RETRIES",
-        value_name = "N",
-        default_value_t = 1
-    )]
+    #[arg(long, env = "MCW_DNS_RETRIES", value_name = "N", default_value_t = 1)]
     pub dns_retries: usize,
     /// Let a token whose name is NXDOMAIN or has no records expand to no servers (by default
     /// that is a failure, and the last good answer is kept).
@@ -177,7 +172,11 @@ mod tests {
             ("1m", 60_000),
         ];
         for (text, ms) in ok {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
         }
         for bad in ["", "s", "5x", "-1s", "1.2.3s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
@@ -190,7 +189,10 @@ mod tests {
             parse_dns_server("127.0.0.1:5353"),
             Ok("127.0.0.1:5353".parse().unwrap())
         );
-        assert_eq!(parse_dns_server("10.0.0.1"), Ok("10.0.0.1:53".parse().unwrap()));
+        assert_eq!(
+            parse_dns_server("10.0.0.1"),
+            Ok("10.0.0.1:53".parse().unwrap())
+        );
         assert_eq!(parse_dns_server("::1"), Ok("[::1]:53".parse().unwrap()));
         assert!(parse_dns_server("dns.example").is_err());
     }

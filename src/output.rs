@@ -263,9 +263,15 @@ mod tests {
         let spec: OutputSpec = dir.path().join("c.json").to_str().unwrap().parse().unwrap();
         spec.replace(b"good\n").unwrap();
         let result = spec.write_if_changed(&vec![b'x'; 64 * 1024]);
-        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         let after = fs::read(&spec.path).unwrap();
-        std::process::Command::new("umount").arg(dir.path()).status().unwrap();
+        std::process::Command::new("umount")
+            .arg(dir.path())
+            .status()
+            .unwrap();
         let err = result.expect_err("64 KiB cannot fit in 12 KiB");
         assert!(err.to_string().contains("c.json"), "{err}");
         assert_eq!(after, b"good\n");

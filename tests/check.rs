@@ -25,7 +25,14 @@ fn zone() -> DnsServer {
     let dns = DnsServer::start();
     dns.set_addrs("c0.test", &["10.0.0.2", "10.0.0.1"], 30);
     dns.set_addrs("c1.test", &["10.0.1.1"], 45);
-    dns.set_srv("_memcache._tcp.shared.test", &[(0, 0, 11311, "s-1.shared.test"), (0, 0, 11311, "s-0.shared.test")], 20);
+    dns.set_srv(
+        "_memcache._tcp.shared.test",
+        &[
+            (0, 0, 11311, "s-1.shared.test"),
+            (0, 0, 11311, "s-0.shared.test"),
+        ],
+        20,
+    );
     dns.set_addrs("s-0.shared.test", &["10.0.2.1"], 60);
     dns.set_addrs("s-1.shared.test", &["10.0.2.2"], 60);
     dns
@@ -51,7 +58,10 @@ fn check_prints_each_token_with_servers_and_ttl_and_writes_nothing() {
     let report = stdout(&out);
     assert!(report.contains("/pools/local_pool_in_first_cluster/servers/0  dns://c0.test  ttl 30s  2 server(s)\n    10.0.0.1:11211\n    10.0.0.2:11211\n"), "{report}");
     assert!(report.contains("dnssrv://_memcache._tcp.shared.test  ttl 20s  2 server(s)\n    10.0.2.1:11311  (s-0.shared.test:11311)\n    10.0.2.2:11311  (s-1.shared.test:11311)\n"), "{report}");
-    assert!(report.contains("3 token(s), 3 lookup(s), 0 problem(s)"), "{report}");
+    assert!(
+        report.contains("3 token(s), 3 lookup(s), 0 problem(s)"),
+        "{report}"
+    );
     assert_eq!(files(&work), before, "check must write nothing");
 }
 
@@ -63,7 +73,11 @@ fn check_fails_on_an_unresolvable_token() {
     work.write("template.json", SEED_ROUTES);
     let out = run(&mut work.mcw("check", &dns));
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("dns://c1.test  FAILED: NXDOMAIN"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("dns://c1.test  FAILED: NXDOMAIN"),
+        "{}",
+        stdout(&out)
+    );
     assert!(stderr(&out).contains("check found 1 problem(s)"));
 }
 
@@ -76,13 +90,21 @@ fn routing_prefix_cases_from_the_seed_page() {
         ("/datacenter/cluster0/", 0, ""),
         ("datacenter/cluster0", 0, ""),
         ("/datacenter/cluster1/", 0, ""),
-        ("/datacenter/cluster2/", 1, "matches no alias in the config's routes (aliases: /datacenter/cluster0/, /datacenter/cluster1/)"),
+        (
+            "/datacenter/cluster2/",
+            1,
+            "matches no alias in the config's routes (aliases: /datacenter/cluster0/, /datacenter/cluster1/)",
+        ),
         ("/a/", 1, "is not /region/cluster/"),
     ];
     for (prefix, code, want) in cases {
         let out = run(work.mcw("check", &dns).args(["--route-prefix", prefix]));
         assert_eq!(out.status.code(), Some(code), "{prefix}");
-        assert!(stdout(&out).contains(want), "{prefix}: {want:?} not in {}", stdout(&out));
+        assert!(
+            stdout(&out).contains(want),
+            "{prefix}: {want:?} not in {}",
+            stdout(&out)
+        );
     }
 }
 
@@ -90,8 +112,15 @@ fn routing_prefix_cases_from_the_seed_page() {
 fn check_reports_a_config_without_a_route() {
     let dns = zone();
     let work = Workdir::new();
-    work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://c0.test"]}}}"#);
+    work.write(
+        "template.json",
+        r#"{"pools": {"a": {"servers": ["dns://c0.test"]}}}"#,
+    );
     let out = run(&mut work.mcw("check", &dns));
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("neither \"route\" nor \"routes\""), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("neither \"route\" nor \"routes\""),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -11,7 +11,9 @@ fn renders_a_and_srv_tokens_served_by_dnsmasq() {
     // Pods registered out of order, with a ten-plus pool so natural order matters.
     for i in [10, 2, 0, 11, 1] {
         records.push(format!("--host-record=mc-{i}.mc.test,10.7.0.{i}"));
-        records.push(format!("--srv-host=_memcache._tcp.mc.test,mc-{i}.mc.test,11211,10,5"));
+        records.push(format!(
+            "--srv-host=_memcache._tcp.mc.test,mc-{i}.mc.test,11211,10,5"
+        ));
     }
     records.push("--host-record=flat.test,10.8.0.2".into());
     records.push("--host-record=flat.test,10.8.0.1".into());

@@ -17,7 +17,11 @@ fn standard_zone(dns: &DnsServer) {
     }
     dns.set_srv(
         "_multi._tcp.test",
-        &[(20, 1, 11212, "b.test"), (10, 1, 11211, "c.test"), (10, 1, 11211, "a.test")],
+        &[
+            (20, 1, 11212, "b.test"),
+            (10, 1, 11211, "c.test"),
+            (10, 1, 11211, "a.test"),
+        ],
         30,
     );
     dns.set_addrs("a.test", &["10.3.0.1"], 30);
@@ -28,7 +32,10 @@ fn standard_zone(dns: &DnsServer) {
 fn render_fixture(name: &str, dns: &DnsServer) -> String {
     let work = Workdir::new();
     std::fs::copy(fixture(name), work.path("template.json")).unwrap();
-    let out = run(work.mcw("render", dns).arg("--output").arg(work.path("out.json")));
+    let out = run(work
+        .mcw("render", dns)
+        .arg("--output")
+        .arg(work.path("out.json")));
     assert_eq!(out.status.code(), Some(0));
     work.read("out.json")
 }
@@ -94,11 +101,20 @@ fn nxdomain_fails_naming_the_token_and_leaves_the_output_alone() {
     let work = Workdir::new();
     work.write("template.json", ONE_POOL);
     work.write("out.json", "previous\n");
-    let out = run(work.mcw("render", &dns).arg("--output").arg(work.path("out.json")));
+    let out = run(work
+        .mcw("render", &dns)
+        .arg("--output")
+        .arg(work.path("out.json")));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("1 token could not be resolved; nothing was written"), "{err}");
-    assert!(err.contains("/pools/a/servers/1 dns://missing.test: NXDOMAIN (tried missing.test.)"), "{err}");
+    assert!(
+        err.contains("1 token could not be resolved; nothing was written"),
+        "{err}"
+    );
+    assert!(
+        err.contains("/pools/a/servers/1 dns://missing.test: NXDOMAIN (tried missing.test.)"),
+        "{err}"
+    );
     assert_eq!(work.read("out.json"), "previous\n");
 }
 
@@ -128,7 +144,10 @@ fn server_failures_are_reported_per_token() {
         let out = run(work.mcw("render", &dns).args(["--dns-timeout", "300ms"]));
         assert_eq!(out.status.code(), Some(1));
         let err = stderr(&out);
-        assert!(err.contains("/pools/a/servers/1 dns://missing.test:"), "{err}");
+        assert!(
+            err.contains("/pools/a/servers/1 dns://missing.test:"),
+            "{err}"
+        );
         assert!(err.contains(want), "{want} missing from {err}");
         assert!(out.stdout.is_empty(), "nothing may reach stdout on failure");
     }
@@ -152,7 +171,10 @@ fn a_dead_dns_server_times_out_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("2 tokens could not be resolved"), "{err}");
-    assert!(err.contains("dns://missing.test: A missing.test.: timed out"), "{err}");
+    assert!(
+        err.contains("dns://missing.test: A missing.test.: timed out"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -160,19 +182,43 @@ fn bad_templates_are_refused_with_file_place_and_reason() {
     let dns = DnsServer::start();
     standard_zone(&dns);
     let cases = [
-        ("{\n  \"pools\": {\n    \"a\": {\"servers\": [\"dns://memcache.test\",, ]}\n  }\n}", "template.json:3:"),
-        ("{\"pools\": {\"a\": {\"servers\": [\"dnsx://memcache.test\"]}}}", "/pools/a/servers/0: \"dnsx://memcache.test\": unknown token scheme \"dnsx\""),
-        ("{\"pools\": {\"a\": {\"servers\": [\"dns://memcache.test?weight=2\"]}}}", "unknown query key \"weight\""),
-        ("{\"pools\": {\"a\": {\"servers\": [\"dns+99999://memcache.test\"]}}}", "bad port \"99999\""),
-        ("{\"pools\": {\"a\": {\"servers\": [\"ok:1\", \"dns://cluster%id%.test\"]}}}", "/pools/a/servers/1: \"dns://cluster%id%.test\": \"cluster%id%.test\" is not a valid DNS name"),
-        ("{\"pools\": {\"a\": {\"servers\": [\"dns://m.test?security=ssl\"]}}}", "security needs protocol"),
-        ("[\"dns://memcache.test\"]", "top level must be a JSON object"),
+        (
+            "{\n  \"pools\": {\n    \"a\": {\"servers\": [\"dns://memcache.test\",, ]}\n  }\n}",
+            "template.json:3:",
+        ),
+        (
+            "{\"pools\": {\"a\": {\"servers\": [\"dnsx://memcache.test\"]}}}",
+            "/pools/a/servers/0: \"dnsx://memcache.test\": unknown token scheme \"dnsx\"",
+        ),
+        (
+            "{\"pools\": {\"a\": {\"servers\": [\"dns://memcache.test?weight=2\"]}}}",
+            "unknown query key \"weight\"",
+        ),
+        (
+            "{\"pools\": {\"a\": {\"servers\": [\"dns+99999://memcache.test\"]}}}",
+            "bad port \"99999\"",
+        ),
+        (
+            "{\"pools\": {\"a\": {\"servers\": [\"ok:1\", \"dns://cluster%id%.test\"]}}}",
+            "/pools/a/servers/1: \"dns://cluster%id%.test\": \"cluster%id%.test\" is not a valid DNS name",
+        ),
+        (
+            "{\"pools\": {\"a\": {\"servers\": [\"dns://m.test?security=ssl\"]}}}",
+            "security needs protocol",
+        ),
+        (
+            "[\"dns://memcache.test\"]",
+            "top level must be a JSON object",
+        ),
         ("{\"a\": 1 /* unterminated", "unterminated /* comment"),
     ];
     for (text, want) in cases {
         let work = Workdir::new();
         work.write("template.json", text);
-        let out = run(work.mcw("render", &dns).arg("--output").arg(work.path("out.json")));
+        let out = run(work
+            .mcw("render", &dns)
+            .arg("--output")
+            .arg(work.path("out.json")));
         assert_eq!(out.status.code(), Some(1), "{text}");
         let err = stderr(&out);
         assert!(err.contains("template.json"), "no file name in {err}");
@@ -187,22 +233,39 @@ fn a_missing_template_names_the_path() {
     let work = Workdir::new();
     let out = run(&mut work.mcw("render", &dns));
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("template.json: cannot read it"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("template.json: cannot read it"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn short_names_use_the_resolv_conf_search_list() {
     let dns = DnsServer::start();
     dns.set_addrs("memcache.ns.svc.cluster.local", &["10.5.0.1"], 30);
-    dns.set_srv("_mc._tcp.memcache.ns.svc.cluster.local", &[(0, 0, 11211, "mc-0.memcache.ns.svc.cluster.local")], 30);
+    dns.set_srv(
+        "_mc._tcp.memcache.ns.svc.cluster.local",
+        &[(0, 0, 11211, "mc-0.memcache.ns.svc.cluster.local")],
+        30,
+    );
     dns.set_addrs("mc-0.memcache.ns.svc.cluster.local", &["10.5.0.2"], 30);
     let work = Workdir::new();
-    work.write("resolv.conf", "search ns.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n");
-    work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache", "dnssrv://_mc._tcp.memcache"]}}}"#);
+    work.write(
+        "resolv.conf",
+        "search ns.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
+    );
+    work.write(
+        "template.json",
+        r#"{"pools": {"a": {"servers": ["dns://memcache", "dnssrv://_mc._tcp.memcache"]}}}"#,
+    );
     let out = run(&mut work.mcw("render", &dns));
     assert_eq!(out.status.code(), Some(0));
     let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(config["pools"]["a"]["servers"], serde_json::json!(["10.5.0.1:11211", "10.5.0.2:11211"]));
+    assert_eq!(
+        config["pools"]["a"]["servers"],
+        serde_json::json!(["10.5.0.1:11211", "10.5.0.2:11211"])
+    );
 }
 
 #[test]
@@ -211,12 +274,18 @@ fn compatible_source_and_output_urls_set_mode() {
     let dns = DnsServer::start();
     standard_zone(&dns);
     let work = Workdir::new();
-    let template = work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}}"#);
+    let template = work.write(
+        "template.json",
+        r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}}"#,
+    );
     let out_path = work.path("out.json");
     let out = run(common::mcw()
         .arg("render")
         .arg(format!("--source=file://{}", template.display()))
-        .arg(format!("--output=file://{}?mode=0640&uid=0&gid=0", out_path.display()))
+        .arg(format!(
+            "--output=file://{}?mode=0640&uid=0&gid=0",
+            out_path.display()
+        ))
         .arg("--resolv-conf")
         .arg(work.path("resolv.conf"))
         .arg("--dns-server")
@@ -232,7 +301,10 @@ fn every_option_has_an_environment_twin() {
     let dns = DnsServer::start();
     standard_zone(&dns);
     let work = Workdir::new();
-    let template = work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://missing.test"]}}}"#);
+    let template = work.write(
+        "template.json",
+        r#"{"pools": {"a": {"servers": ["dns://missing.test"]}}}"#,
+    );
     let out = run(common::mcw()
         .arg("render")
         .env("MCW_TEMPLATE", &template)

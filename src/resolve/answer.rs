@@ -195,15 +195,25 @@ mod tests {
 
     #[test]
     fn addresses_are_numeric_ipv4_first_without_repeats() {
-        let addrs = ["::1", "10.0.0.10", "10.0.0.9", "2001:db8::2", "10.0.0.9", "9.0.0.1"]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect();
+        let addrs = [
+            "::1",
+            "10.0.0.10",
+            "10.0.0.9",
+            "2001:db8::2",
+            "10.0.0.9",
+            "9.0.0.1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
         let answer = Answer::new(Records::Addrs(addrs), 5);
         let Records::Addrs(addrs) = answer.records() else {
             panic!("address answer")
         };
         let got: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-        assert_eq!(got, ["9.0.0.1", "10.0.0.9", "10.0.0.10", "::1", "2001:db8::2"]);
+        assert_eq!(
+            got,
+            ["9.0.0.1", "10.0.0.9", "10.0.0.10", "::1", "2001:db8::2"]
+        );
     }
 }

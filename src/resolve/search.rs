@@ -103,7 +103,10 @@ mod tests {
             ndots: 1,
             nameservers: vec![],
         };
-        assert_eq!(plain.candidates("mc.example"), ["mc.example.", "mc.example.corp."]);
+        assert_eq!(
+            plain.candidates("mc.example"),
+            ["mc.example.", "mc.example.corp."]
+        );
         assert_eq!(plain.candidates("mc"), ["mc.corp.", "mc."]);
     }
 
@@ -119,7 +122,10 @@ mod tests {
         let conf = SearchConfig::from_resolv_conf(&path).unwrap();
         assert_eq!(conf.search, k8s().search);
         assert_eq!(conf.ndots, 5);
-        assert_eq!(conf.nameservers, vec!["10.96.0.10".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            conf.nameservers,
+            vec!["10.96.0.10".parse::<std::net::IpAddr>().unwrap()]
+        );
         let missing = SearchConfig::from_resolv_conf(&dir.path().join("nope")).unwrap();
         assert_eq!(missing, SearchConfig::default());
     }

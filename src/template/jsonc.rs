@@ -97,10 +97,16 @@ mod tests {
             ("{,}", "{,}"),
             ("[1,,]", "[1,,]"),
             ("[1, /* x\ny */ 2,]", "[1,     \n     2 ]"),
-            ("{\"s\": \"// not a comment, \\\" /* \",}", "{\"s\": \"// not a comment, \\\" /* \" }"),
+            (
+                "{\"s\": \"// not a comment, \\\" /* \",}",
+                "{\"s\": \"// not a comment, \\\" /* \" }",
+            ),
             ("[[1,],]", "[[1 ] ]"),
             ("[1, 2]", "[1, 2]"),
-            ("{\"a\":\"x\" ,\n // tail\n }", "{\"a\":\"x\"  \n        \n }"),
+            (
+                "{\"a\":\"x\" ,\n // tail\n }",
+                "{\"a\":\"x\"  \n        \n }",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(to_strict(input).unwrap(), want, "input {input:?}");

@@ -227,7 +227,9 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_file_line_and_column() {
-        let err = parse("{\n  // fine\n  \"pools\": {,}\n}").unwrap_err().to_string();
+        let err = parse("{\n  // fine\n  \"pools\": {,}\n}")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("template t.json:3:"), "{err}");
         let err = parse("{\n /* never closed").unwrap_err().to_string();
         assert_eq!(err, "template t.json:2:2: unterminated /* comment");
@@ -243,13 +245,19 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("2 bad tokens"), "{err}");
-        assert!(err.contains("/pools/c/servers/1: \"dns://x%id%.test\""), "{err}");
+        assert!(
+            err.contains("/pools/c/servers/1: \"dns://x%id%.test\""),
+            "{err}"
+        );
         assert!(err.contains("/pools/c/servers/2: \"dnsx://y\""), "{err}");
     }
 
     #[test]
     fn pointer_segments_are_escaped() {
         let t = parse(r#"{"pools": {"a/b~c": {"servers": ["dns://a.test"]}}}"#).unwrap();
-        assert_eq!(t.sites().next().unwrap().pointer, "/pools/a~1b~0c/servers/0");
+        assert_eq!(
+            t.sites().next().unwrap().pointer,
+            "/pools/a~1b~0c/servers/0"
+        );
     }
 }

@@ -59,7 +59,10 @@ pub fn render(
         for (i, item) in items.iter().enumerate() {
             let Some(site) = template.sites.get(&format!("{pointer}/{i}")) else {
                 // Static entries are kept as written (they need not even be strings).
-                ids.push(item.as_str().map_or_else(|| item.to_string(), str::to_string));
+                ids.push(
+                    item.as_str()
+                        .map_or_else(|| item.to_string(), str::to_string),
+                );
                 out.push(item.clone());
                 continue;
             };

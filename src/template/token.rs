@@ -143,7 +143,9 @@ pub fn validate_name(name: &str) -> Result<(), TokenError> {
         return bad("it is longer than 253 characters");
     }
     if name.contains('%') {
-        return bad("it holds '%', probably an mcrouter macro parameter; tokens are resolved before mcrouter expands macros, so write the name out in full");
+        return bad(
+            "it holds '%', probably an mcrouter macro parameter; tokens are resolved before mcrouter expands macros, so write the name out in full",
+        );
     }
     if name.contains(':') {
         return bad("it holds ':'; to choose a port write dns+PORT://NAME");
@@ -286,7 +288,12 @@ mod tests {
 
     #[test]
     fn static_entries_are_not_tokens() {
-        for text in ["10.0.0.1:11211", "[::1]:5000:ascii", "memcache.host:11211", ""] {
+        for text in [
+            "10.0.0.1:11211",
+            "[::1]:5000:ascii",
+            "memcache.host:11211",
+            "",
+        ] {
             assert_eq!(parse(text), Ok(None), "{text}");
         }
     }

@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
@@ -13,8 +15,6 @@ use hickory_server::proto::rr::rdata::{A, AAAA, SRV};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use hickory_server::net::runtime::Time;
-use hickory_server::net::xfer::Protocol;
 
 /// What the server does for a name instead of answering from its records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +49,11 @@ pub struct DnsServer {
 
 fn fqdn(name: &str) -> String {
     let lower = name.to_ascii_lowercase();
-    if lower.ends_with('.') { lower } else { format!("{lower}.") }
+    if lower.ends_with('.') {
+        lower
+    } else {
+        format!("{lower}.")
+    }
 }
 
 impl DnsServer {
@@ -74,7 +78,12 @@ impl DnsServer {
             });
         });
         let addr = addr_rx.recv().expect("DNS server address");
-        DnsServer { addr, zone, shutdown: Some(shutdown_tx), thread: Some(thread) }
+        DnsServer {
+            addr,
+            zone,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
     }
 
     /// `--dns-server` value for this server.
@@ -94,7 +103,11 @@ impl DnsServer {
         for a in addrs {
             match a.parse::<IpAddr>().unwrap() {
                 IpAddr::V4(ip) => v4.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(ip)))),
-                IpAddr::V6(ip) => v6.push(Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(ip)))),
+                IpAddr::V6(ip) => v6.push(Record::from_rdata(
+                    owner.clone(),
+                    ttl,
+                    RData::AAAA(AAAA(ip)),
+                )),
             }
         }
         let mut zone = self.zone();
@@ -114,10 +127,16 @@ impl DnsServer {
             .iter()
             .map(|(p, w, port, target)| {
                 let target = Name::from_str(&fqdn(target)).unwrap();
-                Record::from_rdata(owner.clone(), ttl, RData::SRV(SRV::new(*p, *w, *port, target)))
+                Record::from_rdata(
+                    owner.clone(),
+                    ttl,
+                    RData::SRV(SRV::new(*p, *w, *port, target)),
+                )
             })
             .collect();
-        self.zone().records.insert((fqdn(name), RecordType::SRV), records);
+        self.zone()
+            .records
+            .insert((fqdn(name), RecordType::SRV), records);
     }
 
     /// Remove every record of `name`.
@@ -150,7 +169,11 @@ impl DnsServer {
 
     /// How many queries of `rtype` for `name` arrived.
     pub fn queries(&self, name: &str, rtype: RecordType) -> usize {
-        self.zone().queries.get(&(fqdn(name), rtype)).copied().unwrap_or(0)
+        self.zone()
+            .queries
+            .get(&(fqdn(name), rtype))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -181,7 +204,10 @@ struct Handler {
 
 /// What to send for one query, decided under the lock.
 enum Reply {
-    Records { answers: Vec<Record>, additionals: Vec<Record> },
+    Records {
+        answers: Vec<Record>,
+        additionals: Vec<Record>,
+    },
     Code(ResponseCode),
     Nothing,
 }
@@ -201,7 +227,10 @@ impl Zone {
         let Some(records) = self.records.get(&(name.to_string(), rtype)) else {
             let exists = self.records.keys().any(|(n, _)| n == name);
             return match exists {
-                true => Reply::Records { answers: vec![], additionals: vec![] },
+                true => Reply::Records {
+                    answers: vec![],
+                    additionals: vec![],
+                },
                 false => Reply::Code(ResponseCode::NXDomain),
             };
         };
@@ -223,18 +252,27 @@ impl Zone {
             // A different rotation and direction every time: order must not matter.
             let n = answers.len();
             answers.rotate_left(self.served % n);
-            if self.served % 2 == 0 {
+            if self.served.is_multiple_of(2) {
                 answers.reverse();
             }
             additionals.reverse();
         }
-        Reply::Records { answers, additionals }
+        Reply::Records {
+            answers,
+            additionals,
+        }
     }
 }
 
 /// The encoded size of a response holding these records, name compression included, as the
 /// wire would carry it.
-fn wire_size(name: &str, rtype: RecordType, answers: &[Record], additionals: &[Record], edns: &Edns) -> usize {
+fn wire_size(
+    name: &str,
+    rtype: RecordType,
+    answers: &[Record],
+    additionals: &[Record],
+    edns: &Edns,
+) -> usize {
     let mut message = Message::new(0, MessageType::Response, OpCode::Query);
     message.add_query(Query::query(Name::from_str(name).unwrap(), rtype));
     message.add_answers(answers.iter().cloned());
@@ -255,7 +293,11 @@ impl RequestHandler for Handler {
         metadata.recursion_available = true;
         let info = request.request_info().expect("one query");
         let name = info.query.name().to_string().to_ascii_lowercase();
-        let name = if name.ends_with('.') { name } else { format!("{name}.") };
+        let name = if name.ends_with('.') {
+            name
+        } else {
+            format!("{name}.")
+        };
         let rtype = info.query.query_type();
         let reply = self.zone.lock().unwrap().reply(&name, rtype);
         let mut edns = Edns::new();
@@ -272,26 +314,47 @@ impl RequestHandler for Handler {
         }
         let result = match reply {
             Reply::Nothing => {
-                return ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() });
+                return ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                });
             }
             Reply::Code(code) => {
                 metadata.response_code = code;
-                response_handle.send_response(builder.build_no_records(metadata)).await
+                response_handle
+                    .send_response(builder.build_no_records(metadata))
+                    .await
             }
-            Reply::Records { answers, additionals } => {
+            Reply::Records {
+                answers,
+                additionals,
+            } => {
                 let size = wire_size(&name, rtype, &answers, &additionals, &edns);
                 if request.protocol() == Protocol::Udp && size > limit {
                     // Too big for UDP: say so, and the client retries over TCP.
                     metadata.truncation = true;
-                    response_handle.send_response(builder.build_no_records(metadata)).await
+                    response_handle
+                        .send_response(builder.build_no_records(metadata))
+                        .await
                 } else {
                     let none: Vec<Record> = Vec::new();
                     response_handle
-                        .send_response(builder.build(metadata, answers.iter(), none.iter(), none.iter(), additionals.iter()))
+                        .send_response(builder.build(
+                            metadata,
+                            answers.iter(),
+                            none.iter(),
+                            none.iter(),
+                            additionals.iter(),
+                        ))
                         .await
                 }
             }
         };
-        result.unwrap_or_else(|_| ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() }))
+        result.unwrap_or_else(|_| {
+            ResponseInfo::from(Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            })
+        })
     }
 }

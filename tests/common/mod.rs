@@ -93,7 +93,9 @@ pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// A free loopback port for a server started by a test (UDP and TCP both free when checked).
@@ -120,8 +122,17 @@ impl Drop for Daemon {
 /// Start dnsmasq in the foreground on 127.0.0.1:`port` serving only `args` records.
 pub fn dnsmasq(port: u16, args: &[String]) -> Daemon {
     let child = Command::new("dnsmasq")
-        .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll"])
-        .args(["--conf-file=/dev/null", "--bind-interfaces", "--listen-address=127.0.0.1"])
+        .args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+        ])
+        .args([
+            "--conf-file=/dev/null",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+        ])
         .args(["--user=root", "--pid-file=", "--log-facility=-"])
         .arg(format!("--port={port}"))
         .args(args)
