@@ -34,6 +34,20 @@ pub enum AppError {
     Prefix(#[from] PrefixError),
     #[error("template {}: check found {count} problem(s), listed above", .path.display())]
     Check { count: usize, path: PathBuf },
+    #[error("{}", StartupFailure(*.timeout, .failed))]
+    StartupTimeout {
+        timeout: std::time::Duration,
+        failed: Vec<FailedToken>,
+    },
+    #[error("cannot create the output directory {}: {source}; pass --output with a writable path", .dir.display())]
+    OutputDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set up: {0}")]
+    Setup(std::io::Error),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// A token that has no usable answer, with the reason.
@@ -42,6 +56,34 @@ pub struct FailedToken {
     pub pointer: String,
     pub text: String,
     pub failure: Failure,
+}
+
+impl AppError {
+    /// 2 for usage errors, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+struct StartupFailure<'a>(std::time::Duration, &'a [FailedToken]);
+
+impl std::fmt::Display for StartupFailure<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.1.len();
+        write!(
+            f,
+            "startup timed out after {:?}: {n} token{} never resolved; nothing was written",
+            self.0,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for t in self.1 {
+            write!(f, "\n  {} {}: {}", t.pointer, t.text, t.failure)?;
+        }
+        Ok(())
+    }
 }
 
 struct FailedTokens<'a>(&'a [FailedToken]);

@@ -37,6 +37,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Parse, resolve and validate the template; print each token's servers; write nothing.
     Check(CheckArgs),
+    /// Sidecar mode: render, then keep the output current until SIGTERM/SIGINT.
+    Watch(WatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +62,38 @@ pub struct CheckArgs {
     pub route_prefix: Option<String>,
     #[command(flatten)]
     pub dns: DnsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub template: TemplateArgs,
+    /// Where to write the config: a path, or file:///abs/path?mode=0640&uid=N&gid=N. The
+    /// directory is created if missing.
+    #[arg(
+        long,
+        env = "MCW_OUTPUT",
+        value_name = "PATH|URL",
+        default_value = "/run/mcw/mcrouter.json"
+    )]
+    pub output: OutputSpec,
+    #[command(flatten)]
+    pub dns: DnsArgs,
+    #[command(flatten)]
+    pub refresh: RefreshArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// Shortest time between two lookups of a token; also the retry interval after a failure.
+    #[arg(long, env = "MCW_MIN_REFRESH", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub min_refresh: Duration,
+    /// Longest time between two lookups of a token, whatever its TTL.
+    #[arg(long, env = "MCW_MAX_REFRESH", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub max_refresh: Duration,
+    /// Give up (exit 1) if some token still has no answer this long after start.
+    #[arg(long, env = "MCW_STARTUP_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub startup_timeout: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -7,10 +7,16 @@
 //! - [`output`]: atomic write-if-changed of the rendered file (the only writer).
 //! - [`prefix`]: mcrouter routing-prefix rules (pure).
 //! - [`app`]: the one-shot commands `render` and `check`.
+//! - [`engine`]: long-running render state: last good answers, refresh schedule, publishing.
+//! - [`watch`]: inotify watch of the template's directories.
+//! - [`run`]: the `watch` event loop (signals, timers, lookups, template changes).
 
 pub mod app;
 pub mod cli;
+pub mod engine;
 pub mod output;
 pub mod prefix;
 pub mod resolve;
+pub mod run;
 pub mod template;
+pub mod watch;

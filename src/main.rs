@@ -1,6 +1,7 @@
 //! The `mcw` binary: parse the command line, set up logging, run the command, map the result
 //! to an exit code (0 ok, 1 failure, 2 usage — clap exits with 2 itself).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -26,13 +27,14 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Render(args) => mcw::app::render(args).await,
             Command::Check(args) => mcw::app::check(args).await,
+            Command::Watch(args) => mcw::run::watch(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("mcw: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(err.exit_code())
         }
     }
 }
@@ -43,8 +45,10 @@ fn init_logging(format: LogFormat) {
     let filter = std::env::var("MCW_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| default.to_string());
+    // Colours only for a person at a terminal, never in files or journald.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(EnvFilter::new(filter));
     match format {
         LogFormat::Text => builder.init(),

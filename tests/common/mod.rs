@@ -145,3 +145,78 @@ pub fn dnsmasq(port: u16, args: &[String]) -> Daemon {
     });
     Daemon(child)
 }
+
+/// A running `mcw watch`, its stderr captured to `log`.
+pub struct Watcher {
+    pub daemon: Daemon,
+    pub log: PathBuf,
+}
+
+impl Watcher {
+    /// `mcw watch` on the work dir's template, writing `out.json`.
+    pub fn start(work: &Workdir, dns: &DnsServer, extra: &[&str]) -> Watcher {
+        let log = work.path("mcw.log");
+        let mut cmd = work.mcw("watch", dns);
+        cmd.arg("--output").arg(work.path("out.json")).args(extra);
+        Watcher::spawn(cmd, log)
+    }
+
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Watcher {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd.stderr(file).spawn().expect("spawn mcw");
+        Watcher {
+            daemon: Daemon(child),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.daemon.0.id() as i32
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        self.daemon.0.try_wait().unwrap().is_none()
+    }
+
+    /// Wait for the process to exit and return its code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let mut status = None;
+        wait_for("mcw to exit", limit, || {
+            status = self.daemon.0.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap().code()
+    }
+
+    /// Wait until the log holds `needle`, printing the log on timeout.
+    pub fn wait_log(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "log never said {needle:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Wait until `path` exists and holds `needle`.
+pub fn wait_file_contains(path: &Path, needle: &str, limit: Duration) {
+    wait_for(
+        &format!("{} to contain {needle:?}", path.display()),
+        limit,
+        || std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)),
+    );
+}
