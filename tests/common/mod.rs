@@ -220,3 +220,46 @@ pub fn wait_file_contains(path: &Path, needle: &str, limit: Duration) {
         || std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)),
     );
 }
+
+/// Knot DNS serving one zone from `dir/zone.zone` on 127.0.0.1:`port`, controlled through
+/// `dir/knot.sock`.
+pub struct Knot {
+    pub daemon: Daemon,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Knot {
+    pub fn start(dir: &Path, port: u16, zone: &str) -> Knot {
+        let conf = format!(
+            "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  pidfile: \"{d}/knot.pid\"\n\
+             database:\n  storage: \"{d}/db\"\ncontrol:\n  listen: \"{d}/knot.sock\"\n\
+             log:\n  - target: stderr\n    any: critical\n\
+             zone:\n  - domain: {zone}\n    storage: \"{d}\"\n    file: \"zone.zone\"\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("knot.conf"), conf).unwrap();
+        let child = Command::new("knotd")
+            .arg("-c")
+            .arg(dir.join("knot.conf"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("knotd is installed by scripts/test.sh (apt-get install knot)");
+        wait_for("knotd to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Knot { daemon: Daemon(child), dir: dir.to_path_buf(), port }
+    }
+
+    /// Ask knotd to reload its zone file.
+    pub fn reload(&self) {
+        let status = Command::new("knotc")
+            .arg("-c")
+            .arg(self.dir.join("knot.conf"))
+            .arg("zone-reload")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "knotc zone-reload failed");
+    }
+}
