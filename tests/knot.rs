@@ -45,7 +45,11 @@ fn servfail_from_a_broken_zone_keeps_the_file_until_the_zone_is_fixed() {
 
     // Break the zone and restart knot: the zone no longer loads, queries get SERVFAIL.
     drop(knot);
-    std::fs::write(knot_dir.join("zone.zone"), zone("10.6.0.1") + "broken A 10.0.0.1 garbage(\n").unwrap();
+    std::fs::write(
+        knot_dir.join("zone.zone"),
+        zone("10.6.0.1") + "broken A 10.0.0.1 garbage(\n",
+    )
+    .unwrap();
     let knot = Knot::start(&knot_dir, port, "mc.test");
     w.wait_log("server answered SERVFAIL", wait);
     w.wait_log("keeping the last good answer", wait);

@@ -248,7 +248,11 @@ impl Knot {
         wait_for("knotd to listen", Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        Knot { daemon: Daemon(child), dir: dir.to_path_buf(), port }
+        Knot {
+            daemon: Daemon(child),
+            dir: dir.to_path_buf(),
+            port,
+        }
     }
 
     /// Ask knotd to reload its zone file.
