@@ -72,17 +72,8 @@ struct StartupFailure<'a>(std::time::Duration, &'a [FailedToken]);
 
 impl std::fmt::Display for StartupFailure<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.1.len();
-        write!(
-            f,
-            "startup timed out after {:?}: {n} token{} never resolved; nothing was written",
-            self.0,
-            if n == 1 { "" } else { "s" }
-        )?;
-        for t in self.1 {
-            write!(f, "\n  {} {}: {}", t.pointer, t.text, t.failure)?;
-        }
-        Ok(())
+        write!(f, "startup timed out after {:?}: ", self.0)?;
+        list_tokens(f, self.1, "never resolved")
     }
 }
 
@@ -90,17 +81,23 @@ struct FailedTokens<'a>(&'a [FailedToken]);
 
 impl std::fmt::Display for FailedTokens<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0.len();
-        write!(
-            f,
-            "{n} token{} could not be resolved; nothing was written",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for t in self.0 {
-            write!(f, "\n  {} {}: {}", t.pointer, t.text, t.failure)?;
-        }
-        Ok(())
+        list_tokens(f, self.0, "could not be resolved")
     }
+}
+
+/// `N token(s) VERB; nothing was written` and one indented line per token.
+fn list_tokens(
+    f: &mut std::fmt::Formatter<'_>,
+    tokens: &[FailedToken],
+    verb: &str,
+) -> std::fmt::Result {
+    let n = tokens.len();
+    let s = if n == 1 { "" } else { "s" };
+    write!(f, "{n} token{s} {verb}; nothing was written")?;
+    for t in tokens {
+        write!(f, "\n  {} {}: {}", t.pointer, t.text, t.failure)?;
+    }
+    Ok(())
 }
 
 /// Answers per query, plus the tokens that failed. NXDOMAIN and empty answers count as "no

@@ -26,14 +26,7 @@ fn renders_a_and_srv_tokens_served_by_dnsmasq() {
                       "flat": {"servers": ["dns+11311://flat.test"]}},
             "route": "PoolRoute|sts"}"#,
     );
-    let out = run(common::mcw()
-        .arg("render")
-        .arg("--template")
-        .arg(work.path("template.json"))
-        .arg("--resolv-conf")
-        .arg(work.path("resolv.conf"))
-        .arg("--dns-server")
-        .arg(format!("127.0.0.1:{port}")));
+    let out = run(&mut work.mcw_at("render", &format!("127.0.0.1:{port}")));
     assert_eq!(out.status.code(), Some(0));
     let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(

@@ -27,17 +27,13 @@ fn servfail_from_a_broken_zone_keeps_the_file_until_the_zone_is_fixed() {
         "template.json",
         r#"{"pools": {"a": {"servers": ["dns://memcache.mc.test", "dnssrv://_memcache._tcp.mc.test"]}}, "route": "PoolRoute|a"}"#,
     );
-    let mut cmd = common::mcw();
-    cmd.arg("watch")
-        .arg("--template")
-        .arg(work.path("template.json"))
-        .arg("--output")
-        .arg(work.path("out.json"))
-        .arg("--resolv-conf")
-        .arg(work.path("resolv.conf"))
-        .arg("--dns-server")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["--min-refresh", "200ms", "--dns-timeout", "500ms"]);
+    let mut cmd = work.mcw_at("watch", &format!("127.0.0.1:{port}"));
+    cmd.arg("--output").arg(work.path("out.json")).args([
+        "--min-refresh",
+        "200ms",
+        "--dns-timeout",
+        "500ms",
+    ]);
     let mut w = Watcher::spawn(cmd, work.path("mcw.log"));
     let wait = Duration::from_secs(10);
     wait_file_contains(&work.path("out.json"), "10.6.1.0:11211", wait);

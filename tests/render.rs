@@ -159,15 +159,11 @@ fn a_dead_dns_server_times_out_with_a_clear_message() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let work = Workdir::new();
     work.write("template.json", ONE_POOL);
-    let out = run(common::mcw()
-        .arg("render")
-        .arg("--template")
-        .arg(work.path("template.json"))
-        .arg("--resolv-conf")
-        .arg(work.path("resolv.conf"))
-        .arg("--dns-server")
-        .arg(silent.local_addr().unwrap().to_string())
-        .args(["--dns-timeout", "200ms", "--dns-retries", "0"]));
+    let server = silent.local_addr().unwrap().to_string();
+    let out =
+        run(work
+            .mcw_at("render", &server)
+            .args(["--dns-timeout", "200ms", "--dns-retries", "0"]));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("2 tokens could not be resolved"), "{err}");

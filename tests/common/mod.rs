@@ -39,6 +39,11 @@ impl Workdir {
 
     /// `mcw SUBCOMMAND` with the template, this dir's resolv.conf and `dns` as server.
     pub fn mcw(&self, sub: &str, dns: &DnsServer) -> Command {
+        self.mcw_at(sub, &dns.arg())
+    }
+
+    /// Like [`Workdir::mcw`], for a DNS server given as `IP:PORT`.
+    pub fn mcw_at(&self, sub: &str, server: &str) -> Command {
         let mut cmd = mcw();
         cmd.arg(sub)
             .arg("--template")
@@ -46,7 +51,7 @@ impl Workdir {
             .arg("--resolv-conf")
             .arg(self.path("resolv.conf"))
             .arg("--dns-server")
-            .arg(dns.arg());
+            .arg(server);
         cmd
     }
 }
