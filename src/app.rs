@@ -48,6 +48,8 @@ pub enum AppError {
     Setup(std::io::Error),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Spawn(crate::supervise::SpawnError),
 }
 
 /// A token that has no usable answer, with the reason.
@@ -59,10 +61,11 @@ pub struct FailedToken {
 }
 
 impl AppError {
-    /// 2 for usage errors, 1 for everything else.
+    /// 2 for usage errors, 126/127 when mcrouter cannot be started, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Usage(_) => 2,
+            AppError::Spawn(e) => e.code,
             _ => 1,
         }
     }

@@ -39,6 +39,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Sidecar mode: render, then keep the output current until SIGTERM/SIGINT.
     Watch(WatchArgs),
+    /// Supervisor mode: everything watch does, plus running mcrouter with -f on the output.
+    Run(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +68,36 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The file name that marks mcrouter in the command; the arguments after it are vetted.
+    #[arg(
+        long,
+        env = "MCW_MCROUTER_NAME",
+        value_name = "NAME",
+        default_value = "mcrouter"
+    )]
+    pub mcrouter_name: String,
+    /// After forwarding SIGTERM/SIGINT, how long to wait before SIGKILL.
+    #[arg(long, env = "MCW_STOP_TIMEOUT", value_name = "DURATION", default_value = "25s", value_parser = parse_duration)]
+    pub stop_timeout: Duration,
+    /// Become a child subreaper (when not PID 1), so orphans are re-parented to mcw and reaped.
+    #[arg(long, env = "MCW_SUBREAPER", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub subreaper: bool,
+    /// The command that starts mcrouter; mcw appends `-f <output>`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// What `watch` and `run` share.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
     #[command(flatten)]
     pub template: TemplateArgs,
     /// Where to write the config: a path, or file:///abs/path?mode=0640&uid=N&gid=N. The

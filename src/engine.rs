@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::app::FailedToken;
+use crate::app::{AppError, FailedToken};
 use crate::output::OutputSpec;
+use crate::prefix;
 use crate::resolve::{Answer, Dns, Failure};
 use crate::template::{self, Query, Rendered, Template, TemplateError};
 
@@ -28,6 +29,8 @@ pub struct EngineConfig {
     pub min_refresh: Duration,
     pub max_refresh: Duration,
     pub allow_empty: bool,
+    /// In `run` mode, the normalised routing prefix every template must have an alias for.
+    pub route_prefix: Option<String>,
 }
 
 /// Results of one batch of lookups.
@@ -89,13 +92,21 @@ pub fn refresh_after(ttl: u32, min: Duration, max: Duration, jitter: f64) -> Dur
 
 impl Engine {
     /// Load the template; every query is due at once.
-    pub fn new(cfg: EngineConfig, dns: Dns) -> Result<Engine, TemplateError> {
+    /// A template whose routes lack the `run` mode's routing prefix is a usage error: the fix
+    /// is `-R` or the template, and mcrouter would fail on it.
+    pub fn new(cfg: EngineConfig, dns: Dns) -> Result<Engine, AppError> {
         let seen_text =
             std::fs::read_to_string(&cfg.template).map_err(|source| TemplateError::Read {
                 path: cfg.template.clone(),
                 source,
             })?;
         let template = Template::parse(&cfg.template, &seen_text)?;
+        if let Some(p) = &cfg.route_prefix
+            && let Err(e) = prefix::check_aliases(template.value(), p)
+        {
+            let path = cfg.template.display();
+            return Err(AppError::Usage(format!("template {path}: {e}")));
+        }
         let states = template
             .queries()
             .into_iter()
@@ -255,6 +266,12 @@ impl Engine {
                 false
             }
             Ok(template) => {
+                if let Some(p) = &self.cfg.route_prefix
+                    && let Err(e) = prefix::check_aliases(template.value(), p)
+                {
+                    tracing::error!(template = %path.display(), reason = %e, "template edit rejected; keeping the last good config");
+                    return false;
+                }
                 let queries = template.queries();
                 self.states.retain(|q, _| queries.contains(q));
                 for q in queries {

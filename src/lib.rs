@@ -9,7 +9,9 @@
 //! - [`app`]: the one-shot commands `render` and `check`.
 //! - [`engine`]: long-running render state: last good answers, refresh schedule, publishing.
 //! - [`watch`]: inotify watch of the template's directories.
-//! - [`run`]: the `watch` event loop (signals, timers, lookups, template changes).
+//! - [`supervise`]: mcrouter's lifecycle, signal table, argument vetting; the only `waitpid`.
+//! - [`run`]: the event loop of `watch` and `run` (signals, timers, lookups, template changes,
+//!   the child).
 
 pub mod app;
 pub mod cli;
@@ -18,5 +20,6 @@ pub mod output;
 pub mod prefix;
 pub mod resolve;
 pub mod run;
+pub mod supervise;
 pub mod template;
 pub mod watch;

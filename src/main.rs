@@ -25,13 +25,14 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Command::Render(args) => mcw::app::render(args).await,
-            Command::Check(args) => mcw::app::check(args).await,
+            Command::Render(args) => mcw::app::render(args).await.map(|()| 0),
+            Command::Check(args) => mcw::app::check(args).await.map(|()| 0),
             Command::Watch(args) => mcw::run::watch(args).await,
+            Command::Run(args) => mcw::run::run(args).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("mcw: {err:#}");
             ExitCode::from(err.exit_code())

@@ -1,151 +1,289 @@
-//! The event loop of `mcw watch`: one `select!` whose arms each call one named step.
+//! The event loop of `mcw watch` and `mcw run`: one `select!` whose arms each call one named
+//! step, in the manner of tini's main loop.
 //!
-//! Owns the order of events and how the process stops: lookups finishing, timers, template
-//! changes, SIGHUP (re-resolve now), SIGTERM/SIGINT (stop, exit 0), and the startup deadline
-//! (exit 1 naming every token without an answer). The decisions live in [`Engine`].
+//! Owns the order of events and how the process ends: lookups finishing, timers, template
+//! changes, signals, the startup deadline, and — in `run` mode — starting mcrouter once the
+//! first config is on disk, forwarding signals to it, the stop timeout, and leaving with its
+//! exit status. Decisions about configs live in [`Engine`]; the child's lifecycle in
+//! [`supervise::Child`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
 use crate::app::AppError;
-use crate::cli::WatchArgs;
+use crate::cli::{RunArgs, ServiceArgs, WatchArgs};
 use crate::engine::{Engine, EngineConfig, Lookups};
 use crate::output::OutputSpec;
+use crate::prefix;
 use crate::resolve::Dns;
+use crate::supervise::{self, Child, Disposition, args::Launch};
 use crate::template::Query;
 use crate::watch::TemplateWatcher;
 
 /// How long the template directory must be quiet before a change is read.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
-/// `mcw watch`.
-pub async fn watch(args: &WatchArgs) -> Result<(), AppError> {
-    let refresh = &args.refresh;
-    if refresh.min_refresh > refresh.max_refresh {
-        return Err(AppError::Usage(format!(
-            "--min-refresh ({:?}) is longer than --max-refresh ({:?})",
-            refresh.min_refresh, refresh.max_refresh
-        )));
-    }
-    prepare_output_dir(&args.output)?;
-    let template = args.template.path().clone();
-    let cfg = EngineConfig {
-        template: template.clone(),
-        output: args.output.clone(),
-        min_refresh: refresh.min_refresh,
-        max_refresh: refresh.max_refresh,
-        allow_empty: args.dns.allow_empty,
-    };
-    let dns = Dns::new(&args.dns.settings())?;
-    let mut engine = Engine::new(cfg, dns)?;
-    let mut watcher = TemplateWatcher::new(&template, DEBOUNCE).map_err(AppError::Setup)?;
-    let mut signals = Signals::new().map_err(AppError::Setup)?;
-    let mut lookups: JoinSet<Lookups> = JoinSet::new();
-    let startup_deadline = Instant::now() + refresh.startup_timeout;
-    tracing::info!(
-        template = %template.display(),
-        output = %args.output.path.display(),
-        "watching"
-    );
+/// `mcw watch`: keep the output current until SIGTERM/SIGINT (exit 0).
+pub async fn watch(args: &WatchArgs) -> Result<u8, AppError> {
+    let table = [
+        (libc::SIGHUP, Disposition::Refresh),
+        (libc::SIGTERM, Disposition::Stop),
+        (libc::SIGINT, Disposition::Stop),
+    ];
+    let service = Service::new(&args.service, None, &table)?;
+    service.serve(None).await
+}
 
-    loop {
-        tokio::select! {
-            Some(done) = lookups.join_next(), if !lookups.is_empty() => {
-                lookup_done(&mut engine, done);
-            }
-            _ = sleep_until(engine.next_wake()) => {
-                timer_fired(&mut engine, &mut lookups);
-            }
-            _ = watcher.changed() => {
-                template_touched(&mut engine, &mut lookups);
-            }
-            _ = signals.hup.recv() => {
-                tracing::info!(signal = "SIGHUP", "re-resolving every token");
-                let all = engine.take_all();
-                start_lookups(&mut engine, &mut lookups, all);
-            }
-            _ = signals.term.recv() => return stopping("SIGTERM"),
-            _ = signals.int.recv() => return stopping("SIGINT"),
-            _ = sleep_until(startup_deadline), if !engine.has_output() => {
-                return Err(AppError::StartupTimeout {
-                    timeout: refresh.startup_timeout,
-                    failed: engine.missing(),
-                });
-            }
+/// `mcw run`: everything `watch` does, plus supervising the command after `--`.
+pub async fn run(args: &RunArgs) -> Result<u8, AppError> {
+    let launch = supervise::args::vet(&args.command, &args.mcrouter_name)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    if launch.mcrouter_at.is_none() {
+        tracing::warn!(
+            command = %args.command.join(" "),
+            name = %args.mcrouter_name,
+            "no word of the command is named mcrouter, so its arguments are not vetted (see --mcrouter-name)"
+        );
+    }
+    // mcrouter's default routing prefix is /././ when -R is not given.
+    let raw_prefix = launch.route_prefix.as_deref().unwrap_or("/././");
+    let route_prefix = prefix::normalise(raw_prefix).map_err(|e| AppError::Usage(e.to_string()))?;
+
+    supervise::unblock_all_signals();
+    // SAFETY: getpid has no preconditions.
+    let pid1 = unsafe { libc::getpid() } == 1;
+    if !pid1 && args.subreaper {
+        if let Err(e) = supervise::become_subreaper() {
+            tracing::warn!(reason = %e, "cannot become a child subreaper; orphans of mcrouter's children will not be reaped by mcw");
         }
     }
+    let table = supervise::signal_table();
+    let service = Service::new(&args.service, Some(route_prefix), &table)?;
+    let supervision = Supervision {
+        launch,
+        stop_timeout: args.stop_timeout,
+        child: Child::Pending,
+    };
+    service.serve(Some(supervision)).await
 }
 
-fn lookup_done(engine: &mut Engine, done: Result<Lookups, tokio::task::JoinError>) {
-    match done {
-        Ok(results) => {
-            engine.apply(results);
+/// The child side of `run`.
+struct Supervision {
+    launch: Launch,
+    stop_timeout: Duration,
+    child: Child,
+}
+
+/// Everything the loop owns.
+struct Service {
+    engine: Engine,
+    watcher: TemplateWatcher,
+    lookups: JoinSet<Lookups>,
+    signals: UnboundedReceiver<i32>,
+    table: Vec<(i32, Disposition)>,
+    startup_timeout: Duration,
+}
+
+impl Service {
+    /// Validate settings, load the template, and start listening for `table`'s signals (before
+    /// any child exists, so none is lost).
+    fn new(
+        args: &ServiceArgs,
+        route_prefix: Option<String>,
+        table: &[(i32, Disposition)],
+    ) -> Result<Service, AppError> {
+        let refresh = &args.refresh;
+        if refresh.min_refresh > refresh.max_refresh {
+            return Err(AppError::Usage(format!(
+                "--min-refresh ({:?}) is longer than --max-refresh ({:?})",
+                refresh.min_refresh, refresh.max_refresh
+            )));
         }
-        Err(e) => tracing::error!(reason = %e, "lookup task failed"),
-    }
-}
-
-fn timer_fired(engine: &mut Engine, lookups: &mut JoinSet<Lookups>) {
-    let now = Instant::now();
-    let (_, template_changed) = engine.on_timer(now);
-    let queries = match template_changed {
-        true => engine.take_all(),
-        false => engine.take_due(now),
-    };
-    if template_changed || !queries.is_empty() {
-        start_lookups(engine, lookups, queries);
-    }
-}
-
-fn template_touched(engine: &mut Engine, lookups: &mut JoinSet<Lookups>) {
-    if engine.reload_template() {
-        let all = engine.take_all();
-        start_lookups(engine, lookups, all);
-    }
-}
-
-/// Spawn a lookup; with nothing to look up (a template without tokens), render right away.
-fn start_lookups(engine: &mut Engine, lookups: &mut JoinSet<Lookups>, queries: Vec<Query>) {
-    if queries.is_empty() {
-        engine.apply(Lookups::new());
-    } else {
-        lookups.spawn(engine.lookup(queries));
-    }
-}
-
-fn stopping(signal: &str) -> Result<(), AppError> {
-    tracing::info!(signal, "stopping");
-    Ok(())
-}
-
-/// The output's directory is created if missing (the default lives under /run).
-pub fn prepare_output_dir(output: &OutputSpec) -> Result<(), AppError> {
-    let dir = match output.path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|source| AppError::OutputDir {
-        dir: dir.to_path_buf(),
-        source,
-    })
-}
-
-struct Signals {
-    hup: Signal,
-    term: Signal,
-    int: Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        Ok(Signals {
-            hup: signal(SignalKind::hangup())?,
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
+        let output = absolute_output(&args.output)?;
+        let template = args.template.path().clone();
+        let cfg = EngineConfig {
+            template: template.clone(),
+            output,
+            min_refresh: refresh.min_refresh,
+            max_refresh: refresh.max_refresh,
+            allow_empty: args.dns.allow_empty,
+            route_prefix,
+        };
+        let dns = Dns::new(&args.dns.settings())?;
+        let engine = Engine::new(cfg, dns)?;
+        let watcher = TemplateWatcher::new(&template, DEBOUNCE).map_err(AppError::Setup)?;
+        let signals: Vec<i32> = table.iter().map(|(s, _)| *s).collect();
+        let signals = supervise::listen(&signals).map_err(AppError::Setup)?;
+        tracing::info!(
+            template = %template.display(),
+            output = %engine.output().path.display(),
+            "watching"
+        );
+        Ok(Service {
+            engine,
+            watcher,
+            lookups: JoinSet::new(),
+            signals,
+            table: table.to_vec(),
+            startup_timeout: refresh.startup_timeout,
         })
     }
+
+    /// Run until stopped (watch) or until the child exits (run); returns the exit code.
+    async fn serve(mut self, mut sup: Option<Supervision>) -> Result<u8, AppError> {
+        let startup_deadline = Instant::now() + self.startup_timeout;
+        // The first render: every token at once (and, without tokens, a render right away).
+        let all = self.engine.take_all();
+        self.start_lookups(all);
+        loop {
+            if let Some(code) = self.advance_child(sup.as_mut())? {
+                return Ok(code);
+            }
+            let kill_at = sup.as_ref().and_then(|s| s.child.kill_deadline());
+            tokio::select! {
+                Some(done) = self.lookups.join_next(), if !self.lookups.is_empty() => {
+                    self.lookup_done(done);
+                }
+                _ = sleep_until(self.engine.next_wake()) => self.timer_fired(),
+                _ = self.watcher.changed() => self.template_touched(),
+                Some(sig) = self.signals.recv() => {
+                    if let Some(code) = self.on_signal(sig, sup.as_mut()) {
+                        return Ok(code);
+                    }
+                }
+                _ = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => {
+                    if let Some(s) = sup.as_mut() {
+                        s.child.kill();
+                    }
+                }
+                _ = sleep_until(startup_deadline), if !self.engine.has_output() => {
+                    return Err(AppError::StartupTimeout {
+                        timeout: self.startup_timeout,
+                        failed: self.engine.missing(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Start the child once the first config is written; report its exit code once it is gone.
+    fn advance_child(&mut self, sup: Option<&mut Supervision>) -> Result<Option<u8>, AppError> {
+        let Some(sup) = sup else { return Ok(None) };
+        match sup.child {
+            Child::Pending if self.engine.has_output() => {
+                let config = self.engine.output().path.to_string_lossy().into_owned();
+                let child = Child::spawn(&sup.launch.command, &["-f".into(), config])
+                    .map_err(AppError::Spawn)?;
+                tracing::info!(pid = child.pid(), command = %sup.launch.command.join(" "), "started mcrouter");
+                sup.child = child;
+                Ok(None)
+            }
+            Child::Exited { code } => Ok(Some(code)),
+            _ => Ok(None),
+        }
+    }
+
+    fn lookup_done(&mut self, done: Result<Lookups, tokio::task::JoinError>) {
+        match done {
+            Ok(results) => {
+                self.engine.apply(results);
+            }
+            Err(e) => tracing::error!(reason = %e, "lookup task failed"),
+        }
+    }
+
+    fn timer_fired(&mut self) {
+        let now = Instant::now();
+        let (_, template_changed) = self.engine.on_timer(now);
+        let queries = match template_changed {
+            true => self.engine.take_all(),
+            false => self.engine.take_due(now),
+        };
+        if template_changed || !queries.is_empty() {
+            self.start_lookups(queries);
+        }
+    }
+
+    fn template_touched(&mut self) {
+        if self.engine.reload_template() {
+            let all = self.engine.take_all();
+            self.start_lookups(all);
+        }
+    }
+
+    /// Spawn a lookup; with nothing to look up (a template without tokens), render right away.
+    fn start_lookups(&mut self, queries: Vec<Query>) {
+        if queries.is_empty() {
+            self.engine.apply(Lookups::new());
+        } else {
+            self.lookups.spawn(self.engine.lookup(queries));
+        }
+    }
+
+    /// Act on one signal. Returns an exit code when mcw should leave now.
+    fn on_signal(&mut self, sig: i32, sup: Option<&mut Supervision>) -> Option<u8> {
+        let disposition = self
+            .table
+            .iter()
+            .find(|(s, _)| *s == sig)
+            .map_or(Disposition::Forward, |(_, d)| *d);
+        let name = supervise::signal_name(sig);
+        match (disposition, sup) {
+            (Disposition::Refresh, _) => {
+                tracing::info!(signal = %name, "re-resolving every token");
+                let all = self.engine.take_all();
+                self.start_lookups(all);
+                None
+            }
+            (Disposition::Reap, Some(s)) => {
+                s.child.reap();
+                None
+            }
+            (Disposition::Reap, None) => {
+                supervise::reap(None);
+                None
+            }
+            (Disposition::Stop, Some(s)) if s.child.pid().is_some() => {
+                tracing::info!(signal = %name, pid = s.child.pid(), timeout = ?s.stop_timeout, "stopping mcrouter");
+                s.child.stop(sig, s.stop_timeout);
+                None
+            }
+            (Disposition::Stop, _) => {
+                tracing::info!(signal = %name, "stopping");
+                Some(0)
+            }
+            (Disposition::Forward, Some(s)) => {
+                let sent = s.child.forward(sig);
+                tracing::debug!(signal = %name, sent, "forwarded");
+                None
+            }
+            (Disposition::Forward, None) => None,
+        }
+    }
+}
+
+/// The output with an absolute path (mcrouter gets it with -f), its directory created if
+/// missing (the default lives under /run).
+fn absolute_output(output: &OutputSpec) -> Result<OutputSpec, AppError> {
+    let dir = match output.path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| AppError::OutputDir {
+        dir: dir.clone(),
+        source,
+    })?;
+    let dir = std::fs::canonicalize(&dir).map_err(|source| AppError::OutputDir { dir, source })?;
+    let mut spec = output.clone();
+    spec.path = dir.join(
+        output
+            .path
+            .file_name()
+            .unwrap_or_else(|| Path::new("mcrouter.json").as_os_str()),
+    );
+    Ok(spec)
 }

@@ -310,3 +310,15 @@ fn a_new_token_that_cannot_resolve_keeps_the_old_output() {
     dns.set_addrs("nowhere.test", &["10.3.0.1"], 3600);
     wait_file_contains(&work.path("out.json"), "10.3.0.1:11211", WAIT);
 }
+
+#[test]
+fn a_template_without_tokens_is_written_at_once() {
+    let dns = DnsServer::start();
+    let work = Workdir::new();
+    work.write(
+        "template.json",
+        r#"{"pools": {"a": {"servers": ["10.0.0.1:11211"]}}, "route": "PoolRoute|a"}"#,
+    );
+    let _w = Watcher::start(&work, &dns, &[]);
+    wait_file_contains(&work.path("out.json"), "10.0.0.1:11211", WAIT);
+}
