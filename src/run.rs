@@ -56,10 +56,11 @@ pub async fn run(args: &RunArgs) -> Result<u8, AppError> {
     supervise::unblock_all_signals();
     // SAFETY: getpid has no preconditions.
     let pid1 = unsafe { libc::getpid() } == 1;
-    if !pid1 && args.subreaper {
-        if let Err(e) = supervise::become_subreaper() {
-            tracing::warn!(reason = %e, "cannot become a child subreaper; orphans of mcrouter's children will not be reaped by mcw");
-        }
+    if !pid1
+        && args.subreaper
+        && let Err(e) = supervise::become_subreaper()
+    {
+        tracing::warn!(reason = %e, "cannot become a child subreaper; orphans of mcrouter's children will not be reaped by mcw");
     }
     let table = supervise::signal_table();
     let service = Service::new(&args.service, Some(route_prefix), &table)?;
