@@ -26,4 +26,4 @@ for svc in memcached knot dnsmasq; do
   systemctl stop "$svc" >/dev/null 2>&1 || true
 done
 
-cargo test --locked --lib --bins --tests "$@"
+cargo test --locked --workspace --lib --bins --tests "$@"

@@ -1,0 +1,130 @@
+//! An mcrouter stand-in for mcw's tests, written from `shared/mcrouter-contract.md`: the
+//! options, reload behaviour, data path, admin commands, signals and exit codes mcw relies on.
+//! Not shipped. Differences from mcrouter: no macros, no flavors, no config dumps (a bad
+//! startup config exits 1 as if `--config-dump-root=` were given), and its Rendezvous hash
+//! mixes tag and key hashes its own way (placement depends on tags only, as in mcrouter).
+
+mod config;
+mod hash;
+mod options;
+mod reload;
+mod server;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use options::{Options, log};
+use server::State;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let o = Options::parse(&args);
+    std::process::exit(run(o));
+}
+
+fn run(o: Options) -> i32 {
+    if o.config_file.is_some() && o.config_str.is_some() {
+        log("-f and --config-str together: fatal");
+        return 1;
+    }
+    // --config=file:PATH silently wins over -f; inline configs never reload.
+    let (path, inline) = match (&o.config_arg, &o.config_str, &o.config_file) {
+        (Some(c), _, _) => match c.strip_prefix("file:") {
+            Some(p) => (Some(p.to_string()), None),
+            None => (None, Some(c.clone())),
+        },
+        (None, Some(s), _) => (None, Some(s.clone())),
+        (None, None, Some(f)) => (Some(f.clone()), None),
+        (None, None, None) => {
+            log("no config source: fatal");
+            return 1;
+        }
+    };
+    if o.ports.is_empty() {
+        log("no port (-p): invalid options");
+        return 3;
+    }
+    let bytes = match (&path, inline) {
+        (Some(p), _) => match std::fs::read(p) {
+            Ok(b) => b,
+            Err(e) => {
+                log(&format!("cannot read {p}: {e}"));
+                return if o.validate { 3 } else { 1 };
+            }
+        },
+        (None, Some(s)) => s.into_bytes(),
+        (None, None) => return 1,
+    };
+    let cfg = match config::build(&bytes, &o.route_prefix) {
+        Ok(c) => c,
+        Err(e) => {
+            log(&format!("invalid config: {e}"));
+            return if o.validate { 3 } else { 1 };
+        }
+    };
+    if o.validate {
+        log("config is valid");
+        return 0;
+    }
+    let state = Arc::new(State {
+        config: RwLock::new(Arc::new(cfg)),
+        failures: AtomicU64::new(0),
+        attempts: AtomicU64::new(1),
+        last_success: AtomicU64::new(0),
+    });
+    let hosts = if o.listen_addresses.is_empty() {
+        vec!["0.0.0.0".to_string()]
+    } else {
+        o.listen_addresses.clone()
+    };
+    for host in &hosts {
+        for port in &o.ports {
+            let addr = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            match TcpListener::bind(&addr) {
+                Ok(l) => {
+                    let state = state.clone();
+                    std::thread::spawn(move || server::serve(l, state));
+                }
+                Err(e) => {
+                    log(&format!("cannot listen on {addr}: {e}"));
+                    return 1;
+                }
+            }
+        }
+    }
+    if let (Some(p), false) = (path, o.disable_reload) {
+        reload::spawn(
+            p.into(),
+            o.reconfiguration_delay,
+            o.route_prefix.clone(),
+            state.clone(),
+        );
+    }
+    // SIGTERM/SIGINT: graceful exit 0. SIGHUP, SIGUSR1, SIGUSR2 keep their default action.
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
+    }
+    log(&format!(
+        "serving on ports {:?}, route prefix {}",
+        o.ports, o.route_prefix
+    ));
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    log("shutting down");
+    0
+}
