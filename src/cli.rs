@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// After forwarding SIGTERM/SIGINT, how long to wait before SIGKILL.
     #[arg(long, env = "MCW_STOP_TIMEOUT", value_name = "DURATION", default_value = "25s", value_parser = parse_duration)]
     pub stop_timeout: Duration,
+    /// After each write, how long mcrouter may take to report the new config's md5 before mcw
+    /// counts it as rejected and writes the last confirmed config back.
+    #[arg(long, env = "MCW_CONFIRM_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub confirm_timeout: Duration,
     /// Become a child subreaper (when not PID 1), so orphans are re-parented to mcw and reaped.
     #[arg(long, env = "MCW_SUBREAPER", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub subreaper: bool,

@@ -39,8 +39,8 @@ pub type Lookups = HashMap<Query, Result<Answer, Failure>>;
 /// What a step did to the output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Publish {
-    /// New bytes are on disk (the md5-able bytes themselves).
-    Written(Vec<u8>),
+    /// New bytes are on disk ([`Engine::take_written`] hands them out once).
+    Written,
     /// The output already holds what this render produced.
     Unchanged,
     /// Some token has never had an answer: nothing written yet.
@@ -77,6 +77,12 @@ pub struct Engine {
     states: HashMap<Query, QueryState>,
     /// What the output holds, as this process last rendered it.
     current: Option<Rendered>,
+    /// The last config mcrouter confirmed it runs (`run` mode).
+    confirmed: Option<Rendered>,
+    /// Bytes mcrouter rejected: not written again until the render changes.
+    rejected: Option<Vec<u8>>,
+    /// Bytes written and not yet handed to the caller for confirmation.
+    fresh: Option<Vec<u8>>,
     write_retry: Option<Instant>,
     template_check: Instant,
     generation: u64,
@@ -124,6 +130,9 @@ impl Engine {
             seen_text,
             states,
             current: None,
+            confirmed: None,
+            rejected: None,
+            fresh: None,
             write_retry: None,
             generation: 0,
             rng: seed | 1,
@@ -284,6 +293,52 @@ impl Engine {
         }
     }
 
+    /// The bytes the output holds, as this process last wrote (or found) them.
+    pub fn current_bytes(&self) -> Option<&[u8]> {
+        self.current.as_ref().map(|c| c.bytes.as_slice())
+    }
+
+    /// The bytes of the latest write, once.
+    pub fn take_written(&mut self) -> Option<Vec<u8>> {
+        self.fresh.take()
+    }
+
+    /// Whether mcrouter confirmed it runs what the output holds.
+    pub fn is_confirmed(&self) -> bool {
+        matches!((&self.current, &self.confirmed), (Some(c), Some(k)) if c.bytes == k.bytes)
+    }
+
+    /// mcrouter runs `bytes`.
+    pub fn confirmed(&mut self, bytes: &[u8]) {
+        if let Some(current) = self.current.as_ref().filter(|c| c.bytes == bytes) {
+            self.confirmed = Some(current.clone());
+            self.rejected = None;
+        }
+    }
+
+    /// mcrouter rejected `bytes` and still runs the previous config: write the last confirmed
+    /// bytes back so the file matches what runs. Returns whether the file was restored.
+    pub fn rejected(&mut self, bytes: &[u8]) -> bool {
+        self.rejected = Some(bytes.to_vec());
+        let Some(confirmed) = self.confirmed.clone() else {
+            return false;
+        };
+        if self.current.as_ref().is_some_and(|c| c.bytes != bytes) {
+            // A newer config was written meanwhile; it gets its own verdict.
+            return false;
+        }
+        match self.cfg.output.replace(&confirmed.bytes) {
+            Ok(()) => {
+                self.current = Some(confirmed);
+                true
+            }
+            Err(e) => {
+                tracing::error!(output = %self.cfg.output.path.display(), reason = %e, "cannot restore the last confirmed config");
+                false
+            }
+        }
+    }
+
     /// Tokens that have never had an answer, with the latest reason.
     pub fn missing(&self) -> Vec<FailedToken> {
         self.template
@@ -328,6 +383,10 @@ impl Engine {
         {
             return Publish::Unchanged;
         }
+        if self.rejected.as_ref() == Some(&rendered.bytes) {
+            tracing::debug!("this render is the config mcrouter rejected; not writing it again");
+            return Publish::Unchanged;
+        }
         let output = &self.cfg.output;
         match output.write_if_changed(&rendered.bytes) {
             Ok(written) => {
@@ -345,10 +404,11 @@ impl Engine {
                 } else {
                     tracing::info!(output = %output.path.display(), "output already holds this config");
                 }
-                let bytes = rendered.bytes.clone();
+                // Bytes found already on disk still need confirming: mcrouter may run others.
+                self.fresh = Some(rendered.bytes.clone());
                 self.current = Some(rendered);
                 match written {
-                    true => Publish::Written(bytes),
+                    true => Publish::Written,
                     false => Publish::Unchanged,
                 }
             }

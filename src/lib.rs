@@ -10,11 +10,13 @@
 //! - [`engine`]: long-running render state: last good answers, refresh schedule, publishing.
 //! - [`watch`]: inotify watch of the template's directories.
 //! - [`supervise`]: mcrouter's lifecycle, signal table, argument vetting; the only `waitpid`.
+//! - [`confirm`]: asking mcrouter which config it runs (md5 of the active config).
 //! - [`run`]: the event loop of `watch` and `run` (signals, timers, lookups, template changes,
 //!   the child).
 
 pub mod app;
 pub mod cli;
+pub mod confirm;
 pub mod engine;
 pub mod output;
 pub mod prefix;

@@ -7,6 +7,7 @@
 //! exit status. Decisions about configs live in [`Engine`]; the child's lifecycle in
 //! [`supervise::Child`].
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::app::AppError;
 use crate::cli::{RunArgs, ServiceArgs, WatchArgs};
+use crate::confirm::{self, Verdict};
 use crate::engine::{Engine, EngineConfig, Lookups};
 use crate::output::OutputSpec;
 use crate::prefix;
@@ -64,10 +66,20 @@ pub async fn run(args: &RunArgs) -> Result<u8, AppError> {
     }
     let table = supervise::signal_table();
     let service = Service::new(&args.service, Some(route_prefix), &table)?;
+    let admin = confirm::admin_addr(&launch.ports, &launch.listen_addresses);
+    if admin.is_none() {
+        tracing::warn!(
+            "mcrouter has no -p/--port, so mcw cannot confirm that it reloads the configs it writes"
+        );
+    }
     let supervision = Supervision {
         launch,
         stop_timeout: args.stop_timeout,
         child: Child::Pending,
+        admin,
+        confirm_timeout: args.confirm_timeout,
+        confirming: JoinSet::new(),
+        rejections: 0,
     };
     service.serve(Some(supervision)).await
 }
@@ -77,6 +89,12 @@ struct Supervision {
     launch: Launch,
     stop_timeout: Duration,
     child: Child,
+    /// mcrouter's admin address, when its port is known.
+    admin: Option<SocketAddr>,
+    confirm_timeout: Duration,
+    /// The pending confirmation of the latest write (a newer write replaces it).
+    confirming: JoinSet<(Vec<u8>, Verdict)>,
+    rejections: u64,
 }
 
 /// Everything the loop owns.
@@ -144,7 +162,9 @@ impl Service {
             if let Some(code) = self.advance_child(sup.as_mut())? {
                 return Ok(code);
             }
+            self.confirm_writes(sup.as_mut());
             let kill_at = sup.as_ref().and_then(|s| s.child.kill_deadline());
+            let confirming = sup.as_ref().is_some_and(|s| !s.confirming.is_empty());
             tokio::select! {
                 Some(done) = self.lookups.join_next(), if !self.lookups.is_empty() => {
                     self.lookup_done(done);
@@ -154,6 +174,11 @@ impl Service {
                 Some(sig) = self.signals.recv() => {
                     if let Some(code) = self.on_signal(sig, sup.as_mut()) {
                         return Ok(code);
+                    }
+                }
+                Some(done) = next_verdict(sup.as_mut()), if confirming => {
+                    if let (Ok((bytes, verdict)), Some(s)) = (done, sup.as_mut()) {
+                        self.on_verdict(s, &bytes, verdict);
                     }
                 }
                 _ = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => {
@@ -185,6 +210,58 @@ impl Service {
             }
             Child::Exited { code } => Ok(Some(code)),
             _ => Ok(None),
+        }
+    }
+
+    /// Hand each new write to a confirmation task once mcrouter runs (in `watch` mode, just
+    /// forget it).
+    fn confirm_writes(&mut self, sup: Option<&mut Supervision>) {
+        let Some(s) = sup else {
+            self.engine.take_written();
+            return;
+        };
+        if s.child.pid().is_none() {
+            return;
+        }
+        let Some(bytes) = self.engine.take_written() else {
+            return;
+        };
+        let Some(addr) = s.admin else { return };
+        s.confirming.abort_all();
+        let md5 = confirm::md5_hex(&bytes);
+        let limit = s.confirm_timeout;
+        tracing::debug!(md5, "waiting for mcrouter to load the config");
+        s.confirming.spawn(async move {
+            let verdict = confirm::confirm(addr, md5, limit).await;
+            (bytes, verdict)
+        });
+    }
+
+    fn on_verdict(&mut self, s: &mut Supervision, bytes: &[u8], verdict: Verdict) {
+        match verdict {
+            Verdict::Confirmed { md5, after } => {
+                self.engine.confirmed(bytes);
+                tracing::info!(
+                    md5,
+                    after_ms = after.as_millis() as u64,
+                    "mcrouter runs the new config"
+                );
+            }
+            Verdict::Rejected { md5, running } => {
+                s.rejections += 1;
+                tracing::error!(
+                    md5,
+                    running_md5 = running,
+                    rejections = s.rejections,
+                    "mcrouter rejected the config and still runs the previous one"
+                );
+                if self.engine.rejected(bytes) {
+                    tracing::info!(md5 = running, output = %self.engine.output().path.display(), "wrote the running config back to the output");
+                }
+            }
+            Verdict::Unreachable { md5, reason } => {
+                tracing::warn!(md5, reason, "cannot ask mcrouter which config it runs");
+            }
         }
     }
 
@@ -264,6 +341,16 @@ impl Service {
             }
             (Disposition::Forward, None) => None,
         }
+    }
+}
+
+/// The next finished confirmation (pending forever when there is none).
+async fn next_verdict(
+    sup: Option<&mut Supervision>,
+) -> Option<Result<(Vec<u8>, Verdict), tokio::task::JoinError>> {
+    match sup {
+        Some(s) => s.confirming.join_next().await,
+        None => std::future::pending().await,
     }
 }
 

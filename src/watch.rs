@@ -20,6 +20,11 @@ pub struct TemplateWatcher {
     debounce: Duration,
     stream: EventStream<Vec<u8>>,
     watched: HashMap<PathBuf, WatchDescriptor>,
+    /// When the directory will have been quiet for the debounce period, if an event is
+    /// pending. Kept here, not in the future, so `changed` is cancellation-safe: the event loop
+    /// drops it whenever another arm of its `select!` wins, and the next call carries on with
+    /// the same deadline instead of starting the debounce over.
+    quiet_at: Option<tokio::time::Instant>,
 }
 
 fn mask() -> WatchMask {
@@ -43,6 +48,7 @@ impl TemplateWatcher {
             debounce,
             stream,
             watched: HashMap::new(),
+            quiet_at: None,
         };
         watcher.rewatch();
         Ok(watcher)
@@ -96,18 +102,29 @@ impl TemplateWatcher {
     }
 
     /// Wait until something in the watched directories changed, then until it has been quiet
-    /// for the debounce period.
+    /// for the debounce period. Cancellation-safe.
     pub async fn changed(&mut self) {
         if self.watched.is_empty() {
             // Nothing to wait on: never resolve, the periodic re-read still works.
             return std::future::pending().await;
         }
-        self.next_event().await;
-        while tokio::time::timeout(self.debounce, self.next_event())
-            .await
-            .is_ok()
-        {}
-        self.rewatch();
+        loop {
+            let Some(quiet_at) = self.quiet_at else {
+                self.next_event().await;
+                self.quiet_at = Some(tokio::time::Instant::now() + self.debounce);
+                continue;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(quiet_at) => {
+                    self.quiet_at = None;
+                    self.rewatch();
+                    return;
+                }
+                _ = self.next_event() => {
+                    self.quiet_at = Some(tokio::time::Instant::now() + self.debounce);
+                }
+            }
+        }
     }
 
     async fn next_event(&mut self) {

@@ -185,7 +185,7 @@ fn sighup_re_resolves_at_once_and_sigterm_exits_0() {
     assert!(w.alive());
     w.signal(libc::SIGTERM);
     assert_eq!(w.wait_exit(WAIT), Some(0));
-    w.wait_log("stopping signal=\"SIGTERM\"", WAIT);
+    w.wait_log("stopping signal=SIGTERM", WAIT);
 }
 
 #[test]
@@ -321,4 +321,28 @@ fn a_template_without_tokens_is_written_at_once() {
     );
     let _w = Watcher::start(&work, &dns, &[]);
     wait_file_contains(&work.path("out.json"), "10.0.0.1:11211", WAIT);
+}
+
+/// Regression: a lookup finishing during the 100 ms debounce used to cancel the template
+/// watch and lose the edit until the next periodic re-read (`--max-refresh`).
+#[test]
+fn a_template_edit_is_not_lost_while_lookups_finish_every_50ms() {
+    let dns = DnsServer::start();
+    zone(&dns, 0);
+    dns.set_addrs("other.test", &["10.2.0.1"], 0);
+    let work = Workdir::new();
+    let _w = started(
+        &work,
+        &dns,
+        &["--min-refresh", "50ms", "--max-refresh", "30s"],
+    );
+    work.write(
+        "template.json",
+        &TEMPLATE.replace("dns://memcache.test", "dns://other.test"),
+    );
+    wait_file_contains(
+        &work.path("out.json"),
+        "10.2.0.1:11211",
+        Duration::from_secs(5),
+    );
 }

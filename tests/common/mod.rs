@@ -118,7 +118,17 @@ pub fn free_port() -> u16 {
 pub struct Daemon(pub std::process::Child);
 
 impl Drop for Daemon {
+    /// SIGTERM first, so a supervisor (mcw run) can stop its own child; SIGKILL after 3 s.
     fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -270,5 +280,67 @@ impl Knot {
             .status()
             .unwrap();
         assert!(status.success(), "knotc zone-reload failed");
+    }
+}
+
+/// The mcrouter stand-in binary (tests/mcrouter-standin), built on first use in its own target
+/// directory so it never contends with the cargo running these tests.
+pub fn standin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("standin");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "mcrouter-standin", "--manifest-path"])
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .status()
+                .expect("run cargo to build the mcrouter stand-in");
+            assert!(status.success(), "building the mcrouter stand-in failed");
+            target.join("debug/mcrouter")
+        })
+        .clone()
+}
+
+/// memcached on `ip:port`, killed when dropped.
+pub fn memcached(ip: &str, port: u16) -> Daemon {
+    let child = Command::new("memcached")
+        .args([
+            "-U",
+            "0",
+            "-u",
+            "root",
+            "-m",
+            "16",
+            "-l",
+            ip,
+            "-p",
+            &port.to_string(),
+        ])
+        .spawn()
+        .expect("memcached is installed by scripts/test.sh (apt-get install memcached)");
+    wait_for("memcached to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect((ip, port)).is_ok()
+    });
+    Daemon(child)
+}
+
+/// One memcache ASCII command; the reply up to END (get/stats) or its first line.
+pub fn memcache(addr: &str, command: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(command.as_bytes()).unwrap();
+    let multi = matches!(command.split_whitespace().next(), Some("get" | "stats"));
+    let mut r = BufReader::new(s);
+    let mut reply = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap() == 0 || {
+            reply += &line;
+            !multi || line == "END\r\n"
+        } {
+            return reply;
+        }
     }
 }

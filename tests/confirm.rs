@@ -1,0 +1,145 @@
+//! `mcw run` over the mcrouter stand-in with real memcached: reloads are confirmed, keys stay
+//! on their memcached when another pod moves, a rejected config is detected and the file
+//! restored.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn run_standin(work: &Workdir, dns: &DnsServer, extra: &[&str], port: u16) -> Watcher {
+    let mut cmd = work.mcw("run", dns);
+    cmd.arg("--output")
+        .arg(work.path("out.json"))
+        .args(extra)
+        .arg("--");
+    cmd.arg(standin()).args([
+        "-p",
+        &port.to_string(),
+        "--listen-addresses=127.0.0.1",
+        "--reconfiguration-delay-ms=50",
+    ]);
+    Watcher::spawn(cmd, work.path("mcw.log"))
+}
+
+fn confirmations(w: &Watcher) -> usize {
+    w.log().matches("mcrouter runs the new config").count()
+}
+
+#[test]
+fn keys_stay_on_their_memcached_when_another_pod_moves() {
+    let mc_port = free_port();
+    let pods: Vec<String> = (0..4).map(|i| format!("127.0.0.{}", 11 + i)).collect();
+    let mut mems: Vec<Daemon> = pods.iter().map(|ip| memcached(ip, mc_port)).collect();
+    let dns = DnsServer::start();
+    let names: Vec<String> = (0..4).map(|i| format!("mc-{i}.mc.test")).collect();
+    let srv: Vec<(u16, u16, u16, &str)> =
+        names.iter().map(|n| (0, 0, mc_port, n.as_str())).collect();
+    dns.set_srv("_mc._tcp.mc.test", &srv, 1);
+    for (n, ip) in names.iter().zip(&pods) {
+        dns.set_addrs(n, &[ip], 1);
+    }
+    let work = Workdir::new();
+    work.write(
+        "template.json",
+        r#"{"pools": {"a": {"servers": ["dnssrv://_mc._tcp.mc.test"]}}, "route": "PoolRoute|a"}"#,
+    );
+    let port = free_port();
+    let router = format!("127.0.0.1:{port}");
+    let w = run_standin(&work, &dns, &["--min-refresh", "200ms"], port);
+    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+
+    let keys: Vec<String> = (0..300).map(|i| format!("user:{i}")).collect();
+    let mut owner = Vec::new();
+    for k in &keys {
+        assert_eq!(
+            memcache(&router, &format!("set {k} 0 0 3\r\nabc\r\n")),
+            "STORED\r\n"
+        );
+        let on: Vec<usize> = (0..4)
+            .filter(|i| {
+                memcache(&format!("{}:{mc_port}", pods[*i]), &format!("get {k}\r\n"))
+                    .contains("VALUE")
+            })
+            .collect();
+        assert_eq!(on.len(), 1, "{k} stored on {on:?}");
+        owner.push(on[0]);
+    }
+
+    // Pod mc-2 comes back with a new IP (a new, empty memcached).
+    let moved = 2;
+    mems.push(memcached("127.0.0.21", mc_port));
+    dns.set_addrs(&names[moved], &["127.0.0.21"], 1);
+    wait_for("the confirmed reload", WAIT, || confirmations(&w) == 2);
+    w.wait_log("removed=-127.0.0.13", WAIT);
+
+    let mut kept = 0;
+    for (k, o) in keys.iter().zip(&owner) {
+        let hit = memcache(&router, &format!("get {k}\r\n")).contains("VALUE");
+        assert_eq!(hit, *o != moved, "{k} (was on mc-{o})");
+        kept += usize::from(hit);
+    }
+    let on_moved = owner.iter().filter(|o| **o == moved).count();
+    assert!(on_moved > 30, "mc-2 held {on_moved} keys");
+    assert_eq!(kept, keys.len() - on_moved);
+}
+
+#[test]
+fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
+    let dns = DnsServer::start();
+    dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
+    let work = Workdir::new();
+    work.write(
+        "template.json",
+        r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#,
+    );
+    let port = free_port();
+    let router = format!("127.0.0.1:{port}");
+    let w = run_standin(
+        &work,
+        &dns,
+        &["--min-refresh", "200ms", "--confirm-timeout", "1s"],
+        port,
+    );
+    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+    let good = work.read("out.json");
+
+    // Valid for mcw, refused by mcrouter (no such route type).
+    work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": {"type": "NoSuchRoute"}}"#);
+    w.wait_log(
+        "mcrouter rejected the config and still runs the previous one",
+        WAIT,
+    );
+    w.wait_log(
+        &format!("running_md5=\"{}\"", mcw::confirm::md5_hex(good.as_bytes())),
+        WAIT,
+    );
+    w.wait_log("wrote the running config back to the output", WAIT);
+    assert_eq!(work.read("out.json"), good, "the file must match what runs");
+    let failures = |r: &str| {
+        memcache(r, "stats detailed\r\n")
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("STAT config_failures ")
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap()
+    };
+    assert_eq!(failures(&router), "1");
+    // Refreshes go on (every 200 ms), but the rejected bytes are not written again.
+    let asked = dns.queries("memcache.test", hickory_server::proto::rr::RecordType::A);
+    wait_for("three more refreshes", WAIT, || {
+        dns.queries("memcache.test", hickory_server::proto::rr::RecordType::A) >= asked + 3
+    });
+    assert_eq!(failures(&router), "1");
+    assert_eq!(w.log().matches("wrote config").count(), 2, "{}", w.log());
+    assert_eq!(work.read("out.json"), good);
+    let reply = memcache(&router, "get __mcrouter__.config_md5_digest\r\n");
+    assert!(
+        reply.contains(&mcw::confirm::md5_hex(good.as_bytes())),
+        "{reply}"
+    );
+}
