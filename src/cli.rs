@@ -91,6 +91,10 @@ pub struct RunArgs {
     /// counts it as rejected and writes the last confirmed config back.
     #[arg(long, env = "MCW_CONFIRM_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub confirm_timeout: Duration,
+    /// Check each new config with `mcrouter --validate-config=exit` on a candidate file in the
+    /// output's directory; a rejected candidate is never installed.
+    #[arg(long, env = "MCW_VALIDATE")]
+    pub validate: bool,
     /// Become a child subreaper (when not PID 1), so orphans are re-parented to mcw and reaped.
     #[arg(long, env = "MCW_SUBREAPER", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub subreaper: bool,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::app::{AppError, FailedToken};
-use crate::output::OutputSpec;
+use crate::output::{Candidate, OutputSpec};
 use crate::prefix;
 use crate::resolve::{Answer, Dns, Failure};
 use crate::template::{self, Query, Rendered, Template, TemplateError};
@@ -31,6 +31,8 @@ pub struct EngineConfig {
     pub allow_empty: bool,
     /// In `run` mode, the normalised routing prefix every template must have an alias for.
     pub route_prefix: Option<String>,
+    /// Hold each new config as a candidate until [`Engine::candidate_verdict`] (`--validate`).
+    pub validate: bool,
 }
 
 /// Results of one batch of lookups.
@@ -41,6 +43,8 @@ pub type Lookups = HashMap<Query, Result<Answer, Failure>>;
 pub enum Publish {
     /// New bytes are on disk ([`Engine::take_written`] hands them out once).
     Written,
+    /// New bytes wait beside the output for validation ([`Engine::candidate_path`]).
+    Candidate,
     /// The output already holds what this render produced.
     Unchanged,
     /// Some token has never had an answer: nothing written yet.
@@ -83,6 +87,8 @@ pub struct Engine {
     rejected: Option<Vec<u8>>,
     /// Bytes written and not yet handed to the caller for confirmation.
     fresh: Option<Vec<u8>>,
+    /// A config waiting for validation (`--validate`), one at a time.
+    candidate: Option<(Candidate, Rendered)>,
     write_retry: Option<Instant>,
     template_check: Instant,
     generation: u64,
@@ -133,6 +139,7 @@ impl Engine {
             confirmed: None,
             rejected: None,
             fresh: None,
+            candidate: None,
             write_retry: None,
             generation: 0,
             rng: seed | 1,
@@ -387,36 +394,87 @@ impl Engine {
             tracing::debug!("this render is the config mcrouter rejected; not writing it again");
             return Publish::Unchanged;
         }
+        if self.candidate.is_some() {
+            // One candidate at a time; the verdict publishes again to catch up.
+            return Publish::Unchanged;
+        }
         let output = &self.cfg.output;
-        match output.write_if_changed(&rendered.bytes) {
-            Ok(written) => {
-                if written {
-                    self.generation += 1;
-                    log_changes(self.current.as_ref(), &rendered);
-                    let servers: usize = rendered.pools.values().map(Vec::len).sum();
-                    tracing::info!(
-                        output = %output.path.display(),
-                        generation = self.generation,
-                        pools = rendered.pools.len(),
-                        servers,
-                        "wrote config"
-                    );
-                } else {
-                    tracing::info!(output = %output.path.display(), "output already holds this config");
-                }
-                // Bytes found already on disk still need confirming: mcrouter may run others.
-                self.fresh = Some(rendered.bytes.clone());
-                self.current = Some(rendered);
-                match written {
-                    true => Publish::Written,
-                    false => Publish::Unchanged,
-                }
+        let on_disk = std::fs::read(&output.path).is_ok_and(|b| b == rendered.bytes);
+        if on_disk {
+            tracing::info!(output = %output.path.display(), "output already holds this config");
+            // Bytes found on disk still need confirming: mcrouter may run others.
+            self.fresh = Some(rendered.bytes.clone());
+            self.current = Some(rendered);
+            return Publish::Unchanged;
+        }
+        let prepared = output.prepare(&rendered.bytes);
+        let installed = match prepared {
+            Ok(candidate) if self.cfg.validate => {
+                self.candidate = Some((candidate, rendered));
+                return Publish::Candidate;
             }
-            Err(e) => {
-                tracing::error!(output = %output.path.display(), reason = %e, "cannot write the config; the old file is intact, retrying");
-                self.write_retry = Some(Instant::now() + self.cfg.min_refresh);
-                Publish::WriteFailed
+            Ok(candidate) => output.install(candidate),
+            Err(e) => Err(e),
+        };
+        match installed {
+            Ok(()) => {
+                self.installed(rendered);
+                Publish::Written
             }
+            Err(e) => self.write_failed(e),
+        }
+    }
+
+    fn write_failed(&mut self, e: crate::output::WriteError) -> Publish {
+        tracing::error!(output = %self.cfg.output.path.display(), reason = %e, "cannot write the config; the old file is intact, retrying");
+        self.write_retry = Some(Instant::now() + self.cfg.min_refresh);
+        Publish::WriteFailed
+    }
+
+    /// Bookkeeping and logs once new bytes are in place.
+    fn installed(&mut self, rendered: Rendered) {
+        self.generation += 1;
+        log_changes(self.current.as_ref(), &rendered);
+        let servers: usize = rendered.pools.values().map(Vec::len).sum();
+        tracing::info!(
+            output = %self.cfg.output.path.display(),
+            generation = self.generation,
+            pools = rendered.pools.len(),
+            servers,
+            "wrote config"
+        );
+        self.fresh = Some(rendered.bytes.clone());
+        self.current = Some(rendered);
+    }
+
+    /// The file awaiting validation, if any.
+    pub fn candidate_path(&self) -> Option<&std::path::Path> {
+        self.candidate.as_ref().map(|(c, _)| c.path.as_path())
+    }
+
+    /// The validator's verdict on the candidate: install it, or discard it and do not write
+    /// those bytes again until the render changes. Then catch up with newer renders.
+    pub fn candidate_verdict(&mut self, valid: bool, reason: &str) -> Publish {
+        let Some((candidate, rendered)) = self.candidate.take() else {
+            return Publish::Unchanged;
+        };
+        if valid {
+            match self.cfg.output.install(candidate) {
+                Ok(()) => self.installed(rendered),
+                Err(e) => return self.write_failed(e),
+            }
+        } else {
+            candidate.discard();
+            tracing::error!(
+                reason,
+                "mcrouter --validate-config rejected the new config; it was not installed"
+            );
+            self.rejected = Some(rendered.bytes);
+        }
+        let follow_up = self.publish();
+        match (valid, follow_up) {
+            (true, Publish::Unchanged | Publish::Incomplete) => Publish::Written,
+            (_, other) => other,
         }
     }
 

@@ -126,13 +126,35 @@ impl OutputSpec {
 
     /// Atomically replace the output with `bytes`, whatever it holds now.
     pub fn replace(&self, bytes: &[u8]) -> Result<(), WriteError> {
+        let candidate = self.prepare(bytes)?;
+        self.install(candidate)
+    }
+
+    /// Write `bytes` to a complete, fsync'd temp file beside the output (mode and owner
+    /// already set), to be validated and then [installed](OutputSpec::install) or
+    /// [discarded](Candidate::discard).
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Candidate, WriteError> {
         let dir = parent_dir(&self.path);
-        let (tmp_path, file) = self.create_temp(dir)?;
-        let result = self.fill_and_rename(&tmp_path, file, bytes, dir);
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp_path);
+        let (path, file) = self.create_temp(dir)?;
+        let candidate = Candidate { path };
+        match self.fill(file, bytes) {
+            Ok(()) => Ok(candidate),
+            Err(e) => {
+                candidate.discard();
+                Err(e)
+            }
         }
-        result
+    }
+
+    /// Rename a prepared candidate over the output and fsync the directory.
+    pub fn install(&self, candidate: Candidate) -> Result<(), WriteError> {
+        if let Err(e) = fs::rename(&candidate.path, &self.path) {
+            candidate.discard();
+            return Err(self.error("cannot rename into place", e));
+        }
+        File::open(parent_dir(&self.path))
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.error("cannot fsync the directory", e))
     }
 
     fn create_temp(&self, dir: &Path) -> Result<(PathBuf, File), WriteError> {
@@ -159,13 +181,7 @@ impl OutputSpec {
         }
     }
 
-    fn fill_and_rename(
-        &self,
-        tmp_path: &Path,
-        mut file: File,
-        bytes: &[u8],
-        dir: &Path,
-    ) -> Result<(), WriteError> {
+    fn fill(&self, mut file: File, bytes: &[u8]) -> Result<(), WriteError> {
         if self.uid.is_some() || self.gid.is_some() {
             std::os::unix::fs::fchown(&file, self.uid, self.gid)
                 .map_err(|e| self.error("cannot set the owner (is mcw root?)", e))?;
@@ -174,12 +190,7 @@ impl OutputSpec {
             .map_err(|e| self.error("cannot set the mode", e))?;
         file.write_all(bytes)
             .map_err(|e| self.error("cannot write", e))?;
-        file.sync_all().map_err(|e| self.error("cannot fsync", e))?;
-        drop(file);
-        fs::rename(tmp_path, &self.path).map_err(|e| self.error("cannot rename into place", e))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.error("cannot fsync the directory", e))
+        file.sync_all().map_err(|e| self.error("cannot fsync", e))
     }
 
     fn error(&self, action: &'static str, source: io::Error) -> WriteError {
@@ -188,6 +199,18 @@ impl OutputSpec {
             action,
             source,
         }
+    }
+}
+
+/// A complete temp file beside the output, not yet installed.
+#[derive(Debug)]
+pub struct Candidate {
+    pub path: PathBuf,
+}
+
+impl Candidate {
+    pub fn discard(self) {
+        let _ = fs::remove_file(&self.path);
     }
 }
 

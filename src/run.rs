@@ -36,7 +36,7 @@ pub async fn watch(args: &WatchArgs) -> Result<u8, AppError> {
         (libc::SIGTERM, Disposition::Stop),
         (libc::SIGINT, Disposition::Stop),
     ];
-    let service = Service::new(&args.service, None, &table)?;
+    let service = Service::new(&args.service, None, false, &table)?;
     service.serve(None).await
 }
 
@@ -64,8 +64,33 @@ pub async fn run(args: &RunArgs) -> Result<u8, AppError> {
     {
         tracing::warn!(reason = %e, "cannot become a child subreaper; orphans of mcrouter's children will not be reaped by mcw");
     }
+    let validator = match (args.validate, launch.mcrouter_at) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(AppError::Usage(
+                "--validate runs mcrouter --validate-config, but no word of the command is named mcrouter (see --mcrouter-name)".into(),
+            ));
+        }
+        (true, Some(at)) => {
+            let mut argv = launch.command[at..].to_vec();
+            if launch.ports.is_empty() {
+                argv.extend(["-p".into(), "1".into()]);
+            }
+            argv.extend([
+                "--validate-config=exit".into(),
+                "--config-dump-root=".into(),
+                "--stats-logging-interval=0".into(),
+            ]);
+            Some(argv)
+        }
+    };
     let table = supervise::signal_table();
-    let service = Service::new(&args.service, Some(route_prefix), &table)?;
+    let service = Service::new(
+        &args.service,
+        Some(route_prefix.clone()),
+        validator.is_some(),
+        &table,
+    )?;
     let admin = confirm::admin_addr(&launch.ports, &launch.listen_addresses);
     if admin.is_none() {
         tracing::warn!(
@@ -80,6 +105,8 @@ pub async fn run(args: &RunArgs) -> Result<u8, AppError> {
         confirm_timeout: args.confirm_timeout,
         confirming: JoinSet::new(),
         rejections: 0,
+        validator,
+        validating: None,
     };
     service.serve(Some(supervision)).await
 }
@@ -95,6 +122,10 @@ struct Supervision {
     /// The pending confirmation of the latest write (a newer write replaces it).
     confirming: JoinSet<(Vec<u8>, Verdict)>,
     rejections: u64,
+    /// `mcrouter ARGS… --validate-config=exit …` (with `--validate`); `-f CANDIDATE` is added.
+    validator: Option<Vec<String>>,
+    /// pid of the running validator.
+    validating: Option<i32>,
 }
 
 /// Everything the loop owns.
@@ -113,6 +144,7 @@ impl Service {
     fn new(
         args: &ServiceArgs,
         route_prefix: Option<String>,
+        validate: bool,
         table: &[(i32, Disposition)],
     ) -> Result<Service, AppError> {
         let refresh = &args.refresh;
@@ -131,6 +163,7 @@ impl Service {
             max_refresh: refresh.max_refresh,
             allow_empty: args.dns.allow_empty,
             route_prefix,
+            validate,
         };
         let dns = Dns::new(&args.dns.settings())?;
         let engine = Engine::new(cfg, dns)?;
@@ -162,6 +195,7 @@ impl Service {
             if let Some(code) = self.advance_child(sup.as_mut())? {
                 return Ok(code);
             }
+            self.validate_candidate(sup.as_mut());
             self.confirm_writes(sup.as_mut());
             let kill_at = sup.as_ref().and_then(|s| s.child.kill_deadline());
             let confirming = sup.as_ref().is_some_and(|s| !s.confirming.is_empty());
@@ -210,6 +244,29 @@ impl Service {
             }
             Child::Exited { code } => Ok(Some(code)),
             _ => Ok(None),
+        }
+    }
+
+    /// Start `mcrouter --validate-config=exit` on a waiting candidate (`--validate`).
+    fn validate_candidate(&mut self, sup: Option<&mut Supervision>) {
+        let Some(s) = sup else { return };
+        let (Some(argv), None) = (&s.validator, s.validating) else {
+            return;
+        };
+        let Some(path) = self.engine.candidate_path() else {
+            return;
+        };
+        let mut args = argv[1..].to_vec();
+        args.extend(["-f".into(), path.to_string_lossy().into_owned()]);
+        match supervise::spawn_quiet(&argv[0], &args) {
+            Ok(pid) => {
+                tracing::debug!(pid, candidate = %path.display(), "validating");
+                s.validating = Some(pid);
+            }
+            Err(e) => {
+                let reason = format!("cannot run {}: {e}", argv[0]);
+                self.engine.candidate_verdict(false, &reason);
+            }
         }
     }
 
@@ -318,11 +375,22 @@ impl Service {
                 None
             }
             (Disposition::Reap, Some(s)) => {
-                s.child.reap();
+                for (pid, status) in supervise::reap() {
+                    if Some(pid) == s.child.pid() {
+                        s.child.exited(status);
+                    } else if Some(pid) == s.validating {
+                        s.validating = None;
+                        let code = supervise::exit_code(status);
+                        let reason = format!("exit status {code}");
+                        self.engine.candidate_verdict(code == 0, &reason);
+                    } else {
+                        tracing::debug!(pid, "reaped an orphan");
+                    }
+                }
                 None
             }
             (Disposition::Reap, None) => {
-                supervise::reap(None);
+                supervise::reap();
                 None
             }
             (Disposition::Stop, Some(s)) if s.child.pid().is_some() => {

@@ -143,3 +143,44 @@ fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
         "{reply}"
     );
 }
+
+#[test]
+fn validate_keeps_a_bad_candidate_from_ever_being_installed() {
+    let dns = DnsServer::start();
+    dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
+    let work = Workdir::new();
+    let good_template =
+        r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#;
+    work.write("template.json", good_template);
+    let port = free_port();
+    let router = format!("127.0.0.1:{port}");
+    let w = run_standin(&work, &dns, &["--validate"], port);
+    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+    let good = work.read("out.json");
+
+    work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": {"type": "NoSuchRoute"}}"#);
+    w.wait_log(
+        "mcrouter --validate-config rejected the new config; it was not installed",
+        WAIT,
+    );
+    assert_eq!(work.read("out.json"), good);
+    let stats = memcache(&router, "stats detailed\r\n");
+    assert!(
+        stats.contains("STAT config_failures 0"),
+        "mcrouter never saw the bad config: {stats}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(work.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".mcw-"))
+        .collect();
+    assert!(leftovers.is_empty(), "candidate left behind: {leftovers:?}");
+
+    // The next good edit passes validation and is confirmed.
+    work.write(
+        "template.json",
+        &good_template.replace("PoolRoute|a", "PoolRoute|a\", \"x\": \"1"),
+    );
+    wait_for("the second confirmation", WAIT, || confirmations(&w) == 2);
+    assert!(work.read("out.json").contains("\"x\": \"1\""));
+}

@@ -209,34 +209,39 @@ impl Child {
         }
     }
 
-    /// Reap everything that exited; move to `Exited` if the child was among them.
-    pub fn reap(&mut self) {
-        let pid = self.pid();
-        if let Some(status) = reap(pid) {
-            let code = exit_code(status);
-            tracing::info!(pid, exit_code = code, "mcrouter exited");
-            *self = Child::Exited { code };
-        }
+    /// The child is gone with raw wait status `status`.
+    pub fn exited(&mut self, status: i32) {
+        let code = exit_code(status);
+        tracing::info!(pid = self.pid(), exit_code = code, "mcrouter exited");
+        *self = Child::Exited { code };
     }
 }
 
-/// The only `waitpid` in mcw: collect every exited child (orphans included) without
-/// blocking, and return the raw status of `main` if it was one of them.
-pub fn reap(main: Option<i32>) -> Option<i32> {
-    let mut main_status = None;
+/// The only `waitpid` in mcw: collect every exited child (mcrouter, a validator, orphans)
+/// without blocking; returns each pid with its raw wait status.
+pub fn reap() -> Vec<(i32, i32)> {
+    let mut reaped = Vec::new();
     loop {
         let mut status = 0;
         // SAFETY: waitpid writes only to `status`.
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid <= 0 {
-            return main_status;
+            return reaped;
         }
-        if Some(pid) == main {
-            main_status = Some(status);
-        } else {
-            tracing::debug!(pid, "reaped an orphan");
-        }
+        reaped.push((pid, status));
     }
+}
+
+/// Start `program args…` with stdio closed, for a short-lived helper whose status comes back
+/// through [`reap`] (never waited on here).
+pub fn spawn_quiet(program: &str, args: &[String]) -> io::Result<i32> {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(child.id() as i32)
 }
 
 /// mcw's exit code for a child's raw wait status: its code, or 128+N if signal N killed it.
