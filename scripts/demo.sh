@@ -1,67 +1,114 @@
 #!/usr/bin/env bash
-# mcw's main job on one machine: a DNS server holding a memcached "StatefulSet", a template
-# with DNS tokens, `mcw check` and `mcw render`, then a pod that moves to a new IP.
-# Needs root (it installs dnsmasq if missing) and cargo.
+# mcw's main job on one machine, end to end:
+#   a DNS server (dnsmasq) holding a memcached "StatefulSet" (three pods, SRV records),
+#   three real memcached, and `mcw run` supervising mcrouter (the project's stand-in, or a
+#   real mcrouter if one is on PATH). Keys are written through mcrouter, one pod moves to a
+#   new IP, mcw renders, writes and confirms mcrouter's reload, and the keys on the other pods
+#   are still where they were.
+# Needs root (it installs dnsmasq and memcached if missing) and cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v dnsmasq >/dev/null 2>&1 && [[ ! -x /usr/sbin/dnsmasq ]]; then
-  echo "demo: installing dnsmasq-base" >&2
+missing=()
+command -v memcached >/dev/null 2>&1 || missing+=(memcached)
+[[ -x /usr/sbin/dnsmasq ]] || command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
+if ((${#missing[@]})); then
+  echo "demo: installing ${missing[*]}" >&2
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dnsmasq-base >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  for svc in memcached dnsmasq; do systemctl stop "$svc" >/dev/null 2>&1 || true; done
 fi
-cargo build --release --locked -q
+cargo build --release --locked -q -p mcw -p mcrouter-standin
 mcw=$PWD/target/release/mcw
+mcrouter=$(command -v mcrouter || echo "$PWD/target/release/mcrouter")
 
 work=$(mktemp -d)
-dns_pid=
-cleanup() { [[ -n $dns_pid ]] && kill "$dns_pid" 2>/dev/null; rm -rf "$work"; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+dns_port=$(free_port); mc_port=$(free_port); router_port=$(free_port)
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+wait_log() { for _ in $(seq 300); do grep -q "$1" "$work/mcw.log" && return; sleep 0.1; done; echo "demo: mcw never logged '$1'" >&2; cat "$work/mcw.log" >&2; exit 1; }
+keys() { # keys set|count HOST:PORT — write user:1..30, or count how many of them HOST:PORT has
+  python3 - "$1" "$2" <<'PY'
+import socket, sys
+mode, addr = sys.argv[1], sys.argv[2]
+host, port = addr.rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+f = s.makefile("rwb")
+found = 0
+for i in range(1, 31):
+    if mode == "set":
+        f.write(b"set user:%d 0 0 5\r\nhello\r\n" % i); f.flush(); f.readline()
+    else:
+        f.write(b"get user:%d\r\n" % i); f.flush()
+        line = f.readline()
+        if line.startswith(b"VALUE"):
+            found += 1; f.readline(); f.readline()
+print(found)
+PY
+}
 
+dns_pid=
 start_dns() { # $1: IP of pod mc-1
   [[ -n $dns_pid ]] && { kill "$dns_pid"; wait "$dns_pid" 2>/dev/null || true; }
   /usr/sbin/dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
-    --listen-address=127.0.0.1 --port="$port" --user=root --pid-file= --cache-size=0 --local-ttl=30 \
-    --host-record=mc-0.memcache.demo,10.0.0.10 --host-record=mc-1.memcache.demo,"$1" \
-    --host-record=mc-2.memcache.demo,10.0.0.12 \
-    --srv-host=_memcache._tcp.memcache.demo,mc-2.memcache.demo,11211,10,1 \
-    --srv-host=_memcache._tcp.memcache.demo,mc-0.memcache.demo,11211,10,1 \
-    --srv-host=_memcache._tcp.memcache.demo,mc-1.memcache.demo,11211,10,1 \
-    --host-record=shared.demo,10.0.1.2 --host-record=shared.demo,10.0.1.1 &
-  dns_pid=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && return; sleep 0.05; done
+    --listen-address=127.0.0.1 --port="$dns_port" --user=root --pid-file= --cache-size=0 --local-ttl=1 \
+    --host-record=mc-0.memcache.demo,127.0.2.10 --host-record=mc-1.memcache.demo,"$1" \
+    --host-record=mc-2.memcache.demo,127.0.2.12 \
+    --srv-host=_memcache._tcp.memcache.demo,mc-2.memcache.demo,"$mc_port",10,1 \
+    --srv-host=_memcache._tcp.memcache.demo,mc-0.memcache.demo,"$mc_port",10,1 \
+    --srv-host=_memcache._tcp.memcache.demo,mc-1.memcache.demo,"$mc_port",10,1 2>/dev/null &
+  dns_pid=$!; pids+=("$dns_pid")
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$dns_port") 2>/dev/null && return; sleep 0.05; done
   echo "demo: dnsmasq did not start" >&2; exit 1
 }
+
+for ip in 127.0.2.10 127.0.2.11 127.0.2.12 127.0.2.21; do
+  memcached -U 0 -u root -m 16 -l "$ip" -p "$mc_port" & pids+=($!)
+done
+start_dns 127.0.2.11
 
 cat >"$work/template.json" <<'JSON'
 {
   // Pods of a StatefulSet behind a headless Service: one SRV record per pod.
   "pools": {
     "local": {"servers": ["dnssrv://_memcache._tcp.memcache.demo"]},
-    "shared": {"servers": ["dns+11311://shared.demo", "10.9.9.9:11211"]},
   },
-  "route": {
-    "type": "PrefixSelectorRoute",
-    "policies": {"shr": "PoolRoute|shared"},
-    "wildcard": "PoolRoute|local",
-  },
+  "route": "PoolRoute|local",
 }
 JSON
-
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-args=(--template "$work/template.json" --dns-server "127.0.0.1:$port" --resolv-conf /dev/null)
-
-start_dns 10.0.0.11
 say "the template"
 cat "$work/template.json"
-say "mcw check: what each token resolves to"
-"$mcw" check "${args[@]}" --route-prefix /dc/c0/
-say "mcw render --output config.json"
-"$mcw" render "${args[@]}" --output "$work/config.json"
-cat "$work/config.json"
-say "pod mc-1 comes back with a new IP (10.0.0.11 -> 10.0.0.21); render again"
-start_dns 10.0.0.21
-"$mcw" render "${args[@]}" --output "$work/config.json"
-grep -n '10.0.0' "$work/config.json"
-say "only slot 1 of pool \"local\" changed: keys hashed to mc-0 and mc-2 stay where they are"
+
+say "mcw run -- mcrouter -p $router_port   (mcrouter: $mcrouter)"
+MCW_LOG=info "$mcw" run --template "$work/template.json" --output "$work/mcrouter.json" \
+  --dns-server "127.0.0.1:$dns_port" --resolv-conf /dev/null --min-refresh 1s -- \
+  "$mcrouter" -p "$router_port" --listen-addresses=127.0.0.1 --reconfiguration-delay-ms=200 \
+  2>"$work/mcw.log" &
+mcw_pid=$!; pids+=("$mcw_pid")
+wait_log "mcrouter runs the new config"
+grep -v standin "$work/mcw.log"
+say "the rendered config mcrouter runs"
+cat "$work/mcrouter.json"
+
+say "write 30 keys through mcrouter"
+keys set "127.0.0.1:$router_port" >/dev/null
+for pod in 0 1 2; do
+  echo "  pod mc-$pod (127.0.2.1$pod) holds $(keys count "127.0.2.1$pod:$mc_port") keys"
+done
+
+say "pod mc-1 is rescheduled and comes back with a new IP: 127.0.2.11 -> 127.0.2.21"
+start_dns 127.0.2.21
+for _ in $(seq 300); do [[ $(grep -c "mcrouter runs the new config" "$work/mcw.log") -ge 2 ]] && break; sleep 0.1; done
+grep -E "pool servers changed|wrote config|mcrouter runs the new config" "$work/mcw.log" | tail -3
+
+say "read the 30 keys back through mcrouter"
+echo "  $(keys count "127.0.0.1:$router_port") of 30 keys still found: every key on mc-0 and mc-2 stayed put;"
+echo "  mc-1's keys now go to its new, empty memcached (only that slot changed)"
+
+say "stop: SIGTERM to mcw is forwarded to mcrouter"
+kill -TERM "$mcw_pid"; set +e; wait "$mcw_pid"; code=$?; set -e
+grep -E "stopping mcrouter|mcrouter exited" "$work/mcw.log"
+echo "  mcw exited with $code"
