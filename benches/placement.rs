@@ -6,7 +6,6 @@
 //! Run with `cargo bench --bench placement`.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::time::Duration;
