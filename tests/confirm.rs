@@ -25,6 +25,21 @@ fn run_standin(work: &Workdir, dns: &DnsServer, extra: &[&str], port: u16) -> Wa
     Watcher::spawn(cmd, work.path("mcw.log"))
 }
 
+/// mcw run over the stand-in with a one-token template (memcache.test at `ttl`), once the
+/// first config is confirmed; returns it, the work dir, and mcrouter's address.
+fn confirmed_standin(dns: &DnsServer, ttl: u32, extra: &[&str]) -> (Watcher, Workdir, String) {
+    dns.set_addrs("memcache.test", &["127.0.0.1"], ttl);
+    let work = Workdir::new();
+    work.write("template.json", GOOD);
+    let port = free_port();
+    let w = run_standin(&work, dns, extra, port);
+    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+    (w, work, format!("127.0.0.1:{port}"))
+}
+
+const GOOD: &str =
+    r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#;
+
 fn confirmations(w: &Watcher) -> usize {
     w.log().matches("mcrouter runs the new config").count()
 }
@@ -90,21 +105,11 @@ fn keys_stay_on_their_memcached_when_another_pod_moves() {
 #[test]
 fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
     let dns = DnsServer::start();
-    dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
-    let work = Workdir::new();
-    work.write(
-        "template.json",
-        r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#,
-    );
-    let port = free_port();
-    let router = format!("127.0.0.1:{port}");
-    let w = run_standin(
-        &work,
+    let (w, work, router) = confirmed_standin(
         &dns,
+        0,
         &["--min-refresh", "200ms", "--confirm-timeout", "1s"],
-        port,
     );
-    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
     let good = work.read("out.json");
 
     // Valid for mcw, refused by mcrouter (no such route type).
@@ -147,15 +152,7 @@ fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
 #[test]
 fn validate_keeps_a_bad_candidate_from_ever_being_installed() {
     let dns = DnsServer::start();
-    dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
-    let work = Workdir::new();
-    let good_template =
-        r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#;
-    work.write("template.json", good_template);
-    let port = free_port();
-    let router = format!("127.0.0.1:{port}");
-    let w = run_standin(&work, &dns, &["--validate"], port);
-    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+    let (w, work, router) = confirmed_standin(&dns, 3600, &["--validate"]);
     let good = work.read("out.json");
 
     work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": {"type": "NoSuchRoute"}}"#);
@@ -179,7 +176,7 @@ fn validate_keeps_a_bad_candidate_from_ever_being_installed() {
     // The next good edit passes validation and is confirmed.
     work.write(
         "template.json",
-        &good_template.replace("PoolRoute|a", "PoolRoute|a\", \"x\": \"1"),
+        &GOOD.replace("PoolRoute|a", "PoolRoute|a\", \"x\": \"1"),
     );
     wait_for("the second confirmation", WAIT, || confirmations(&w) == 2);
     assert!(work.read("out.json").contains("\"x\": \"1\""));

@@ -250,25 +250,26 @@ fn orphans_are_reaped(w: &mut Watcher, mcw_pid: u32, dir: &Path, expect_parent: 
     assert_eq!(unsafe { libc::kill(mcw_pid as i32, libc::SIGTERM) }, 0);
 }
 
+/// `mcw run` whose child leaves five orphans that report into `work/orphans`.
+fn orphan_maker(work: &Workdir, dns: &DnsServer) -> (Command, std::path::PathBuf) {
+    work.write("template.json", STATIC);
+    let dir = work.path("orphans");
+    std::fs::create_dir(&dir).unwrap();
+    let child = child_py();
+    let cmd = mcw_run(
+        work,
+        dns,
+        &[],
+        &["python3", &child, "orphans", dir.to_str().unwrap(), "5"],
+    );
+    (cmd, dir)
+}
+
 #[test]
 fn orphans_are_reaped_as_a_subreaper() {
     let dns = DnsServer::start();
     let work = Workdir::new();
-    work.write("template.json", STATIC);
-    let dir = work.path("orphans");
-    std::fs::create_dir(&dir).unwrap();
-    let cmd = mcw_run(
-        &work,
-        &dns,
-        &[],
-        &[
-            "python3",
-            &child_py(),
-            "orphans",
-            dir.to_str().unwrap(),
-            "5",
-        ],
-    );
+    let (cmd, dir) = orphan_maker(&work, &dns);
     let mut w = Watcher::spawn(cmd, work.path("mcw.log"));
     let pid = w.pid() as u32;
     orphans_are_reaped(&mut w, pid, &dir, &pid.to_string());
@@ -279,21 +280,7 @@ fn orphans_are_reaped_as_a_subreaper() {
 fn orphans_are_reaped_as_pid_1() {
     let dns = DnsServer::start();
     let work = Workdir::new();
-    work.write("template.json", STATIC);
-    let dir = work.path("orphans");
-    std::fs::create_dir(&dir).unwrap();
-    let inner = mcw_run(
-        &work,
-        &dns,
-        &[],
-        &[
-            "python3",
-            &child_py(),
-            "orphans",
-            dir.to_str().unwrap(),
-            "5",
-        ],
-    );
+    let (inner, dir) = orphan_maker(&work, &dns);
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
         .arg(inner.get_program())

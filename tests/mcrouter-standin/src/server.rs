@@ -52,6 +52,25 @@ fn backend<'a>(pool: &'a mut HashMap<String, Backend>, addr: &str) -> io::Result
     Ok(pool.get_mut(addr).expect("just inserted"))
 }
 
+/// Send `request(key as sent)` to `key`'s backend and return its one-line reply.
+fn one_line(
+    config: &Config,
+    backends: &mut HashMap<String, Backend>,
+    key: &str,
+    request: impl FnOnce(&str) -> Vec<u8>,
+) -> io::Result<String> {
+    let Some((addr, sent)) = config.backend(key) else {
+        return Ok("SERVER_ERROR no route\r\n".into());
+    };
+    let Ok(b) = backend(backends, &addr) else {
+        return Ok("SERVER_ERROR backend unreachable\r\n".into());
+    };
+    b.writer.write_all(&request(sent))?;
+    let mut line = String::new();
+    b.reader.read_line(&mut line)?;
+    Ok(line)
+}
+
 fn handle(stream: TcpStream, state: &State) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
@@ -115,34 +134,18 @@ fn handle(stream: TcpStream, state: &State) -> io::Result<()> {
                 let n: usize = bytes.parse().unwrap_or(0);
                 let mut data = vec![0u8; n + 2];
                 reader.read_exact(&mut data)?;
-                let reply = match config.backend(key) {
-                    None => "SERVER_ERROR no route\r\n".to_string(),
-                    Some((addr, sent)) => match backend(&mut backends, &addr) {
-                        Err(_) => "SERVER_ERROR backend unreachable\r\n".to_string(),
-                        Ok(b) => {
-                            write!(b.writer, "{cmd} {sent} {flags} {exptime} {n}\r\n")?;
-                            b.writer.write_all(&data)?;
-                            let mut l = String::new();
-                            b.reader.read_line(&mut l)?;
-                            l
-                        }
-                    },
-                };
+                let reply = one_line(&config, &mut backends, key, |sent| {
+                    let mut request =
+                        format!("{cmd} {sent} {flags} {exptime} {n}\r\n").into_bytes();
+                    request.extend(&data);
+                    request
+                })?;
                 out.write_all(reply.as_bytes())?;
             }
             ["delete", key, ..] => {
-                let reply = match config.backend(key) {
-                    None => "SERVER_ERROR no route\r\n".to_string(),
-                    Some((addr, sent)) => match backend(&mut backends, &addr) {
-                        Err(_) => "SERVER_ERROR backend unreachable\r\n".to_string(),
-                        Ok(b) => {
-                            write!(b.writer, "delete {sent}\r\n")?;
-                            let mut l = String::new();
-                            b.reader.read_line(&mut l)?;
-                            l
-                        }
-                    },
-                };
+                let reply = one_line(&config, &mut backends, key, |sent| {
+                    format!("delete {sent}\r\n").into_bytes()
+                })?;
                 out.write_all(reply.as_bytes())?;
             }
             ["stats", ..] => {
