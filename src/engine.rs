@@ -245,19 +245,18 @@ impl Engine {
     }
 
     /// The timer fired: retry a failed write and re-read the template when those are due.
+    /// Returns whether a new template is in force (the caller then re-resolves everything).
     /// Lookups due now are taken separately with [`Engine::take_due`].
-    pub fn on_timer(&mut self, now: Instant) -> (Publish, bool) {
-        let mut publish = Publish::Unchanged;
+    pub fn on_timer(&mut self, now: Instant) -> bool {
         if self.write_retry.is_some_and(|t| t <= now) {
             self.write_retry = None;
-            publish = self.publish();
+            self.publish();
         }
-        let mut template_changed = false;
-        if self.template_check <= now {
-            self.template_check = now + self.cfg.max_refresh;
-            template_changed = self.reload_template();
+        if self.template_check > now {
+            return false;
         }
-        (publish, template_changed)
+        self.template_check = now + self.cfg.max_refresh;
+        self.reload_template()
     }
 
     /// Re-read the template. Returns true when a new, valid template replaced the old one (the

@@ -333,7 +333,7 @@ impl Service {
 
     fn timer_fired(&mut self) {
         let now = Instant::now();
-        let (_, template_changed) = self.engine.on_timer(now);
+        let template_changed = self.engine.on_timer(now);
         let queries = match template_changed {
             true => self.engine.take_all(),
             false => self.engine.take_due(now),

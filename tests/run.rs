@@ -277,33 +277,44 @@ fn orphans_are_reaped_as_a_subreaper() {
 }
 
 #[test]
-fn orphans_are_reaped_as_pid_1() {
+fn orphans_are_reaped_as_pid_1_like_tini_and_dumb_init() {
     let dns = DnsServer::start();
     let work = Workdir::new();
-    let (inner, dir) = orphan_maker(&work, &dns);
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
+    let (mcw_run, dir) = orphan_maker(&work, &dns);
+    let child = child_py();
+    let orphans = ["python3", &child, "orphans", dir.to_str().unwrap(), "5"];
+    let mut tini = Command::new("tini");
+    tini.arg("--").args(orphans);
+    let mut dumb_init = Command::new("dumb-init");
+    dumb_init.args(orphans);
+    for (name, init) in [("mcw", mcw_run), ("tini", tini), ("dumb-init", dumb_init)] {
+        for n in 0..5 {
+            let _ = std::fs::remove_file(dir.join(n.to_string()));
+        }
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(init.get_program())
+            .args(init.get_args());
+        for (k, v) in init.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut w = Watcher::spawn(cmd, work.path(&format!("{name}.log")));
+        // The init is unshare's only child; in the namespace it is PID 1.
+        let unshare = w.pid() as u32;
+        let mut pid1 = 0;
+        wait_for("the init inside the namespace", WAIT, || {
+            pid1 = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+                .unwrap_or(0);
+            pid1 != 0
+        });
+        orphans_are_reaped(&mut w, pid1, &dir, "1");
+        assert_eq!(w.wait_exit(WAIT), Some(0), "{name}");
     }
-    let mut w = Watcher::spawn(cmd, work.path("mcw.log"));
-    // mcw is unshare's only child; in the namespace it is PID 1.
-    let unshare = w.pid() as u32;
-    let mut mcw = 0;
-    wait_for("mcw inside the namespace", WAIT, || {
-        mcw = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
-            .unwrap_or(0);
-        mcw != 0
-    });
-    orphans_are_reaped(&mut w, mcw, &dir, "1");
-    assert_eq!(w.wait_exit(WAIT), Some(0));
 }
 
 #[test]
