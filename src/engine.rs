@@ -89,6 +89,8 @@ pub struct Engine {
     fresh: Option<Vec<u8>>,
     /// A config waiting for validation (`--validate`), one at a time.
     candidate: Option<(Candidate, Rendered)>,
+    /// The template changed since the last render.
+    template_dirty: bool,
     write_retry: Option<Instant>,
     template_check: Instant,
     generation: u64,
@@ -140,6 +142,7 @@ impl Engine {
             rejected: None,
             fresh: None,
             candidate: None,
+            template_dirty: false,
             write_retry: None,
             generation: 0,
             rng: seed | 1,
@@ -193,9 +196,11 @@ impl Engine {
         async move { dns.resolve_all(queries).await }
     }
 
-    /// Record the results of a lookup, then render and write if that changed anything.
+    /// Record the results of a lookup, then render and write if that changed anything. An
+    /// answer with the same records as before (only its TTL differs) costs no render.
     pub fn apply(&mut self, results: Lookups) -> Publish {
         let now = Instant::now();
+        let mut changed = std::mem::take(&mut self.template_dirty) || self.current.is_none();
         for (query, result) in results {
             let result = match result {
                 Err(f) if self.cfg.allow_empty && f.is_empty_answer() => {
@@ -223,6 +228,10 @@ impl Engine {
                             jitter,
                         );
                     tracing::debug!(token, ttl = answer.ttl(), "lookup done");
+                    changed |= state
+                        .good
+                        .as_ref()
+                        .is_none_or(|g| g.records() != answer.records());
                     state.good = Some(answer);
                 }
                 Err(failure) => {
@@ -241,7 +250,10 @@ impl Engine {
                 }
             }
         }
-        self.publish()
+        match changed {
+            true => self.publish(),
+            false => Publish::Unchanged,
+        }
     }
 
     /// The timer fired: retry a failed write and re-read the template when those are due.
@@ -294,6 +306,7 @@ impl Engine {
                 }
                 tracing::info!(template = %path.display(), tokens = template.sites().count(), "template changed");
                 self.template = template;
+                self.template_dirty = true;
                 true
             }
         }
