@@ -326,3 +326,26 @@ fn usage_errors_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dns = DnsServer::start();
+    standard_zone(&dns);
+    let work = Workdir::new();
+    work.write("template.json", ONE_POOL);
+    let out = run(work
+        .mcw("render", &dns)
+        .args(["--log-format", "json", "--allow-empty", "--output"])
+        .arg(work.path("out.json")));
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let rendered = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "rendered config")
+        .expect("a rendered config line");
+    assert_eq!(rendered["level"], "INFO");
+    assert_eq!(rendered["fields"]["servers"], 3);
+}
