@@ -31,10 +31,12 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// `mcw watch`: keep the output current until SIGTERM/SIGINT (exit 0).
 pub async fn watch(args: &WatchArgs) -> Result<u8, AppError> {
+    // As a sidecar's PID 1, orphans (of `kubectl exec` sessions, say) land on mcw: reap them.
     let table = [
         (libc::SIGHUP, Disposition::Refresh),
         (libc::SIGTERM, Disposition::Stop),
         (libc::SIGINT, Disposition::Stop),
+        (libc::SIGCHLD, Disposition::Reap),
     ];
     let service = Service::new(&args.service, None, false, &table)?;
     service.serve(None).await

@@ -346,3 +346,51 @@ fn a_template_edit_is_not_lost_while_lookups_finish_every_50ms() {
         Duration::from_secs(5),
     );
 }
+
+#[test]
+fn watch_as_pid_1_reaps_orphans_that_land_on_it() {
+    let dns = DnsServer::start();
+    zone(&dns, 3600);
+    let work = Workdir::new();
+    work.write("template.json", TEMPLATE);
+    let inner = {
+        let mut c = work.mcw("watch", &dns);
+        c.arg("--output").arg(work.path("out.json"));
+        c
+    };
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    let w = Watcher::spawn(cmd, work.path("mcw.log"));
+    wait_file_contains(&work.path("out.json"), "10.1.0.1:11211", WAIT);
+    let unshare = w.pid();
+    let children = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|p| p.parse::<i32>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let mcw = children(unshare)[0];
+    // Enter the namespace and leave an orphan: `sh` forks `sleep` and exits at once, so the
+    // sleep is re-parented to PID 1 (mcw) and exits 0.2 s later.
+    let status = std::process::Command::new("nsenter")
+        .args([
+            "--target",
+            &mcw.to_string(),
+            "--pid",
+            "--mount",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.2 &",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for("the orphan to land on mcw", WAIT, || {
+        !children(mcw).is_empty()
+    });
+    wait_for("mcw to reap it", WAIT, || children(mcw).is_empty());
+}
