@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use crate::cli::{CheckArgs, RenderArgs};
 use crate::output::WriteError;
 use crate::prefix::{self, PrefixError};
-use crate::resolve::{Answer, Dns, Failure, SetupError};
+use crate::resolve::{self, Answer, Dns, Failure, SetupError};
 use crate::template::{self, Query, Template, TemplateError};
 
 /// Why a command failed (exit 1).
@@ -113,13 +113,13 @@ pub fn settle(
     let mut answers = HashMap::new();
     let mut failed_queries = HashMap::new();
     for (query, result) in results {
+        let result = match allow_empty {
+            true => resolve::allowing_empty(&query, result),
+            false => result,
+        };
         match result {
             Ok(answer) => {
                 answers.insert(query, answer);
-            }
-            Err(f) if allow_empty && f.is_empty_answer() => {
-                let srv = query.srv;
-                answers.insert(query, Answer::empty(srv));
             }
             Err(f) => {
                 failed_queries.insert(query, f);

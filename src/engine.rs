@@ -2,13 +2,14 @@
 //!
 //! Owns the state between renders: the current template, each query's last good answer and
 //! when it is next due, and the bytes the output holds. Events come in as method calls
-//! (lookups finished, template changed, timer fired); what comes out is a [`Publish`] saying
-//! whether new bytes reached the output. DNS lookups are *not* awaited here: the caller spawns
+//! (lookups finished, template changed, timer fired); what comes out is the file on disk, plus
+//! the bytes of each new write ([`Engine::take_written`], for confirmation) or a candidate
+//! waiting for validation ([`Engine::candidate_path`]). DNS lookups are *not* awaited here: the caller spawns
 //! [`Engine::lookup`] and feeds the results back through [`Engine::apply`], so its loop stays
 //! responsive to signals while DNS is slow. It never writes a config with a missing or
 //! degraded token: a failing token keeps its last good answer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,8 +19,8 @@ use tokio::time::Instant;
 use crate::app::{AppError, FailedToken};
 use crate::output::{Candidate, OutputSpec};
 use crate::prefix;
-use crate::resolve::{Answer, Dns, Failure};
-use crate::template::{self, Query, Rendered, Template, TemplateError};
+use crate::resolve::{self, Answer, Dns, Failure};
+use crate::template::{self, Query, Rendered, Template};
 
 /// Settings of the engine.
 #[derive(Clone, Debug)]
@@ -37,21 +38,6 @@ pub struct EngineConfig {
 
 /// Results of one batch of lookups.
 pub type Lookups = HashMap<Query, Result<Answer, Failure>>;
-
-/// What a step did to the output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Publish {
-    /// New bytes are on disk ([`Engine::take_written`] hands them out once).
-    Written,
-    /// New bytes wait beside the output for validation ([`Engine::candidate_path`]).
-    Candidate,
-    /// The output already holds what this render produced.
-    Unchanged,
-    /// Some token has never had an answer: nothing written yet.
-    Incomplete,
-    /// Writing failed; the old file is intact and the write is retried at `--min-refresh`.
-    WriteFailed,
-}
 
 #[derive(Debug)]
 struct QueryState {
@@ -109,11 +95,7 @@ impl Engine {
     /// A template whose routes lack the `run` mode's routing prefix is a usage error: the fix
     /// is `-R` or the template, and mcrouter would fail on it.
     pub fn new(cfg: EngineConfig, dns: Dns) -> Result<Engine, AppError> {
-        let seen_text =
-            std::fs::read_to_string(&cfg.template).map_err(|source| TemplateError::Read {
-                path: cfg.template.clone(),
-                source,
-            })?;
+        let seen_text = Template::read(&cfg.template)?;
         let template = Template::parse(&cfg.template, &seen_text)?;
         if let Some(p) = &cfg.route_prefix
             && let Err(e) = prefix::check_aliases(template.value(), p)
@@ -198,17 +180,14 @@ impl Engine {
 
     /// Record the results of a lookup, then render and write if that changed anything. An
     /// answer with the same records as before (only its TTL differs) costs no render.
-    pub fn apply(&mut self, results: Lookups) -> Publish {
+    pub fn apply(&mut self, results: Lookups) {
         let now = Instant::now();
         let mut changed = std::mem::take(&mut self.template_dirty) || self.current.is_none();
         for (query, result) in results {
-            let result = match result {
-                Err(f) if self.cfg.allow_empty && f.is_empty_answer() => {
-                    Ok(Answer::empty(query.srv))
-                }
-                other => other,
+            let result = match self.cfg.allow_empty {
+                true => resolve::allowing_empty(&query, result),
+                false => result,
             };
-            let token = self.token_text(&query);
             let jitter = self.jitter();
             // A query dropped from the template while its lookup ran: nothing to record.
             let Some(state) = self.states.get_mut(&query) else {
@@ -218,6 +197,7 @@ impl Engine {
             match result {
                 Ok(answer) => {
                     if state.failure.take().is_some() && state.good.is_some() {
+                        let token = token_text(&self.template, &query);
                         tracing::info!(token, "DNS answers again");
                     }
                     state.due = now
@@ -227,7 +207,7 @@ impl Engine {
                             self.cfg.max_refresh,
                             jitter,
                         );
-                    tracing::debug!(token, ttl = answer.ttl(), "lookup done");
+                    tracing::debug!(token = %query, ttl = answer.ttl(), "lookup done");
                     changed |= state
                         .good
                         .as_ref()
@@ -236,6 +216,7 @@ impl Engine {
                 }
                 Err(failure) => {
                     if state.failure.as_ref() != Some(&failure) {
+                        let token = token_text(&self.template, &query);
                         match state.good {
                             Some(_) => {
                                 tracing::warn!(token, reason = %failure, "DNS lookup failed; keeping the last good answer")
@@ -250,9 +231,8 @@ impl Engine {
                 }
             }
         }
-        match changed {
-            true => self.publish(),
-            false => Publish::Unchanged,
+        if changed {
+            self.publish();
         }
     }
 
@@ -276,10 +256,10 @@ impl Engine {
     /// with file:line:col and the last good template stays in force.
     pub fn reload_template(&mut self) -> bool {
         let path = &self.cfg.template;
-        let text = match std::fs::read_to_string(path) {
+        let text = match Template::read(path) {
             Ok(text) => text,
             Err(e) => {
-                tracing::warn!(template = %path.display(), reason = %e, "cannot read the template; keeping the last good config");
+                tracing::warn!(reason = %e, "keeping the last good config");
                 return false;
             }
         };
@@ -310,11 +290,6 @@ impl Engine {
                 true
             }
         }
-    }
-
-    /// The bytes the output holds, as this process last wrote (or found) them.
-    pub fn current_bytes(&self) -> Option<&[u8]> {
-        self.current.as_ref().map(|c| c.bytes.as_slice())
     }
 
     /// The bytes of the latest write, once.
@@ -379,20 +354,21 @@ impl Engine {
             .collect()
     }
 
-    /// Render from the last good answers and write if the bytes changed.
-    fn publish(&mut self) -> Publish {
+    /// Render from the last good answers and write if the bytes changed (with `--validate`,
+    /// leave a candidate instead). Nothing is written while any token lacks an answer.
+    fn publish(&mut self) {
         let mut answers = HashMap::with_capacity(self.states.len());
         for (q, s) in &self.states {
             match &s.good {
                 Some(a) => answers.insert(q.clone(), a.clone()),
-                None => return Publish::Incomplete,
+                None => return,
             };
         }
         let rendered = match template::render(&self.template, &answers) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(reason = %e, "render failed");
-                return Publish::Incomplete;
+                return;
             }
         };
         if self
@@ -400,15 +376,15 @@ impl Engine {
             .as_ref()
             .is_some_and(|c| c.bytes == rendered.bytes)
         {
-            return Publish::Unchanged;
+            return;
         }
         if self.rejected.as_ref() == Some(&rendered.bytes) {
             tracing::debug!("this render is the config mcrouter rejected; not writing it again");
-            return Publish::Unchanged;
+            return;
         }
         if self.candidate.is_some() {
             // One candidate at a time; the verdict publishes again to catch up.
-            return Publish::Unchanged;
+            return;
         }
         let output = &self.cfg.output;
         let on_disk = std::fs::read(&output.path).is_ok_and(|b| b == rendered.bytes);
@@ -417,30 +393,25 @@ impl Engine {
             // Bytes found on disk still need confirming: mcrouter may run others.
             self.fresh = Some(rendered.bytes.clone());
             self.current = Some(rendered);
-            return Publish::Unchanged;
+            return;
         }
-        let prepared = output.prepare(&rendered.bytes);
-        let installed = match prepared {
+        let installed = match output.prepare(&rendered.bytes) {
             Ok(candidate) if self.cfg.validate => {
                 self.candidate = Some((candidate, rendered));
-                return Publish::Candidate;
+                return;
             }
             Ok(candidate) => output.install(candidate),
             Err(e) => Err(e),
         };
         match installed {
-            Ok(()) => {
-                self.installed(rendered);
-                Publish::Written
-            }
+            Ok(()) => self.installed(rendered),
             Err(e) => self.write_failed(e),
         }
     }
 
-    fn write_failed(&mut self, e: crate::output::WriteError) -> Publish {
+    fn write_failed(&mut self, e: crate::output::WriteError) {
         tracing::error!(output = %self.cfg.output.path.display(), reason = %e, "cannot write the config; the old file is intact, retrying");
         self.write_retry = Some(Instant::now() + self.cfg.min_refresh);
-        Publish::WriteFailed
     }
 
     /// Bookkeeping and logs once new bytes are in place.
@@ -466,9 +437,9 @@ impl Engine {
 
     /// The validator's verdict on the candidate: install it, or discard it and do not write
     /// those bytes again until the render changes. Then catch up with newer renders.
-    pub fn candidate_verdict(&mut self, valid: bool, reason: &str) -> Publish {
+    pub fn candidate_verdict(&mut self, valid: bool, reason: &str) {
         let Some((candidate, rendered)) = self.candidate.take() else {
-            return Publish::Unchanged;
+            return;
         };
         if valid {
             match self.cfg.output.install(candidate) {
@@ -483,18 +454,7 @@ impl Engine {
             );
             self.rejected = Some(rendered.bytes);
         }
-        let follow_up = self.publish();
-        match (valid, follow_up) {
-            (true, Publish::Unchanged | Publish::Incomplete) => Publish::Written,
-            (_, other) => other,
-        }
-    }
-
-    fn token_text(&self, query: &Query) -> String {
-        self.template
-            .sites()
-            .find(|s| &s.token.query == query)
-            .map_or_else(|| query.to_string(), |s| s.text.clone())
+        self.publish();
     }
 
     /// xorshift64: jitter only needs to differ between processes and calls.
@@ -506,16 +466,22 @@ impl Engine {
     }
 }
 
+/// The first token of `template` that makes `query`, as written (for logs).
+fn token_text(template: &Template, query: &Query) -> String {
+    template
+        .sites()
+        .find(|s| &s.token.query == query)
+        .map_or_else(|| query.to_string(), |s| s.text.clone())
+}
+
 /// One info line per pool whose servers changed: `+added -removed`.
 fn log_changes(before: Option<&Rendered>, after: &Rendered) {
     let Some(before) = before else { return };
     let empty = Vec::new();
-    let mut labels: BTreeMap<&String, ()> = BTreeMap::new();
-    labels.extend(before.pools.keys().map(|k| (k, ())));
-    labels.extend(after.pools.keys().map(|k| (k, ())));
-    for label in labels.keys() {
-        let old = before.pools.get(*label).unwrap_or(&empty);
-        let new = after.pools.get(*label).unwrap_or(&empty);
+    let labels: BTreeSet<&String> = before.pools.keys().chain(after.pools.keys()).collect();
+    for label in labels {
+        let old = before.pools.get(label).unwrap_or(&empty);
+        let new = after.pools.get(label).unwrap_or(&empty);
         if old == new {
             continue;
         }

@@ -44,6 +44,8 @@ pub enum SpecError {
     UnknownKey { url: String, key: String },
     #[error("output is empty")]
     Empty,
+    #[error("output {0:?} names a directory; give the file's path (e.g. /run/mcw/mcrouter.json)")]
+    Directory(String),
 }
 
 impl FromStr for OutputSpec {
@@ -60,7 +62,7 @@ impl FromStr for OutputSpec {
             return Err(SpecError::Empty);
         }
         let Some((scheme, rest)) = s.split_once("://") else {
-            spec.path = PathBuf::from(s);
+            spec.path = file_path(s, s)?;
             return Ok(spec);
         };
         if scheme != "file" {
@@ -70,7 +72,7 @@ impl FromStr for OutputSpec {
         if !path.starts_with('/') {
             return Err(SpecError::NotAbsolute(s.to_string()));
         }
-        spec.path = PathBuf::from(path);
+        spec.path = file_path(path, s)?;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let bad = |key, expect| SpecError::BadValue {
@@ -98,6 +100,15 @@ impl FromStr for OutputSpec {
         }
         Ok(spec)
     }
+}
+
+/// `path` as the output file, refused when it can only be a directory (`/run/mcw/`, `..`).
+fn file_path(path: &str, given: &str) -> Result<PathBuf, SpecError> {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    if matches!(last, "" | "." | "..") {
+        return Err(SpecError::Directory(given.to_string()));
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// Writing the output failed; the file on disk is untouched.
@@ -249,6 +260,9 @@ mod tests {
             ("file:///x?mode=999", "bad mode"),
             ("file:///x?uid=root", "bad uid"),
             ("file:///x?owner=1", "unknown option"),
+            ("/run/mcw/", "names a directory"),
+            ("file:///run/mcw/?mode=0640", "names a directory"),
+            ("out/..", "names a directory"),
         ] {
             let err = bad.parse::<OutputSpec>().unwrap_err().to_string();
             assert!(err.contains(want), "{bad}: {err}");

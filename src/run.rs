@@ -8,7 +8,7 @@
 //! [`supervise::Child`].
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -89,7 +89,7 @@ pub async fn run(args: &RunArgs) -> Result<u8, AppError> {
     let table = supervise::signal_table();
     let service = Service::new(
         &args.service,
-        Some(route_prefix.clone()),
+        Some(route_prefix),
         validator.is_some(),
         &table,
     )?;
@@ -437,11 +437,7 @@ fn absolute_output(output: &OutputSpec) -> Result<OutputSpec, AppError> {
     })?;
     let dir = std::fs::canonicalize(&dir).map_err(|source| AppError::OutputDir { dir, source })?;
     let mut spec = output.clone();
-    spec.path = dir.join(
-        output
-            .path
-            .file_name()
-            .unwrap_or_else(|| Path::new("mcrouter.json").as_os_str()),
-    );
+    // OutputSpec refuses paths without a file name.
+    spec.path = dir.join(output.path.file_name().unwrap_or_default());
     Ok(spec)
 }

@@ -279,7 +279,7 @@ fn compatible_source_and_output_urls_set_mode() {
         .arg("render")
         .arg(format!("--source=file://{}", template.display()))
         .arg(format!(
-            "--output=file://{}?mode=0640&uid=0&gid=0",
+            "--output=file://{}?mode=0640&uid=65534&gid=65534",
             out_path.display()
         ))
         .arg("--resolv-conf")
@@ -289,6 +289,9 @@ fn compatible_source_and_output_urls_set_mode() {
     assert_eq!(out.status.code(), Some(0));
     let meta = std::fs::metadata(&out_path).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    // Owner set too (tests run as root, as CI does, so chown to "nobody" works).
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
     assert!(work.read("out.json").contains("10.0.0.10:11211"));
 }
 

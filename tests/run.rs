@@ -157,17 +157,13 @@ fn every_catchable_signal_but_hup_reaches_the_child_and_hup_re_renders() {
         libc::SIGTERM,
         libc::SIGINT,
     ];
-    let mut sent = Vec::new();
     for sig in 1..=31 {
         if skip.contains(&sig) {
             continue;
         }
         w.signal(sig);
         wait_file_contains(&log, &format!("\n{sig}\n"), WAIT);
-        sent.push(sig);
     }
-    // SIGCONT is sent by the kernel on its own only when stopped; it was forwarded like the rest.
-    assert!(sent.len() >= 20, "{sent:?}");
     w.signal(libc::SIGTERM);
     assert_eq!(w.wait_exit(WAIT), Some(0));
     let got = std::fs::read_to_string(&log).unwrap();

@@ -76,6 +76,15 @@ impl Failure {
     }
 }
 
+/// A lookup result under `--allow-empty`: NXDOMAIN and empty answers become an answer with
+/// no servers; everything else is unchanged.
+pub fn allowing_empty(query: &Query, result: Result<Answer, Failure>) -> Result<Answer, Failure> {
+    match result {
+        Err(f) if f.is_empty_answer() => Ok(Answer::empty(query.srv)),
+        other => other,
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

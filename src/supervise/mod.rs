@@ -52,35 +52,47 @@ pub fn signal_table() -> Vec<(i32, Disposition)> {
         .collect()
 }
 
+/// The standard signals by number, as their conventional names.
+const NAMES: &[(i32, &str)] = &[
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGQUIT, "SIGQUIT"),
+    (libc::SIGILL, "SIGILL"),
+    (libc::SIGTRAP, "SIGTRAP"),
+    (libc::SIGABRT, "SIGABRT"),
+    (libc::SIGBUS, "SIGBUS"),
+    (libc::SIGFPE, "SIGFPE"),
+    (libc::SIGKILL, "SIGKILL"),
+    (libc::SIGUSR1, "SIGUSR1"),
+    (libc::SIGSEGV, "SIGSEGV"),
+    (libc::SIGUSR2, "SIGUSR2"),
+    (libc::SIGPIPE, "SIGPIPE"),
+    (libc::SIGALRM, "SIGALRM"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGSTKFLT, "SIGSTKFLT"),
+    (libc::SIGCHLD, "SIGCHLD"),
+    (libc::SIGCONT, "SIGCONT"),
+    (libc::SIGSTOP, "SIGSTOP"),
+    (libc::SIGTSTP, "SIGTSTP"),
+    (libc::SIGTTIN, "SIGTTIN"),
+    (libc::SIGTTOU, "SIGTTOU"),
+    (libc::SIGURG, "SIGURG"),
+    (libc::SIGXCPU, "SIGXCPU"),
+    (libc::SIGXFSZ, "SIGXFSZ"),
+    (libc::SIGVTALRM, "SIGVTALRM"),
+    (libc::SIGPROF, "SIGPROF"),
+    (libc::SIGWINCH, "SIGWINCH"),
+    (libc::SIGIO, "SIGIO"),
+    (libc::SIGPWR, "SIGPWR"),
+    (libc::SIGSYS, "SIGSYS"),
+];
+
 /// The conventional name of a signal, for logs.
 pub fn signal_name(sig: i32) -> String {
-    // SAFETY: strsignal returns a pointer to a static or thread-local string.
-    let described = unsafe {
-        let p = libc::strsignal(sig);
-        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
-    };
-    let abbrev = [
-        (libc::SIGHUP, "SIGHUP"),
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGQUIT, "SIGQUIT"),
-        (libc::SIGABRT, "SIGABRT"),
-        (libc::SIGKILL, "SIGKILL"),
-        (libc::SIGUSR1, "SIGUSR1"),
-        (libc::SIGUSR2, "SIGUSR2"),
-        (libc::SIGPIPE, "SIGPIPE"),
-        (libc::SIGALRM, "SIGALRM"),
-        (libc::SIGTERM, "SIGTERM"),
-        (libc::SIGCHLD, "SIGCHLD"),
-        (libc::SIGCONT, "SIGCONT"),
-        (libc::SIGTSTP, "SIGTSTP"),
-        (libc::SIGWINCH, "SIGWINCH"),
-    ];
-    abbrev
+    NAMES
         .iter()
         .find(|(n, _)| *n == sig)
-        .map(|(_, a)| a.to_string())
-        .or(described)
-        .unwrap_or_else(|| format!("signal {sig}"))
+        .map_or_else(|| format!("signal {sig}"), |(_, name)| name.to_string())
 }
 
 /// Listen for every signal in `signals`, delivering their numbers on one channel. Must run
@@ -114,6 +126,10 @@ pub enum Child {
     Stopping {
         pid: i32,
         deadline: Instant,
+    },
+    /// Sent SIGKILL after the stop timeout; its SIGCHLD is on the way.
+    Killed {
+        pid: i32,
     },
     /// Gone, with mcw's exit code derived from its status.
     Exited {
@@ -167,7 +183,9 @@ impl Child {
 
     pub fn pid(&self) -> Option<i32> {
         match *self {
-            Child::Running { pid } | Child::Stopping { pid, .. } => Some(pid),
+            Child::Running { pid } | Child::Stopping { pid, .. } | Child::Killed { pid } => {
+                Some(pid)
+            }
             _ => None,
         }
     }
@@ -204,8 +222,7 @@ impl Child {
             tracing::warn!(pid, "stop timeout passed; sending SIGKILL");
             // SAFETY: as above.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            // No second deadline: the SIGCHLD that follows ends the wait.
-            *self = Child::Running { pid };
+            *self = Child::Killed { pid };
         }
     }
 
@@ -298,5 +315,14 @@ mod tests {
         assert_eq!(get(libc::SIGUSR1), Some(Disposition::Forward));
         assert_eq!(get(libc::SIGKILL), None);
         assert_eq!(table.len(), 31 - UNCATCHABLE.len());
+    }
+
+    #[test]
+    fn every_standard_signal_has_its_name() {
+        for sig in 1..=31 {
+            assert!(signal_name(sig).starts_with("SIG"), "{sig}");
+        }
+        assert_eq!(signal_name(libc::SIGTTIN), "SIGTTIN");
+        assert_eq!(signal_name(64), "signal 64");
     }
 }

@@ -74,11 +74,15 @@ impl fmt::Display for TokenList<'_> {
 impl Template {
     /// Read and parse a template file.
     pub fn load(path: &Path) -> Result<Template, TemplateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+        Template::parse(path, &Template::read(path)?)
+    }
+
+    /// Read a template file's text, with an error naming the file.
+    pub fn read(path: &Path) -> Result<String, TemplateError> {
+        std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
-        Template::parse(path, &text)
+        })
     }
 
     /// Parse template text; `path` is only used in error messages.

@@ -79,6 +79,7 @@ fn run(o: Options) -> i32 {
         failures: AtomicU64::new(0),
         attempts: AtomicU64::new(1),
         last_success: AtomicU64::new(0),
+        polls: AtomicU64::new(0),
     });
     let hosts = if o.listen_addresses.is_empty() {
         vec!["0.0.0.0".to_string()]

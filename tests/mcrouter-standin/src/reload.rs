@@ -47,6 +47,7 @@ pub fn spawn(path: PathBuf, delay: Duration, prefix: String, state: Arc<State>) 
             let noticed = inotify
                 .read_events(&mut buf)
                 .is_ok_and(|mut e| e.next().is_some());
+            state.polls.fetch_add(1, Ordering::Relaxed);
             if !noticed {
                 continue;
             }

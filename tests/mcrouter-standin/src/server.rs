@@ -15,6 +15,9 @@ pub struct State {
     pub failures: AtomicU64,
     pub attempts: AtomicU64,
     pub last_success: AtomicU64,
+    /// Times the reload thread checked its watch (stand-in only, not an mcrouter stat): tests
+    /// wait on it to see that polls happened without a reload.
+    pub polls: AtomicU64,
 }
 
 impl State {
@@ -161,6 +164,7 @@ fn handle(stream: TcpStream, state: &State) -> io::Result<()> {
                     state.last_success.load(Ordering::Relaxed),
                 );
                 reply += &stat("configs_from_disk", 0);
+                reply += &stat("reload_polls", state.polls.load(Ordering::Relaxed));
                 reply += "END\r\n";
                 out.write_all(reply.as_bytes())?;
             }
