@@ -81,6 +81,23 @@ fn run(o: Options) -> i32 {
         last_success: AtomicU64::new(0),
         polls: AtomicU64::new(0),
     });
+    // SIGTERM/SIGINT: graceful exit 0 once startup has finished, which clients see as the port
+    // answering, so the handlers go in before the listeners. SIGHUP, SIGUSR1 and SIGUSR2 keep
+    // their default action (they kill it).
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
+    }
+    // The config watch is armed before the port answers, like the signal handlers above.
+    if let (Some(p), false) = (path, o.disable_reload) {
+        reload::spawn(
+            p.into(),
+            o.reconfiguration_delay,
+            o.route_prefix.clone(),
+            state.clone(),
+        );
+    }
     let hosts = if o.listen_addresses.is_empty() {
         vec!["0.0.0.0".to_string()]
     } else {
@@ -104,20 +121,6 @@ fn run(o: Options) -> i32 {
                 }
             }
         }
-    }
-    if let (Some(p), false) = (path, o.disable_reload) {
-        reload::spawn(
-            p.into(),
-            o.reconfiguration_delay,
-            o.route_prefix.clone(),
-            state.clone(),
-        );
-    }
-    // SIGTERM/SIGINT: graceful exit 0. SIGHUP, SIGUSR1, SIGUSR2 keep their default action.
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
     }
     log(&format!(
         "serving on ports {:?}, route prefix {}",

@@ -37,10 +37,11 @@ fn add_watches(inotify: &mut Inotify, path: &Path) -> Vec<WatchDescriptor> {
     watches
 }
 
+/// Arm the watch now (so a change right after startup is seen), then poll it on a thread.
 pub fn spawn(path: PathBuf, delay: Duration, prefix: String, state: Arc<State>) {
+    let mut inotify = Inotify::init().expect("inotify");
+    let mut watches = add_watches(&mut inotify, &path);
     std::thread::spawn(move || {
-        let mut inotify = Inotify::init().expect("inotify");
-        let mut watches = add_watches(&mut inotify, &path);
         let mut buf = [0u8; 4096];
         loop {
             std::thread::sleep(delay);
