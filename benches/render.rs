@@ -132,15 +132,19 @@ fn measure(label: &str, server: &str, dir: &std::path::Path) {
     );
 }
 
-/// Wait for the child and return its exit status and peak RSS in KiB (from wait4's rusage).
+/// Wait for the child and return its exit status, peak RSS in KiB and CPU time (from the
+/// rusage of waited-for children: CPU as the difference, RSS as the peak so far).
 fn wait_with_rusage(child: &mut std::process::Child) -> (i32, i64, Duration) {
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4");
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
-    (libc::WEXITSTATUS(status), usage.ru_maxrss, cpu)
+    use nix::sys::resource::{UsageWho, getrusage};
+    let cpu_of = |u: &nix::sys::resource::Usage| {
+        let tv = |t: nix::sys::time::TimeVal| {
+            Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
+        };
+        tv(u.user_time()) + tv(u.system_time())
+    };
+    let before = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+    let status = child.wait().expect("wait");
+    let after = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+    let code = status.code().unwrap_or(-1);
+    (code, after.max_rss(), cpu_of(&after) - cpu_of(&before))
 }

@@ -121,6 +121,11 @@ pub struct ServiceArgs {
     pub dns: DnsArgs,
     #[command(flatten)]
     pub refresh: RefreshArgs,
+    /// Poll the template's directory at this interval instead of using inotify (for network
+    /// and FUSE filesystems that never report changes). Without it mcw uses inotify, and polls
+    /// every 2s only if inotify cannot be set up.
+    #[arg(long, env = "MCW_TEMPLATE_POLL", value_name = "DURATION", value_parser = parse_duration)]
+    pub template_poll: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

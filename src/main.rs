@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("mcw: cannot start the async runtime: {e}");
+            report(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -34,10 +34,17 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("mcw: {err:#}");
+            report(&format!("{err:#}"));
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// The last word on stderr. If stderr is gone (a closed pipe), there is no one to tell, and
+/// the exit code still says it: `eprintln!` would panic instead.
+fn report(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "mcw: {message}");
 }
 
 fn init_logging(format: LogFormat) {
@@ -47,8 +54,11 @@ fn init_logging(format: LogFormat) {
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| default.to_string());
     // Colours only for a person at a terminal, never in files or journald.
+    // A log line that cannot be written (stderr is a closed pipe) is dropped: by default the
+    // subscriber would report that on stderr too, and that report panics.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(EnvFilter::new(filter));
     match format {

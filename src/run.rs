@@ -8,10 +8,8 @@
 //! [`supervise::Child`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
@@ -22,7 +20,8 @@ use crate::engine::{Engine, EngineConfig, Lookups};
 use crate::output::OutputSpec;
 use crate::prefix;
 use crate::resolve::Dns;
-use crate::supervise::{self, Child, Disposition, args::Launch};
+use crate::supervise::signals::{self, Arrival, Disposition, Mode, Signals};
+use crate::supervise::{self, Child, args::Launch};
 use crate::template::Query;
 use crate::watch::TemplateWatcher;
 
@@ -32,13 +31,7 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// `mcw watch`: keep the output current until SIGTERM/SIGINT (exit 0).
 pub async fn watch(args: &WatchArgs) -> Result<u8, AppError> {
     // As a sidecar's PID 1, orphans (of `kubectl exec` sessions, say) land on mcw: reap them.
-    let table = [
-        (libc::SIGHUP, Disposition::Refresh),
-        (libc::SIGTERM, Disposition::Stop),
-        (libc::SIGINT, Disposition::Stop),
-        (libc::SIGCHLD, Disposition::Reap),
-    ];
-    let service = Service::new(&args.service, None, false, &table)?;
+    let service = Service::new(&args.service, None, false, Mode::Watch)?;
     service.serve(None).await
 }
 
@@ -57,9 +50,10 @@ pub async fn run(args: &RunArgs) -> Result<u8, AppError> {
     let raw_prefix = launch.route_prefix.as_deref().unwrap_or("/././");
     let route_prefix = prefix::normalise(raw_prefix).map_err(|e| AppError::Usage(e.to_string()))?;
 
-    supervise::unblock_all_signals();
-    // SAFETY: getpid has no preconditions.
-    let pid1 = unsafe { libc::getpid() } == 1;
+    if let Err(e) = signals::unblock_all() {
+        tracing::warn!(reason = %e, "cannot clear the inherited signal mask; mcrouter inherits it");
+    }
+    let pid1 = std::process::id() == 1;
     if !pid1
         && args.subreaper
         && let Err(e) = supervise::become_subreaper()
@@ -86,12 +80,11 @@ pub async fn run(args: &RunArgs) -> Result<u8, AppError> {
             Some(argv)
         }
     };
-    let table = supervise::signal_table();
     let service = Service::new(
         &args.service,
         Some(route_prefix),
         validator.is_some(),
-        &table,
+        Mode::Run,
     )?;
     let admin = confirm::admin_addr(&launch.ports, &launch.listen_addresses);
     if admin.is_none() {
@@ -135,19 +128,18 @@ struct Service {
     engine: Engine,
     watcher: TemplateWatcher,
     lookups: JoinSet<Lookups>,
-    signals: UnboundedReceiver<i32>,
-    table: Vec<(i32, Disposition)>,
+    signals: Signals,
     startup_timeout: Duration,
 }
 
 impl Service {
-    /// Validate settings, load the template, and start listening for `table`'s signals (before
-    /// any child exists, so none is lost).
+    /// Validate settings, load the template, and start listening for the signals of `mode`
+    /// (before any child exists, so none is lost).
     fn new(
         args: &ServiceArgs,
         route_prefix: Option<String>,
         validate: bool,
-        table: &[(i32, Disposition)],
+        mode: Mode,
     ) -> Result<Service, AppError> {
         let refresh = &args.refresh;
         if refresh.min_refresh > refresh.max_refresh {
@@ -169,9 +161,9 @@ impl Service {
         };
         let dns = Dns::new(&args.dns.settings())?;
         let engine = Engine::new(cfg, dns)?;
-        let watcher = TemplateWatcher::new(&template, DEBOUNCE).map_err(AppError::Setup)?;
-        let signals: Vec<i32> = table.iter().map(|(s, _)| *s).collect();
-        let signals = supervise::listen(&signals).map_err(AppError::Setup)?;
+        let watcher = TemplateWatcher::new(&template, DEBOUNCE, args.template_poll)
+            .map_err(AppError::Setup)?;
+        let signals = Signals::listen(&signals::caught(mode)).map_err(AppError::Setup)?;
         tracing::info!(
             template = %template.display(),
             output = %engine.output().path.display(),
@@ -182,7 +174,6 @@ impl Service {
             watcher,
             lookups: JoinSet::new(),
             signals,
-            table: table.to_vec(),
             startup_timeout: refresh.startup_timeout,
         })
     }
@@ -207,8 +198,8 @@ impl Service {
                 }
                 _ = sleep_until(self.engine.next_wake()) => self.timer_fired(),
                 _ = self.watcher.changed() => self.template_touched(),
-                Some(sig) = self.signals.recv() => {
-                    if let Some(code) = self.on_signal(sig, sup.as_mut()) {
+                arrival = self.signals.next() => {
+                    if let Some(code) = self.on_signal(arrival, sup.as_mut()) {
                         return Ok(code);
                     }
                 }
@@ -362,14 +353,16 @@ impl Service {
     }
 
     /// Act on one signal. Returns an exit code when mcw should leave now.
-    fn on_signal(&mut self, sig: i32, sup: Option<&mut Supervision>) -> Option<u8> {
-        let disposition = self
-            .table
-            .iter()
-            .find(|(s, _)| *s == sig)
-            .map_or(Disposition::Forward, |(_, d)| *d);
-        let name = supervise::signal_name(sig);
-        match (disposition, sup) {
+    fn on_signal(&mut self, arrival: Arrival, sup: Option<&mut Supervision>) -> Option<u8> {
+        let sig = arrival.signal;
+        let name = signals::name(sig);
+        if arrival.own {
+            // A SIGPIPE for mcw's own write (stderr gone, say): the write already failed with
+            // EPIPE, and the signal is about mcw, not for mcrouter.
+            tracing::debug!(signal = %name, "raised by mcw's own write; not forwarded");
+            return None;
+        }
+        match (signals::disposition(sig), sup) {
             (Disposition::Refresh, _) => {
                 tracing::info!(signal = %name, "re-resolving every token");
                 let all = self.engine.take_all();
@@ -382,7 +375,7 @@ impl Service {
                         s.child.exited(status);
                     } else if Some(pid) == s.validating {
                         s.validating = None;
-                        let code = supervise::exit_code(status);
+                        let code = status.code();
                         let reason = format!("exit status {code}");
                         self.engine.candidate_verdict(code == 0, &reason);
                     } else {
@@ -427,10 +420,7 @@ async fn next_verdict(
 /// The output with an absolute path (mcrouter gets it with -f), its directory created if
 /// missing (the default lives under /run).
 fn absolute_output(output: &OutputSpec) -> Result<OutputSpec, AppError> {
-    let dir = match output.path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = crate::output::parent_dir(&output.path).to_path_buf();
     std::fs::create_dir_all(&dir).map_err(|source| AppError::OutputDir {
         dir: dir.clone(),
         source,

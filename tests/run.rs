@@ -27,6 +27,11 @@ fn mcw_run(work: &Workdir, dns: &DnsServer, extra: &[&str], command: &[&str]) ->
     cmd
 }
 
+/// SIGRTMIN+3 as glibc numbers it.
+fn rtmin_plus_3() -> i32 {
+    libc::SIGRTMIN() + 3
+}
+
 fn status_of(cmd: &mut Command) -> Option<i32> {
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -38,6 +43,7 @@ fn exit_codes_and_deaths_by_signal_propagate_like_tini_and_dumb_init() {
     let dns = DnsServer::start();
     let work = Workdir::new();
     work.write("template.json", STATIC);
+    let rt_kill = format!("kill -{} $$", rtmin_plus_3());
     let cases = [
         ("exit 0", 0),
         ("exit 1", 1),
@@ -48,6 +54,8 @@ fn exit_codes_and_deaths_by_signal_propagate_like_tini_and_dumb_init() {
         ("exit 255", 255),
         ("kill -TERM $$", 143),
         ("kill -KILL $$", 137),
+        // A real-time signal: nix's WaitStatus cannot hold one, the reaper must.
+        (&rt_kill, 128 + rtmin_plus_3()),
     ];
     for (script, want) in cases {
         let mcw = status_of(&mut mcw_run(&work, &dns, &[], &["sh", "-c", script]));
@@ -178,6 +186,77 @@ fn every_catchable_signal_but_hup_reaches_the_child_and_hup_re_renders() {
 }
 
 #[test]
+fn a_real_time_signal_reaches_the_child() {
+    let dns = DnsServer::start();
+    let work = Workdir::new();
+    work.write("template.json", STATIC);
+    let log = work.path("signals.log");
+    let cmd = mcw_run(
+        &work,
+        &dns,
+        &[],
+        &["python3", &child_py(), "record", log.to_str().unwrap()],
+    );
+    let mut w = Watcher::spawn(cmd, work.path("mcw.log"));
+    wait_file_contains(&log, "ready", WAIT);
+    w.signal(rtmin_plus_3());
+    wait_file_contains(&log, &format!("\n{}\n", rtmin_plus_3()), WAIT);
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.wait_exit(WAIT), Some(0));
+}
+
+/// A SIGPIPE the kernel raises for mcw's own write (its stderr reader is gone) neither kills
+/// mcw nor reaches mcrouter; one that another process sends is forwarded, as tini does.
+#[test]
+fn sigpipe_from_mcws_own_write_stays_with_mcw_and_kill_pipe_is_forwarded() {
+    let dns = DnsServer::start();
+    dns.set_addrs("memcache.test", &["10.4.0.1"], 1);
+    let work = Workdir::new();
+    work.write(
+        "template.json",
+        r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#,
+    );
+    let log = work.path("signals.log");
+    let mut cmd = mcw_run(
+        &work,
+        &dns,
+        &["--min-refresh", "100ms"],
+        &["python3", &child_py(), "record", log.to_str().unwrap()],
+    );
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mcw");
+    drop(child.stderr.take());
+    let mut mcw = Daemon(child);
+    wait_file_contains(&log, "ready", WAIT);
+    // Each change makes mcw log to its dead stderr, and the kernel raises SIGPIPE for it.
+    let out = work.path("out.json");
+    for ip in ["10.4.0.2", "10.4.0.3"] {
+        dns.set_addrs("memcache.test", &[ip], 1);
+        wait_file_contains(&out, &format!("{ip}:11211"), WAIT);
+    }
+    assert!(mcw.0.try_wait().unwrap().is_none(), "mcw died");
+    let pipe = format!("\n{}\n", libc::SIGPIPE);
+    // SIGUSR1 after the writes: once it has arrived, any forwarded SIGPIPE would have too.
+    mcw::supervise::signals::send(mcw.0.id() as i32, libc::SIGUSR1).unwrap();
+    wait_file_contains(&log, &format!("\n{}\n", libc::SIGUSR1), WAIT);
+    assert!(
+        !std::fs::read_to_string(&log).unwrap().contains(&pipe),
+        "mcw forwarded the SIGPIPE of its own write"
+    );
+    mcw::supervise::signals::send(mcw.0.id() as i32, libc::SIGPIPE).unwrap();
+    wait_file_contains(&log, &pipe, WAIT);
+    mcw::supervise::signals::send(mcw.0.id() as i32, libc::SIGTERM).unwrap();
+    wait_for("mcw to exit", WAIT, || {
+        mcw.0
+            .try_wait()
+            .unwrap()
+            .is_some_and(|s| s.code() == Some(0))
+    });
+}
+
+#[test]
 fn the_stop_timeout_escalates_to_sigkill() {
     let dns = DnsServer::start();
     let work = Workdir::new();
@@ -226,24 +305,39 @@ fn zombies_of(pid: u32) -> Vec<u32> {
     out
 }
 
-fn orphans_are_reaped(w: &mut Watcher, mcw_pid: u32, dir: &Path, expect_parent: &str) {
-    for n in 0..5 {
-        wait_for("grandchild to finish", WAIT, || {
-            dir.join(n.to_string()).exists()
-        });
-        // Each grandchild saw mcw (or PID 1 inside the namespace) as its new parent.
-        wait_for("parent pid written", WAIT, || {
-            std::fs::read_to_string(dir.join(n.to_string())).is_ok_and(|s| !s.is_empty())
-        });
-        assert_eq!(
-            std::fs::read_to_string(dir.join(n.to_string())).unwrap(),
-            expect_parent
+/// Every child of `pid` (any of its threads' children), alive or zombie, from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
         );
     }
-    wait_for("no zombies left", WAIT, || zombies_of(mcw_pid).is_empty());
+    out
+}
+
+fn orphans_are_reaped(w: &mut Watcher, mcw_pid: u32, dir: &Path, expect_parent: &str) {
+    for n in 0..5 {
+        let report = dir.join(n.to_string());
+        // Each grandchild saw mcw (or PID 1 inside the namespace) as its new parent.
+        wait_for("an orphan to report", WAIT, || {
+            std::fs::read_to_string(&report).is_ok_and(|s| !s.is_empty())
+        });
+        assert_eq!(std::fs::read_to_string(&report).unwrap(), expect_parent);
+    }
+    // Reaped means gone: the orphans were mcw's children once they reported, so once none is
+    // left (alive or zombie), only mcrouter's stand-in, the python child, remains.
+    wait_for("every orphan reaped", WAIT, || {
+        children_of(mcw_pid).len() == 1
+    });
+    assert!(zombies_of(mcw_pid).is_empty());
     assert!(w.alive(), "mcw must outlive the orphans");
-    // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(mcw_pid as i32, libc::SIGTERM) }, 0);
+    mcw::supervise::signals::send(mcw_pid as i32, libc::SIGTERM).expect("kill");
 }
 
 /// `mcw run` whose child leaves five orphans that report into `work/orphans`.

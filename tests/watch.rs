@@ -241,6 +241,17 @@ fn startup_timeout_exits_1_naming_each_token() {
 
 #[test]
 fn template_edits_in_place_by_rename_and_by_symlink_swap_are_applied() {
+    edits_are_followed(&[]);
+}
+
+/// The same edits, seen by notify's polling watcher (`--template-poll`), as on filesystems
+/// that never report changes.
+#[test]
+fn template_edits_are_applied_when_polling_instead_of_inotify() {
+    edits_are_followed(&["--template-poll", "200ms"]);
+}
+
+fn edits_are_followed(extra: &[&str]) {
     let dns = DnsServer::start();
     zone(&dns, 3600);
     dns.set_addrs("other.test", &["10.2.0.1"], 3600);
@@ -251,7 +262,7 @@ fn template_edits_in_place_by_rename_and_by_symlink_swap_are_applied() {
     std::fs::write(v1.join("template.json"), TEMPLATE).unwrap();
     std::os::unix::fs::symlink("..v1", work.path("..data")).unwrap();
     std::os::unix::fs::symlink("..data/template.json", work.path("template.json")).unwrap();
-    let w = Watcher::start(&work, &dns, &[]);
+    let w = Watcher::start(&work, &dns, extra);
     wait_file_contains(&work.path("out.json"), "10.1.0.1:11211", WAIT);
 
     // 1. kubelet's swap: new dir, new ..data symlink renamed over the old one.

@@ -1,118 +1,23 @@
 //! Supervising mcrouter: starting it, forwarding signals, reaping, and its exit status.
 //!
-//! Owns the child's lifecycle as a small state machine ([`Child`]), the signal table (what mcw
-//! consumes, what it forwards), and the one and only call to `waitpid` in mcw ([`reap`]), which
-//! reaps every orphan too, as PID 1 or as a child subreaper. It does not decide when to start
-//! the child; the event loop does, once the first config is on disk.
+//! Owns the child's lifecycle as a small state machine ([`Child`]), the signal table and
+//! stream ([`signals`]), and the one and only call to `waitpid` in mcw ([`reap`]), which reaps
+//! every orphan too, as PID 1 or as a child subreaper. It does not decide when to start the
+//! child; the event loop does, once the first config is on disk.
+//!
+//! The reaper asks rustix, not nix: nix's `WaitStatus` cannot hold a real-time signal, so its
+//! `waitpid` reaps a child killed by `SIGRTMIN+n` and then returns `EINVAL` without the pid —
+//! and mcw forwards real-time signals, so mcrouter can die of one.
 
 pub mod args;
+pub mod signals;
 
 use std::io;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use nix::sys::signal::Signal;
 use tokio::time::Instant;
-
-/// What mcw does with a signal it receives in `run` mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// SIGHUP: re-resolve and re-render now; never forwarded (it would kill mcrouter).
-    Refresh,
-    /// SIGCHLD: reap.
-    Reap,
-    /// SIGTERM, SIGINT: forward, then SIGKILL after `--stop-timeout`.
-    Stop,
-    /// Everything else catchable: forward to mcrouter.
-    Forward,
-}
-
-/// Signals mcw cannot catch (KILL, STOP) or must not (ILL, FPE, SEGV: a fault in mcw itself).
-const UNCATCHABLE: &[i32] = &[
-    libc::SIGKILL,
-    libc::SIGSTOP,
-    libc::SIGILL,
-    libc::SIGFPE,
-    libc::SIGSEGV,
-];
-
-/// The signal table of `run`: every standard signal mcw handles, with what it does.
-pub fn signal_table() -> Vec<(i32, Disposition)> {
-    (1..=31)
-        .filter(|s| !UNCATCHABLE.contains(s))
-        .map(|s| {
-            let d = match s {
-                libc::SIGHUP => Disposition::Refresh,
-                libc::SIGCHLD => Disposition::Reap,
-                libc::SIGTERM | libc::SIGINT => Disposition::Stop,
-                _ => Disposition::Forward,
-            };
-            (s, d)
-        })
-        .collect()
-}
-
-/// The standard signals by number, as their conventional names.
-const NAMES: &[(i32, &str)] = &[
-    (libc::SIGHUP, "SIGHUP"),
-    (libc::SIGINT, "SIGINT"),
-    (libc::SIGQUIT, "SIGQUIT"),
-    (libc::SIGILL, "SIGILL"),
-    (libc::SIGTRAP, "SIGTRAP"),
-    (libc::SIGABRT, "SIGABRT"),
-    (libc::SIGBUS, "SIGBUS"),
-    (libc::SIGFPE, "SIGFPE"),
-    (libc::SIGKILL, "SIGKILL"),
-    (libc::SIGUSR1, "SIGUSR1"),
-    (libc::SIGSEGV, "SIGSEGV"),
-    (libc::SIGUSR2, "SIGUSR2"),
-    (libc::SIGPIPE, "SIGPIPE"),
-    (libc::SIGALRM, "SIGALRM"),
-    (libc::SIGTERM, "SIGTERM"),
-    (libc::SIGSTKFLT, "SIGSTKFLT"),
-    (libc::SIGCHLD, "SIGCHLD"),
-    (libc::SIGCONT, "SIGCONT"),
-    (libc::SIGSTOP, "SIGSTOP"),
-    (libc::SIGTSTP, "SIGTSTP"),
-    (libc::SIGTTIN, "SIGTTIN"),
-    (libc::SIGTTOU, "SIGTTOU"),
-    (libc::SIGURG, "SIGURG"),
-    (libc::SIGXCPU, "SIGXCPU"),
-    (libc::SIGXFSZ, "SIGXFSZ"),
-    (libc::SIGVTALRM, "SIGVTALRM"),
-    (libc::SIGPROF, "SIGPROF"),
-    (libc::SIGWINCH, "SIGWINCH"),
-    (libc::SIGIO, "SIGIO"),
-    (libc::SIGPWR, "SIGPWR"),
-    (libc::SIGSYS, "SIGSYS"),
-];
-
-/// The conventional name of a signal, for logs.
-pub fn signal_name(sig: i32) -> String {
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == sig)
-        .map_or_else(|| format!("signal {sig}"), |(_, name)| name.to_string())
-}
-
-/// Listen for every signal in `signals`, delivering their numbers on one channel. Must run
-/// before the child is spawned, so no SIGCHLD or forwarded signal is lost.
-pub fn listen(signals: &[i32]) -> io::Result<mpsc::UnboundedReceiver<i32>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (tx, rx) = mpsc::unbounded_channel();
-    for &sig in signals {
-        let mut stream = signal(SignalKind::from_raw(sig))?;
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while stream.recv().await.is_some() {
-                if tx.send(sig).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    Ok(rx)
-}
 
 /// The supervised child, as a state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,8 +98,7 @@ impl Child {
     /// Send `sig` to the child, if it runs. Returns whether it was sent.
     pub fn forward(&self, sig: i32) -> bool {
         let Some(pid) = self.pid() else { return false };
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(pid, sig) == 0 }
+        signals::send(pid, sig).is_ok()
     }
 
     /// Forward a stop signal and arm the SIGKILL deadline (the first stop signal arms it).
@@ -220,33 +124,52 @@ impl Child {
     pub fn kill(&mut self) {
         if let Some(pid) = self.pid() {
             tracing::warn!(pid, "stop timeout passed; sending SIGKILL");
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
             *self = Child::Killed { pid };
         }
     }
 
-    /// The child is gone with raw wait status `status`.
-    pub fn exited(&mut self, status: i32) {
-        let code = exit_code(status);
+    /// The child is gone with `status`.
+    pub fn exited(&mut self, status: Exit) {
+        let code = status.code();
         tracing::info!(pid = self.pid(), exit_code = code, "mcrouter exited");
         *self = Child::Exited { code };
     }
 }
 
-/// The only `waitpid` in mcw: collect every exited child (mcrouter, a validator, orphans)
-/// without blocking; returns each pid with its raw wait status.
-pub fn reap() -> Vec<(i32, i32)> {
-    let mut reaped = Vec::new();
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes only to `status`.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return reaped;
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// mcw's exit code for it: the child's code, or 128+N if signal N killed it (the shell's
+    /// convention, and tini's).
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Code(c) => (c & 0xff) as u8,
+            Exit::Signal(s) => (128 + s).clamp(0, 255) as u8,
         }
-        reaped.push((pid, status));
     }
+}
+
+/// The only `waitpid` in mcw: collect every exited child (mcrouter, a validator, orphans)
+/// without blocking; returns each pid with how it ended.
+pub fn reap() -> Vec<(i32, Exit)> {
+    use rustix::process::{WaitOptions, waitpid};
+    let mut reaped = Vec::new();
+    while let Ok(Some((pid, status))) = waitpid(None, WaitOptions::NOHANG) {
+        let exit = match (status.exit_status(), status.terminating_signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(sig)) => Exit::Signal(sig),
+            // Stopped or continued: not asked for (no WUNTRACED), so not seen.
+            (None, None) => continue,
+        };
+        reaped.push((pid.as_raw_nonzero().get(), exit));
+    }
+    reaped
 }
 
 /// Start `program args…` with stdio closed, for a short-lived helper whose status comes back
@@ -261,34 +184,9 @@ pub fn spawn_quiet(program: &str, args: &[String]) -> io::Result<i32> {
     Ok(child.id() as i32)
 }
 
-/// mcw's exit code for a child's raw wait status: its code, or 128+N if signal N killed it.
-pub fn exit_code(status: i32) -> u8 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status) as u8
-    } else if libc::WIFSIGNALED(status) {
-        (128 + libc::WTERMSIG(status)) as u8
-    } else {
-        1
-    }
-}
-
 /// Become a child subreaper, so orphans of mcrouter's own children are re-parented to mcw.
 pub fn become_subreaper() -> io::Result<()> {
-    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument only.
-    match unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
-}
-
-/// Clear the signal mask mcw inherited, so the child does not inherit blocked signals.
-pub fn unblock_all_signals() {
-    // SAFETY: an empty, initialised sigset is passed; the old mask is not needed.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
 }
 
 #[cfg(test)]
@@ -297,32 +195,16 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_shell_convention() {
-        // Raw statuses as waitpid reports them.
-        assert_eq!(exit_code(0), 0);
-        assert_eq!(exit_code(42 << 8), 42);
-        assert_eq!(exit_code(255 << 8), 255);
-        assert_eq!(exit_code(libc::SIGTERM), 143);
-        assert_eq!(exit_code(libc::SIGKILL), 137);
-    }
-
-    #[test]
-    fn the_signal_table_consumes_hup_and_chld_and_forwards_the_rest() {
-        let table = signal_table();
-        let get = |s| table.iter().find(|(n, _)| *n == s).map(|(_, d)| *d);
-        assert_eq!(get(libc::SIGHUP), Some(Disposition::Refresh));
-        assert_eq!(get(libc::SIGCHLD), Some(Disposition::Reap));
-        assert_eq!(get(libc::SIGTERM), Some(Disposition::Stop));
-        assert_eq!(get(libc::SIGUSR1), Some(Disposition::Forward));
-        assert_eq!(get(libc::SIGKILL), None);
-        assert_eq!(table.len(), 31 - UNCATCHABLE.len());
-    }
-
-    #[test]
-    fn every_standard_signal_has_its_name() {
-        for sig in 1..=31 {
-            assert!(signal_name(sig).starts_with("SIG"), "{sig}");
+        let cases = [
+            (Exit::Code(0), 0),
+            (Exit::Code(42), 42),
+            (Exit::Code(255), 255),
+            (Exit::Signal(Signal::SIGTERM as i32), 143),
+            (Exit::Signal(Signal::SIGKILL as i32), 137),
+            (Exit::Signal(37), 165),
+        ];
+        for (exit, want) in cases {
+            assert_eq!(exit.code(), want, "{exit:?}");
         }
-        assert_eq!(signal_name(libc::SIGTTIN), "SIGTTIN");
-        assert_eq!(signal_name(64), "signal 64");
     }
 }

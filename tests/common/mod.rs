@@ -3,6 +3,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod dns;
+mod ports;
+pub use ports::free_port;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -103,32 +105,6 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A free loopback port for a server a test starts (UDP and TCP both free when checked).
-/// Drawn at random from 20000–31999, below the kernel's ephemeral range, so a port just
-/// released by one test is not handed straight to another by the kernel.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    loop {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            ^ (u64::from(std::process::id()) << 32)
-            ^ STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-        let mut x = seed | 1;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let port = 20000 + (x % 12000) as u16;
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-        {
-            return port;
-        }
-    }
-}
-
 /// A child process killed when the test ends, however it ends.
 pub struct Daemon(pub std::process::Child);
 
@@ -136,7 +112,7 @@ impl Drop for Daemon {
     /// SIGTERM first, so a supervisor (mcw run) can stop its own child; SIGKILL after 3 s.
     fn drop(&mut self) {
         // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = mcw::supervise::signals::send(self.0.id() as i32, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if self.0.try_wait().ok().flatten().is_some() {
@@ -209,8 +185,7 @@ impl Watcher {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill has no memory-safety preconditions.
-        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+        mcw::supervise::signals::send(self.pid(), sig).expect("kill");
     }
 
     /// Still running?

@@ -14,13 +14,11 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// Ports below the kernel's ephemeral range: a port from `:0` can be handed to a client
+// socket (even this test's own connect) before the server binds it.
+#[path = "../../common/ports.rs"]
+mod ports;
+use ports::free_port;
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
