@@ -6,102 +6,13 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::PathBuf;
 
 use crate::cli::{CheckArgs, RenderArgs};
-use crate::output::WriteError;
-use crate::prefix::{self, PrefixError};
-use crate::resolve::{self, Answer, Dns, Failure, SetupError};
-use crate::template::{self, Query, Template, TemplateError};
-
-/// Why a command failed (exit 1).
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Template(#[from] TemplateError),
-    #[error(transparent)]
-    Dns(#[from] SetupError),
-    #[error("template {path}: {}", FailedTokens(.failed))]
-    Resolve {
-        path: PathBuf,
-        failed: Vec<FailedToken>,
-    },
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    #[error("cannot write to stdout: {0}")]
-    Stdout(std::io::Error),
-    #[error(transparent)]
-    Prefix(#[from] PrefixError),
-    #[error("template {}: check found {count} problem(s), listed above", .path.display())]
-    Check { count: usize, path: PathBuf },
-    #[error("{}", StartupFailure(*.timeout, .failed))]
-    StartupTimeout {
-        timeout: std::time::Duration,
-        failed: Vec<FailedToken>,
-    },
-    #[error("cannot create the output directory {}: {source}; pass --output with a writable path", .dir.display())]
-    OutputDir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot set up: {0}")]
-    Setup(std::io::Error),
-    #[error("{0}")]
-    Usage(String),
-    #[error(transparent)]
-    Spawn(crate::supervise::SpawnError),
-}
-
-/// A token that has no usable answer, with the reason.
-#[derive(Debug, Clone)]
-pub struct FailedToken {
-    pub pointer: String,
-    pub text: String,
-    pub failure: Failure,
-}
-
-impl AppError {
-    /// 2 for usage errors, 126/127 when mcrouter cannot be started, 1 for everything else.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            AppError::Usage(_) => 2,
-            AppError::Spawn(e) => e.code,
-            _ => 1,
-        }
-    }
-}
-
-struct StartupFailure<'a>(std::time::Duration, &'a [FailedToken]);
-
-impl std::fmt::Display for StartupFailure<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "startup timed out after {:?}: ", self.0)?;
-        list_tokens(f, self.1, "never resolved")
-    }
-}
-
-struct FailedTokens<'a>(&'a [FailedToken]);
-
-impl std::fmt::Display for FailedTokens<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        list_tokens(f, self.0, "could not be resolved")
-    }
-}
-
-/// `N token(s) VERB; nothing was written` and one indented line per token.
-fn list_tokens(
-    f: &mut std::fmt::Formatter<'_>,
-    tokens: &[FailedToken],
-    verb: &str,
-) -> std::fmt::Result {
-    let n = tokens.len();
-    let s = if n == 1 { "" } else { "s" };
-    write!(f, "{n} token{s} {verb}; nothing was written")?;
-    for t in tokens {
-        write!(f, "\n  {} {}: {}", t.pointer, t.text, t.failure)?;
-    }
-    Ok(())
-}
+use crate::error::{Error, FailedToken};
+use crate::prefix;
+use crate::resolve::{self, Answer, Dns, Failure};
+use crate::settings;
+use crate::template::{self, Query, Template};
 
 /// Answers per query, plus the tokens that failed. NXDOMAIN and empty answers count as "no
 /// servers" when `allow_empty` is set.
@@ -113,11 +24,7 @@ pub fn settle(
     let mut answers = HashMap::new();
     let mut failed_queries = HashMap::new();
     for (query, result) in results {
-        let result = match allow_empty {
-            true => resolve::allowing_empty(&query, result),
-            false => result,
-        };
-        match result {
+        match resolve::with_allow_empty(&query, result, allow_empty) {
             Ok(answer) => {
                 answers.insert(query, answer);
             }
@@ -142,14 +49,14 @@ pub fn settle(
 }
 
 /// `mcw render`.
-pub async fn render(args: &RenderArgs) -> Result<(), AppError> {
+pub async fn render(args: &RenderArgs) -> Result<(), Error> {
     let path = args.template.path();
     let template = Template::load(path)?;
-    let dns = Dns::new(&args.dns.settings())?;
+    let dns = Dns::new(&settings::dns(&args.dns)?)?;
     let results = dns.resolve_all(template.queries()).await;
     let (answers, failed) = settle(&template, results, args.dns.allow_empty);
     if !failed.is_empty() {
-        return Err(AppError::Resolve {
+        return Err(Error::Resolve {
             path: path.clone(),
             failed,
         });
@@ -160,7 +67,7 @@ pub async fn render(args: &RenderArgs) -> Result<(), AppError> {
         None => std::io::stdout()
             .lock()
             .write_all(&rendered.bytes)
-            .map_err(AppError::Stdout),
+            .map_err(Error::Stdout),
         Some(spec) => {
             let written = spec.write_if_changed(&rendered.bytes)?;
             let servers: usize = rendered.pools.values().map(Vec::len).sum();
@@ -177,7 +84,7 @@ pub async fn render(args: &RenderArgs) -> Result<(), AppError> {
 }
 
 /// `mcw check`: prints a report to stdout; fails if anything is wrong.
-pub async fn check(args: &CheckArgs) -> Result<(), AppError> {
+pub async fn check(args: &CheckArgs) -> Result<(), Error> {
     let path = args.template.path();
     let template = Template::load(path)?;
     let mut problems = Vec::new();
@@ -191,7 +98,7 @@ pub async fn check(args: &CheckArgs) -> Result<(), AppError> {
     };
     problems.extend(structure_problems(template.value()));
 
-    let dns = Dns::new(&args.dns.settings())?;
+    let dns = Dns::new(&settings::dns(&args.dns)?)?;
     let results = dns.resolve_all(template.queries()).await;
     let mut report = String::new();
     for site in template.sites() {
@@ -241,10 +148,10 @@ pub async fn check(args: &CheckArgs) -> Result<(), AppError> {
     std::io::stdout()
         .lock()
         .write_all(report.as_bytes())
-        .map_err(AppError::Stdout)?;
+        .map_err(Error::Stdout)?;
     match problems.len() {
         0 => Ok(()),
-        count => Err(AppError::Check {
+        count => Err(Error::Check {
             count,
             path: path.clone(),
         }),

@@ -1,8 +1,9 @@
 //! The command line: clap types, each option with its `MCW_*` environment twin, and the
 //! parsers that turn flag strings into typed values (durations, DNS servers, output specs).
 //!
-//! Owns what the user can type and how it is validated (a bad value is a usage error, exit 2).
-//! It does not act on anything; `app` does.
+//! Owns what the user can type and how each value is parsed (a bad value is a usage error,
+//! exit 2). Rules about values together (bounds, order) are `settings`'; acting is `app`'s and
+//! `run`'s.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -11,7 +12,6 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::output::OutputSpec;
-use crate::resolve::DnsSettings;
 
 /// Keeps an mcrouter config in step with DNS.
 #[derive(Debug, Parser)]
@@ -95,6 +95,10 @@ pub struct RunArgs {
     /// output's directory; a rejected candidate is never installed.
     #[arg(long, env = "MCW_VALIDATE")]
     pub validate: bool,
+    /// With --validate: a validator still running after this long is killed, and the
+    /// candidate counts as rejected.
+    #[arg(long, env = "MCW_VALIDATE_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub validate_timeout: Duration,
     /// Become a child subreaper (when not PID 1), so orphans are re-parented to mcw and reaped.
     #[arg(long, env = "MCW_SUBREAPER", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub subreaper: bool,
@@ -185,17 +189,6 @@ pub struct DnsArgs {
     /// that is a failure, and the last good answer is kept).
     #[arg(long, env = "MCW_ALLOW_EMPTY")]
     pub allow_empty: bool,
-}
-
-impl DnsArgs {
-    pub fn settings(&self) -> DnsSettings {
-        DnsSettings {
-            servers: self.dns_servers.clone(),
-            resolv_conf: self.resolv_conf.clone(),
-            timeout: self.dns_timeout,
-            retries: self.dns_retries,
-        }
-    }
 }
 
 /// `file:///abs/path` → `/abs/path`.

@@ -1,9 +1,9 @@
 //! Asking mcrouter which config it runs.
 //!
 //! Owns the admin conversation (`get __mcrouter__.config_md5_digest`, memcache ASCII, on
-//! mcrouter's own port) and the polling that turns "we wrote bytes with md5 X" into confirmed,
-//! rejected (mcrouter still reports the previous md5 when the time is up) or unreachable. It
-//! does not act on the verdict; the event loop does.
+//! mcrouter's own port) and what counts as an answer: a well-formed digest, or "cannot tell".
+//! One question at a time; when to ask, and what the answers mean for a write (confirmed,
+//! rejected, no verdict), is the engine's business.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -11,11 +11,11 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::timeout;
 
 /// How often mcrouter is asked while a reload is pending (mcrouter itself checks its file
 /// every `--reconfiguration-delay-ms`, 1 s by default).
-const POLL: Duration = Duration::from_millis(100);
+pub const POLL: Duration = Duration::from_millis(100);
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Lowercase hex md5, as mcrouter reports it.
@@ -42,77 +42,82 @@ pub fn admin_addr(ports: &[String], listen: &[String]) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Ask once for the md5 of the config mcrouter runs.
-pub async fn running_md5(addr: SocketAddr) -> std::io::Result<String> {
-    let ask = async {
-        let stream = TcpStream::connect(addr).await?;
-        let (read, mut write) = stream.into_split();
-        write
-            .write_all(b"get __mcrouter__.config_md5_digest\r\n")
-            .await?;
-        let mut lines = BufReader::new(read).lines();
-        let mut digest = None;
-        while let Some(line) = lines.next_line().await? {
-            if line == "END" {
-                break;
-            }
-            if !line.starts_with("VALUE ") {
-                digest = Some(line.trim().to_string());
-            }
-        }
-        digest.ok_or_else(|| std::io::Error::other("no config_md5_digest in the reply"))
-    };
-    timeout(ASK_TIMEOUT, ask)
-        .await
-        .map_err(|_| std::io::Error::other("no reply within 1s"))?
-}
-
-/// The verdict on one written config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Confirmed {
-        md5: String,
-        after: Duration,
-    },
-    /// The time ran out while mcrouter reported another md5.
-    Rejected {
-        md5: String,
-        running: String,
-    },
-    /// mcrouter never answered.
-    Unreachable {
-        md5: String,
-        reason: String,
-    },
-}
-
-/// Poll until mcrouter runs `md5` or `limit` passes.
-pub async fn confirm(addr: SocketAddr, md5: String, limit: Duration) -> Verdict {
-    let start = Instant::now();
-    loop {
-        let last = match running_md5(addr).await {
-            Ok(running) if running == md5 => {
-                return Verdict::Confirmed {
-                    md5,
-                    after: start.elapsed(),
-                };
-            }
-            Ok(running) => Ok(running),
-            Err(e) => Err(e.to_string()),
-        };
-        if start.elapsed() >= limit {
-            return match last {
-                Ok(running) => Verdict::Rejected { md5, running },
-                Err(reason) => Verdict::Unreachable { md5, reason },
-            };
-        }
-        sleep(POLL).await;
+/// Ask mcrouter once for the md5 of the config it runs: the digest, or why mcw cannot tell
+/// (no connection, no reply in time, an answer that is no digest).
+pub async fn ask(addr: SocketAddr) -> Result<String, String> {
+    match timeout(ASK_TIMEOUT, exchange(addr)).await {
+        Err(_) => Err(format!("no reply within {ASK_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(reply)) => digest(&reply),
     }
+}
+
+/// One `get` of the digest; the reply's lines up to `END` or an error line.
+async fn exchange(addr: SocketAddr) -> std::io::Result<Vec<String>> {
+    let stream = TcpStream::connect(addr).await?;
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(b"get __mcrouter__.config_md5_digest\r\n")
+        .await?;
+    let mut lines = BufReader::new(read).lines();
+    let mut reply = Vec::new();
+    while let Some(line) = lines.next_line().await? {
+        let last = line == "END" || line.ends_with("ERROR") || line.contains("ERROR ");
+        reply.push(line);
+        if last {
+            break;
+        }
+    }
+    Ok(reply)
+}
+
+/// The md5 in mcrouter's reply: `VALUE <key> <flags> 32`, the digest, `END`. A digest is 32
+/// lowercase hex digits; anything else (`ERROR`, `SERVER_ERROR …`, an empty `END`, garbage)
+/// means mcw cannot tell, which is never a verdict.
+pub fn digest(reply: &[String]) -> Result<String, String> {
+    let cannot = || match reply.first() {
+        Some(first) => format!("mcrouter answered {first:?}, not a digest"),
+        None => "mcrouter closed the connection without answering".to_string(),
+    };
+    match reply {
+        [value, md5, end, ..] if value.starts_with("VALUE ") && end == "END" && is_md5(md5) => {
+            Ok(md5.clone())
+        }
+        _ => Err(cannot()),
+    }
+}
+
+fn is_md5(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_well_formed_digest_counts() {
+        let lines = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+        let value = "VALUE __mcrouter__.config_md5_digest 0 32";
+        assert_eq!(digest(&lines(&[value, md5, "END"])), Ok(md5.to_string()));
+        for bad in [
+            lines(&["ERROR"]),
+            lines(&["SERVER_ERROR out of memory"]),
+            lines(&["END"]),
+            lines(&[]),
+            lines(&[value, &md5.to_uppercase(), "END"]),
+            lines(&[value, &md5[1..], "END"]),
+            lines(&[value, "not-a-digest-but-32-characters!!", "END"]),
+        ] {
+            assert!(digest(&bad).is_err(), "{bad:?}");
+        }
+        assert!(
+            digest(&lines(&["ERROR"]))
+                .unwrap_err()
+                .contains("\"ERROR\"")
+        );
+    }
 
     #[test]
     fn md5_is_lowercase_hex() {

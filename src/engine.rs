@@ -1,43 +1,190 @@
-//! The long-running render engine shared by `watch` and `run`.
+//! The long-running core of `watch` and `run`, as a state machine without I/O.
 //!
-//! Owns the state between renders: the current template, each query's last good answer and
-//! when it is next due, and the bytes the output holds. Events come in as method calls
-//! (lookups finished, template changed, timer fired); what comes out is the file on disk, plus
-//! the bytes of each new write ([`Engine::take_written`], for confirmation) or a candidate
-//! waiting for validation ([`Engine::candidate_path`]). DNS lookups are *not* awaited here: the caller spawns
-//! [`Engine::lookup`] and feeds the results back through [`Engine::apply`], so its loop stays
-//! responsive to signals while DNS is slow. It never writes a config with a missing or
-//! degraded token: a failing token keeps its last good answer.
+//! Owns every decision between renders: each query's last good answer and when it is next
+//! due, which template is in force, when to render and write, the one write or validation in
+//! progress, whether mcrouter confirmed, rejected or cannot tell about a write, what to restore
+//! after a rejection, and when to give up at startup. It performs nothing: the caller feeds it
+//! [`Event`]s with the current time and performs the [`Action`]s it returns (look up, read the
+//! template, write these bytes, validate this candidate, ask mcrouter, start the child, report
+//! this), feeding back what happened. No I/O, no clock, no spawning, no logging here — which is
+//! why its whole behaviour is a table of unit tests below. `run.rs` is the caller.
+//!
+//! Invariants: nothing is written while any token lacks an answer (a failing token keeps its
+//! last good one); at most one write or validation is in progress; bytes that mcrouter or the
+//! validator rejected are not written again until the render changes.
 
-use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::time::Instant;
-
-use crate::app::{AppError, FailedToken};
-use crate::output::{Candidate, OutputSpec};
+use crate::confirm::md5_hex;
+use crate::error::{FailedToken, StartupFailure};
 use crate::prefix;
-use crate::resolve::{self, Answer, Dns, Failure};
-use crate::template::{self, Query, Rendered, Template};
+use crate::resolve::{self, Answer, Failure};
+use crate::template::{self, Query, Rendered, Template, TemplateError};
 
-/// Settings of the engine.
+/// How many recent writes are remembered by md5, to restore what mcrouter reports running.
+const RECENT_WRITES: usize = 8;
+
+/// Settings of the engine (already checked by `settings`).
 #[derive(Clone, Debug)]
-pub struct EngineConfig {
+pub struct Settings {
+    /// The template's path, for messages only.
     pub template: PathBuf,
-    pub output: OutputSpec,
     pub min_refresh: Duration,
     pub max_refresh: Duration,
+    pub startup_timeout: Duration,
     pub allow_empty: bool,
     /// In `run` mode, the normalised routing prefix every template must have an alias for.
     pub route_prefix: Option<String>,
-    /// Hold each new config as a candidate until [`Engine::candidate_verdict`] (`--validate`).
-    pub validate: bool,
+    /// `--validate`: each new config is validated (within this time) before it is written.
+    pub validate_timeout: Option<Duration>,
+    /// `run` mode: start mcrouter once the first config is written.
+    pub supervise: bool,
+    /// `run` mode with a known admin port: confirm each write.
+    pub confirm: Option<ConfirmSettings>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ConfirmSettings {
+    /// How long mcrouter may take to report a write's md5.
+    pub timeout: Duration,
+    /// How often it is asked meanwhile.
+    pub poll: Duration,
 }
 
 /// Results of one batch of lookups.
 pub type Lookups = HashMap<Query, Result<Answer, Failure>>;
+
+/// What happened, fed in by the caller.
+#[derive(Debug)]
+pub enum Event {
+    /// Time passed (also the first event: it starts the first lookups).
+    Tick,
+    /// Lookups finished.
+    Looked(Lookups),
+    /// The template file was read (after a change, or the periodic re-read).
+    Template(Result<String, TemplateError>),
+    /// SIGHUP: re-resolve every token now.
+    Refresh,
+    /// The write of `generation` finished: `Ok(true)` written, `Ok(false)` the file already
+    /// held those bytes.
+    Wrote {
+        generation: u64,
+        result: Result<bool, String>,
+    },
+    /// The validator's verdict on the candidate of `generation`.
+    Validated {
+        generation: u64,
+        result: Result<(), String>,
+    },
+    /// mcrouter was started.
+    ChildStarted,
+    /// mcrouter's answer to one md5 question: a digest (32 lowercase hex digits), or why mcw
+    /// cannot tell.
+    Running(Result<String, String>),
+}
+
+/// What to do, returned to the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Look these queries up and feed back [`Event::Looked`].
+    Lookup(Vec<Query>),
+    /// Read the template and feed back [`Event::Template`].
+    ReadTemplate,
+    /// Atomically replace the output with `bytes` unless it holds them already; feed back
+    /// [`Event::Wrote`].
+    Write { generation: u64, bytes: Vec<u8> },
+    /// Write `bytes` to a candidate beside the output and validate it; feed back
+    /// [`Event::Validated`].
+    Validate { generation: u64, bytes: Vec<u8> },
+    /// The validation of `generation` is over: stop the validator if it still runs, then
+    /// install the candidate (and feed back [`Event::Wrote`]) or discard it.
+    EndValidation { generation: u64, install: bool },
+    /// Ask mcrouter once which config it runs; feed back [`Event::Running`].
+    AskMcrouter,
+    /// Start mcrouter (the first config is on disk); feed back [`Event::ChildStarted`].
+    StartChild,
+    /// Give up: no config could be written before the startup timeout.
+    GiveUp(StartupFailure),
+    /// Tell the operator (and, later, the metrics).
+    Report(Report),
+}
+
+/// Something worth telling, with its facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    TemplateChanged {
+        tokens: usize,
+    },
+    /// A template edit that does not parse, holds a bad token, or lacks the routing prefix.
+    TemplateRejected {
+        reason: String,
+    },
+    TemplateUnreadable {
+        reason: String,
+    },
+    LookupFailed {
+        token: String,
+        failure: Failure,
+        /// Whether a last good answer is kept.
+        kept: bool,
+    },
+    DnsRecovered {
+        token: String,
+    },
+    PoolChanged {
+        pool: String,
+        added: Vec<String>,
+        removed: Vec<String>,
+        servers: usize,
+    },
+    Wrote {
+        generation: u64,
+        md5: String,
+        pools: usize,
+        servers: usize,
+    },
+    /// The output already held the rendered bytes (found on disk at start, say).
+    AlreadyOnDisk {
+        md5: String,
+    },
+    WriteFailed {
+        reason: String,
+    },
+    /// The render equals bytes mcrouter or the validator rejected; not written again.
+    SkippedRejected {
+        md5: String,
+    },
+    ValidatorRejected {
+        generation: u64,
+        reason: String,
+    },
+    Confirmed {
+        md5: String,
+        after: Duration,
+    },
+    /// mcrouter runs an earlier write of mcw's, not the latest (yet).
+    RunsEarlier {
+        md5: String,
+    },
+    /// At the deadline mcrouter still ran another config: it rejected `md5`.
+    Rejected {
+        md5: String,
+        running: String,
+        /// The running config's bytes are being written back.
+        restoring: bool,
+    },
+    /// The running config's bytes are back in the output.
+    Restored {
+        md5: String,
+    },
+    /// At the deadline mcw could not tell what mcrouter runs; no verdict, no rollback.
+    CannotTell {
+        md5: String,
+        reason: String,
+    },
+}
 
 #[derive(Debug)]
 struct QueryState {
@@ -48,39 +195,78 @@ struct QueryState {
 }
 
 impl QueryState {
-    fn due_now() -> QueryState {
+    fn due_at(now: Instant) -> QueryState {
         QueryState {
             good: None,
             failure: None,
-            due: Instant::now(),
+            due: now,
             in_flight: false,
         }
     }
 }
 
+/// A config mcw wrote, or is about to.
+#[derive(Clone, Debug)]
+struct Config {
+    generation: u64,
+    md5: String,
+    rendered: Rendered,
+}
+
+/// The one write or validation in progress.
+#[derive(Debug)]
+enum Pending {
+    Validating { config: Config, deadline: Instant },
+    Writing { config: Config, restore: bool },
+}
+
+/// A write waiting for mcrouter's word.
+#[derive(Debug)]
+struct Awaiting {
+    md5: String,
+    since: Instant,
+    deadline: Instant,
+}
+
+/// Confirmation of writes with mcrouter (`run` mode with an admin port).
+#[derive(Debug)]
+struct Confirming {
+    settings: ConfirmSettings,
+    /// mcrouter runs: writes are confirmed from then on.
+    active: bool,
+    /// Recent writes, newest last, by md5.
+    recent: VecDeque<Config>,
+    awaiting: Option<Awaiting>,
+    /// mcrouter's last answer: a digest, or why mcw cannot tell.
+    last_answer: Option<Result<String, String>>,
+    asking: bool,
+    next_ask: Option<Instant>,
+}
+
 pub struct Engine {
-    cfg: EngineConfig,
-    dns: Dns,
+    s: Settings,
     template: Template,
     /// The template text last read, good or not, so an unchanged file costs no parse.
     seen_text: String,
-    states: HashMap<Query, QueryState>,
-    /// What the output holds, as this process last rendered it.
-    current: Option<Rendered>,
-    /// The last config mcrouter confirmed it runs (`run` mode).
-    confirmed: Option<Rendered>,
-    /// Bytes mcrouter rejected: not written again until the render changes.
-    rejected: Option<Vec<u8>>,
-    /// Bytes written and not yet handed to the caller for confirmation.
-    fresh: Option<Vec<u8>>,
-    /// A config waiting for validation (`--validate`), one at a time.
-    candidate: Option<(Candidate, Rendered)>,
-    /// The template changed since the last render.
-    template_dirty: bool,
-    write_retry: Option<Instant>,
-    template_check: Instant,
+    states: BTreeMap<Query, QueryState>,
+    /// Something changed since the last render.
+    dirty: bool,
     generation: u64,
+    /// What the output holds, as this process last wrote (or found) it.
+    current: Option<Config>,
+    pending: Option<Pending>,
+    /// md5 of bytes mcrouter or the validator rejected.
+    rejected: Option<String>,
+    write_retry: Option<Instant>,
+    template_due: Instant,
+    /// Until the first config is written.
+    startup_deadline: Option<Instant>,
+    /// The last thing that kept a render from the output (for the startup message).
+    problem: Option<String>,
+    child_started: bool,
+    confirm: Option<Confirming>,
     rng: u64,
+    out: Vec<Action>,
 }
 
 /// When to ask again after an answer with `ttl`: the TTL clamped to `[min, max]`, plus up to
@@ -91,48 +277,90 @@ pub fn refresh_after(ttl: u32, min: Duration, max: Duration, jitter: f64) -> Dur
 }
 
 impl Engine {
-    /// Load the template; every query is due at once.
-    /// A template whose routes lack the `run` mode's routing prefix is a usage error: the fix
-    /// is `-R` or the template, and mcrouter would fail on it.
-    pub fn new(cfg: EngineConfig, dns: Dns) -> Result<Engine, AppError> {
-        let seen_text = Template::read(&cfg.template)?;
-        let template = Template::parse(&cfg.template, &seen_text)?;
-        if let Some(p) = &cfg.route_prefix
-            && let Err(e) = prefix::check_aliases(template.value(), p)
-        {
-            let path = cfg.template.display();
-            return Err(AppError::Usage(format!("template {path}: {e}")));
+    /// An engine for the template `text`; every query is due at `now`. The first
+    /// [`Event::Tick`] starts the lookups. `seed` varies the refresh jitter between processes.
+    /// A template whose routes lack the `run` mode's routing prefix is refused: the fix is `-R`
+    /// or the template, and mcrouter would fail on it.
+    pub fn new(s: Settings, text: String, now: Instant, seed: u64) -> Result<Engine, EngineError> {
+        let template = Template::parse(&s.template, &text)?;
+        if let Some(p) = &s.route_prefix {
+            prefix::check_aliases(template.value(), p).map_err(|source| EngineError::Prefix {
+                path: s.template.clone(),
+                source,
+            })?;
         }
         let states = template
             .queries()
             .into_iter()
-            .map(|q| (q, QueryState::due_now()))
+            .map(|q| (q, QueryState::due_at(now)))
             .collect();
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ u64::from(std::process::id()).rotate_left(32);
+        let confirm = s.confirm.map(|settings| Confirming {
+            settings,
+            active: false,
+            recent: VecDeque::new(),
+            awaiting: None,
+            last_answer: None,
+            asking: false,
+            next_ask: None,
+        });
         Ok(Engine {
-            template_check: Instant::now() + cfg.max_refresh,
-            cfg,
-            dns,
+            template_due: now + s.max_refresh,
+            startup_deadline: Some(now + s.startup_timeout),
+            s,
             template,
-            seen_text,
+            seen_text: text,
             states,
-            current: None,
-            confirmed: None,
-            rejected: None,
-            fresh: None,
-            candidate: None,
-            template_dirty: false,
-            write_retry: None,
+            dirty: true,
             generation: 0,
+            current: None,
+            pending: None,
+            rejected: None,
+            write_retry: None,
+            problem: None,
+            child_started: false,
+            confirm,
             rng: seed | 1,
+            out: Vec::new(),
         })
     }
 
-    pub fn output(&self) -> &OutputSpec {
-        &self.cfg.output
+    /// Take one event at `now`; return what to do, in order.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        match event {
+            Event::Tick => self.tick(now),
+            Event::Looked(results) => self.looked(results, now),
+            Event::Template(read) => self.template_read(read, now),
+            Event::Refresh => self.lookup_all(),
+            Event::Wrote { generation, result } => self.wrote(generation, result, now),
+            Event::Validated { generation, result } => self.validated(generation, result),
+            Event::ChildStarted => self.child_started(now),
+            Event::Running(answer) => self.running(answer, now),
+        }
+        self.publish(now);
+        std::mem::take(&mut self.out)
+    }
+
+    /// When the next [`Event::Tick`] is due: a lookup, a write retry, the periodic re-read of
+    /// the template, the startup deadline, a validator's or a confirmation's deadline, or the
+    /// next question to mcrouter.
+    pub fn next_wake(&self) -> Instant {
+        let lookups = self.states.values().filter(|s| !s.in_flight).map(|s| s.due);
+        let validation = match &self.pending {
+            Some(Pending::Validating { deadline, .. }) => Some(*deadline),
+            _ => None,
+        };
+        let startup = self.startup_deadline.filter(|_| self.current.is_none());
+        let confirm = self.confirm.iter().flat_map(|c| {
+            let ask = c.next_ask.filter(|_| !c.asking);
+            let verdict = c.awaiting.as_ref().map(|a| a.deadline);
+            ask.into_iter().chain(verdict)
+        });
+        lookups
+            .chain(self.write_retry)
+            .chain(validation)
+            .chain(startup)
+            .chain(confirm)
+            .fold(self.template_due, Instant::min)
     }
 
     /// Whether a complete config has been written (or found already on disk).
@@ -140,55 +368,80 @@ impl Engine {
         self.current.is_some()
     }
 
-    /// The earliest moment something is due: a lookup, a write retry, or the periodic re-read
-    /// of the template (a safety net for filesystems without inotify).
-    pub fn next_wake(&self) -> Instant {
-        let lookups = self.states.values().filter(|s| !s.in_flight).map(|s| s.due);
-        lookups
-            .chain(self.write_retry)
-            .chain(std::iter::once(self.template_check))
-            .min()
-            .unwrap_or(self.template_check)
+    /// Whether mcrouter was last seen running exactly what the output holds.
+    pub fn in_sync(&self) -> bool {
+        let running = self.confirm.as_ref().and_then(|c| match &c.last_answer {
+            Some(Ok(md5)) => Some(md5),
+            _ => None,
+        });
+        matches!((&self.current, running), (Some(c), Some(r)) if &c.md5 == r)
     }
 
-    /// Queries due at `now`, marked in flight.
-    pub fn take_due(&mut self, now: Instant) -> Vec<Query> {
-        self.take(|s| s.due <= now)
-    }
-
-    /// Every query not already in flight (SIGHUP, template change).
-    pub fn take_all(&mut self) -> Vec<Query> {
-        self.take(|_| true)
-    }
-
-    fn take(&mut self, pick: impl Fn(&QueryState) -> bool) -> Vec<Query> {
-        let mut out = Vec::new();
-        for (q, s) in &mut self.states {
-            if !s.in_flight && pick(s) {
-                s.in_flight = true;
-                out.push(q.clone());
-            }
-        }
-        out
-    }
-
-    /// A lookup of `queries`, to be spawned by the caller.
-    pub fn lookup(&self, queries: Vec<Query>) -> impl Future<Output = Lookups> + Send + 'static {
-        let dns = self.dns.clone();
-        async move { dns.resolve_all(queries).await }
-    }
-
-    /// Record the results of a lookup, then render and write if that changed anything. An
-    /// answer with the same records as before (only its TTL differs) costs no render.
-    pub fn apply(&mut self, results: Lookups) {
-        let now = Instant::now();
-        let mut changed = std::mem::take(&mut self.template_dirty) || self.current.is_none();
-        for (query, result) in results {
-            let result = match self.cfg.allow_empty {
-                true => resolve::allowing_empty(&query, result),
-                false => result,
+    fn tick(&mut self, now: Instant) {
+        if let Some(deadline) = self.startup_deadline
+            && now >= deadline
+            && self.current.is_none()
+        {
+            let failure = StartupFailure {
+                timeout: self.s.startup_timeout,
+                missing: self.missing(),
+                problem: self.problem.clone(),
             };
+            self.out.push(Action::GiveUp(failure));
+            return;
+        }
+        let due: Vec<Query> = self
+            .states
+            .iter_mut()
+            .filter(|(_, s)| !s.in_flight && s.due <= now)
+            .map(|(q, s)| {
+                s.in_flight = true;
+                q.clone()
+            })
+            .collect();
+        if !due.is_empty() {
+            self.out.push(Action::Lookup(due));
+        }
+        if self.template_due <= now {
+            self.template_due = now + self.s.max_refresh;
+            self.out.push(Action::ReadTemplate);
+        }
+        if self.write_retry.is_some_and(|t| t <= now) {
+            self.write_retry = None;
+            self.dirty = true;
+        }
+        if let Some(Pending::Validating { deadline, .. }) = &self.pending
+            && *deadline <= now
+        {
+            let timeout = self.s.validate_timeout.unwrap_or_default();
+            self.validation_failed(format!("timed out after {timeout:?}; killed"));
+        }
+        self.confirm_tick(now);
+    }
+
+    /// Every query not already in flight, now (SIGHUP, template change).
+    fn lookup_all(&mut self) {
+        let all: Vec<Query> = self
+            .states
+            .iter_mut()
+            .filter(|(_, s)| !s.in_flight)
+            .map(|(q, s)| {
+                s.in_flight = true;
+                q.clone()
+            })
+            .collect();
+        if !all.is_empty() {
+            self.out.push(Action::Lookup(all));
+        }
+    }
+
+    /// Record lookup results; an answer with the same records as before (only its TTL
+    /// differs) does not call for a render.
+    fn looked(&mut self, results: Lookups, now: Instant) {
+        for (query, result) in results {
+            let result = resolve::with_allow_empty(&query, result, self.s.allow_empty);
             let jitter = self.jitter();
+            let template = &self.template;
             // A query dropped from the template while its lookup ran: nothing to record.
             let Some(state) = self.states.get_mut(&query) else {
                 continue;
@@ -197,144 +450,358 @@ impl Engine {
             match result {
                 Ok(answer) => {
                     if state.failure.take().is_some() && state.good.is_some() {
-                        let token = token_text(&self.template, &query);
-                        tracing::info!(token, "DNS answers again");
+                        let token = token_text(template, &query);
+                        self.out
+                            .push(Action::Report(Report::DnsRecovered { token }));
                     }
                     state.due = now
                         + refresh_after(
                             answer.ttl(),
-                            self.cfg.min_refresh,
-                            self.cfg.max_refresh,
+                            self.s.min_refresh,
+                            self.s.max_refresh,
                             jitter,
                         );
-                    tracing::debug!(token = %query, ttl = answer.ttl(), "lookup done");
-                    changed |= state
+                    if state
                         .good
                         .as_ref()
-                        .is_none_or(|g| g.records() != answer.records());
+                        .is_none_or(|g| g.records() != answer.records())
+                    {
+                        self.dirty = true;
+                    }
                     state.good = Some(answer);
                 }
                 Err(failure) => {
                     if state.failure.as_ref() != Some(&failure) {
-                        let token = token_text(&self.template, &query);
-                        match state.good {
-                            Some(_) => {
-                                tracing::warn!(token, reason = %failure, "DNS lookup failed; keeping the last good answer")
-                            }
-                            None => {
-                                tracing::warn!(token, reason = %failure, "DNS lookup failed; nothing to write until it answers")
-                            }
-                        }
+                        self.out.push(Action::Report(Report::LookupFailed {
+                            token: token_text(template, &query),
+                            failure: failure.clone(),
+                            kept: state.good.is_some(),
+                        }));
                     }
                     state.failure = Some(failure);
-                    state.due = now + self.cfg.min_refresh;
+                    state.due = now + self.s.min_refresh;
                 }
             }
         }
-        if changed {
-            self.publish();
-        }
     }
 
-    /// The timer fired: retry a failed write and re-read the template when those are due.
-    /// Returns whether a new template is in force (the caller then re-resolves everything).
-    /// Lookups due now are taken separately with [`Engine::take_due`].
-    pub fn on_timer(&mut self, now: Instant) -> bool {
-        if self.write_retry.is_some_and(|t| t <= now) {
-            self.write_retry = None;
-            self.publish();
-        }
-        if self.template_check > now {
-            return false;
-        }
-        self.template_check = now + self.cfg.max_refresh;
-        self.reload_template()
-    }
-
-    /// Re-read the template. Returns true when a new, valid template replaced the old one (the
-    /// caller then re-resolves everything with [`Engine::take_all`]). A broken edit is logged
-    /// with file:line:col and the last good template stays in force.
-    pub fn reload_template(&mut self) -> bool {
-        let path = &self.cfg.template;
-        let text = match Template::read(path) {
+    /// A new template text: parse it and, when it is good, re-resolve every token. A broken
+    /// edit is reported and the last good template stays in force.
+    fn template_read(&mut self, read: Result<String, TemplateError>, now: Instant) {
+        let text = match read {
             Ok(text) => text,
             Err(e) => {
-                tracing::warn!(reason = %e, "keeping the last good config");
-                return false;
+                let reason = e.to_string();
+                self.out
+                    .push(Action::Report(Report::TemplateUnreadable { reason }));
+                return;
             }
         };
         if text == self.seen_text {
-            return false;
+            return;
         }
         self.seen_text = text;
-        match Template::parse(path, &self.seen_text) {
-            Err(e) => {
-                tracing::error!(template = %path.display(), reason = %e, "template edit rejected; keeping the last good config");
-                false
+        let parsed = Template::parse(&self.s.template, &self.seen_text).map_err(|e| e.to_string());
+        let checked = parsed.and_then(|t| match &self.s.route_prefix {
+            Some(p) => prefix::check_aliases(t.value(), p)
+                .map(|()| t)
+                .map_err(|e| format!("template {}: {e}", self.s.template.display())),
+            None => Ok(t),
+        });
+        let template = match checked {
+            Ok(t) => t,
+            Err(reason) => {
+                self.out
+                    .push(Action::Report(Report::TemplateRejected { reason }));
+                return;
             }
-            Ok(template) => {
-                if let Some(p) = &self.cfg.route_prefix
-                    && let Err(e) = prefix::check_aliases(template.value(), p)
-                {
-                    tracing::error!(template = %path.display(), reason = %e, "template edit rejected; keeping the last good config");
-                    return false;
-                }
-                let queries = template.queries();
-                self.states.retain(|q, _| queries.contains(q));
-                for q in queries {
-                    self.states.entry(q).or_insert_with(QueryState::due_now);
-                }
-                tracing::info!(template = %path.display(), tokens = template.sites().count(), "template changed");
-                self.template = template;
-                self.template_dirty = true;
-                true
-            }
-        }
-    }
-
-    /// The bytes of the latest write, once.
-    pub fn take_written(&mut self) -> Option<Vec<u8>> {
-        self.fresh.take()
-    }
-
-    /// Whether mcrouter confirmed it runs what the output holds.
-    pub fn is_confirmed(&self) -> bool {
-        matches!((&self.current, &self.confirmed), (Some(c), Some(k)) if c.bytes == k.bytes)
-    }
-
-    /// mcrouter runs `bytes`.
-    pub fn confirmed(&mut self, bytes: &[u8]) {
-        if let Some(current) = self.current.as_ref().filter(|c| c.bytes == bytes) {
-            self.confirmed = Some(current.clone());
-            self.rejected = None;
-        }
-    }
-
-    /// mcrouter rejected `bytes` and still runs the previous config: write the last confirmed
-    /// bytes back so the file matches what runs. Returns whether the file was restored.
-    pub fn rejected(&mut self, bytes: &[u8]) -> bool {
-        self.rejected = Some(bytes.to_vec());
-        let Some(confirmed) = self.confirmed.clone() else {
-            return false;
         };
-        if self.current.as_ref().is_some_and(|c| c.bytes != bytes) {
-            // A newer config was written meanwhile; it gets its own verdict.
-            return false;
+        let queries = template.queries();
+        self.states.retain(|q, _| queries.contains(q));
+        for q in queries {
+            self.states
+                .entry(q)
+                .or_insert_with(|| QueryState::due_at(now));
         }
-        match self.cfg.output.replace(&confirmed.bytes) {
+        let tokens = template.sites().count();
+        self.out
+            .push(Action::Report(Report::TemplateChanged { tokens }));
+        self.template = template;
+        self.dirty = true;
+        self.lookup_all();
+    }
+
+    /// Render from the last good answers and start writing (or validating) when the bytes
+    /// are new. Nothing happens while any token lacks an answer or a write is in progress.
+    fn publish(&mut self, now: Instant) {
+        if !self.dirty || self.pending.is_some() {
+            return;
+        }
+        self.dirty = false;
+        let mut answers = HashMap::with_capacity(self.states.len());
+        for (q, s) in &self.states {
+            match &s.good {
+                Some(a) => answers.insert(q.clone(), a.clone()),
+                None => return,
+            };
+        }
+        let Ok(rendered) = template::render(&self.template, &answers) else {
+            return; // unreachable: every query has an answer
+        };
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.rendered.bytes == rendered.bytes)
+        {
+            return;
+        }
+        let md5 = md5_hex(&rendered.bytes);
+        if self.rejected.as_ref() == Some(&md5) {
+            self.out
+                .push(Action::Report(Report::SkippedRejected { md5 }));
+            return;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let bytes = rendered.bytes.clone();
+        let config = Config {
+            generation,
+            md5,
+            rendered,
+        };
+        match self.s.validate_timeout {
+            Some(limit) => {
+                self.pending = Some(Pending::Validating {
+                    config,
+                    deadline: now + limit,
+                });
+                self.out.push(Action::Validate { generation, bytes });
+            }
+            None => {
+                self.pending = Some(Pending::Writing {
+                    config,
+                    restore: false,
+                });
+                self.out.push(Action::Write { generation, bytes });
+            }
+        }
+    }
+
+    fn wrote(&mut self, generation: u64, result: Result<bool, String>, now: Instant) {
+        let (config, restore) = match self.pending.take() {
+            Some(Pending::Writing { config, restore }) if config.generation == generation => {
+                (config, restore)
+            }
+            other => {
+                self.pending = other; // not the write in progress: stale
+                return;
+            }
+        };
+        let written = match result {
+            Ok(written) => written,
+            Err(reason) => {
+                self.out.push(Action::Report(Report::WriteFailed {
+                    reason: reason.clone(),
+                }));
+                self.problem = Some(reason);
+                self.write_retry = Some(now + self.s.min_refresh);
+                return;
+            }
+        };
+        let report = match (restore, written) {
+            (true, _) => Report::Restored {
+                md5: config.md5.clone(),
+            },
+            (false, true) => {
+                self.report_pool_changes(&config.rendered);
+                let r = &config.rendered;
+                Report::Wrote {
+                    generation,
+                    md5: config.md5.clone(),
+                    pools: r.pools.len(),
+                    servers: r.pools.values().map(Vec::len).sum(),
+                }
+            }
+            (false, false) => Report::AlreadyOnDisk {
+                md5: config.md5.clone(),
+            },
+        };
+        self.out.push(Action::Report(report));
+        self.problem = None;
+        self.startup_deadline = None;
+        self.current = Some(config.clone());
+        if self.s.supervise && !self.child_started {
+            self.child_started = true;
+            self.out.push(Action::StartChild);
+        }
+        // Lookups that finished meanwhile left `dirty` set: the next publish catches up.
+        self.remember(config, now);
+    }
+
+    fn validated(&mut self, generation: u64, result: Result<(), String>) {
+        let is_current = matches!(&self.pending,
+            Some(Pending::Validating { config, .. }) if config.generation == generation);
+        if !is_current {
+            return;
+        }
+        match result {
             Ok(()) => {
-                self.current = Some(confirmed);
-                true
+                if let Some(Pending::Validating { config, .. }) = self.pending.take() {
+                    self.pending = Some(Pending::Writing {
+                        config,
+                        restore: false,
+                    });
+                }
+                self.out.push(Action::EndValidation {
+                    generation,
+                    install: true,
+                });
             }
-            Err(e) => {
-                tracing::error!(output = %self.cfg.output.path.display(), reason = %e, "cannot restore the last confirmed config");
-                false
+            Err(reason) => self.validation_failed(reason),
+        }
+    }
+
+    /// The candidate in validation is rejected (by the validator, or by its timeout): discard
+    /// it and do not write those bytes again until the render changes.
+    fn validation_failed(&mut self, reason: String) {
+        let Some(Pending::Validating { config, .. }) = self.pending.take() else {
+            return;
+        };
+        let generation = config.generation;
+        self.out.push(Action::EndValidation {
+            generation,
+            install: false,
+        });
+        self.problem = Some(format!("mcrouter --validate-config rejected it: {reason}"));
+        self.out.push(Action::Report(Report::ValidatorRejected {
+            generation,
+            reason,
+        }));
+        self.rejected = Some(config.md5);
+    }
+
+    fn child_started(&mut self, now: Instant) {
+        let current = self.current.as_ref().map(|c| c.md5.clone());
+        if let Some(c) = &mut self.confirm {
+            c.active = true;
+            if let Some(md5) = current {
+                c.wait_for(md5, now);
             }
+        }
+    }
+
+    /// Keep `config` among the recent writes and, once mcrouter runs, wait for its word.
+    fn remember(&mut self, config: Config, now: Instant) {
+        let Some(c) = &mut self.confirm else { return };
+        let md5 = config.md5.clone();
+        c.recent.retain(|r| r.md5 != md5);
+        c.recent.push_back(config);
+        if c.recent.len() > RECENT_WRITES {
+            c.recent.pop_front();
+        }
+        if c.active {
+            c.wait_for(md5, now);
+        }
+    }
+
+    fn running(&mut self, answer: Result<String, String>, now: Instant) {
+        let Some(c) = &mut self.confirm else { return };
+        c.asking = false;
+        if let Ok(md5) = &answer {
+            match &c.awaiting {
+                Some(a) if &a.md5 == md5 => {
+                    let after = now.saturating_duration_since(a.since);
+                    c.awaiting = None;
+                    self.out.push(Action::Report(Report::Confirmed {
+                        md5: md5.clone(),
+                        after,
+                    }));
+                }
+                // A newer write never takes the verdict from an older one: if mcrouter runs
+                // an earlier write, that write was accepted.
+                Some(_) if c.recent.iter().any(|r| &r.md5 == md5) => {
+                    let changed = c.last_answer.as_ref() != Some(&answer);
+                    if changed {
+                        self.out
+                            .push(Action::Report(Report::RunsEarlier { md5: md5.clone() }));
+                    }
+                }
+                _ => {}
+            }
+        }
+        c.last_answer = Some(answer);
+        if c.awaiting.is_some() {
+            c.next_ask = Some(now + c.settings.poll);
+        }
+    }
+
+    fn confirm_tick(&mut self, now: Instant) {
+        let Some(c) = &mut self.confirm else { return };
+        if c.awaiting.as_ref().is_some_and(|a| a.deadline <= now) {
+            self.verdict();
+            return;
+        }
+        let Some(c) = &mut self.confirm else { return };
+        if c.next_ask.is_some_and(|t| t <= now) && !c.asking {
+            c.next_ask = None;
+            c.asking = true;
+            self.out.push(Action::AskMcrouter);
+        }
+    }
+
+    /// The confirmation deadline of the latest write passed without mcrouter reporting it.
+    fn verdict(&mut self) {
+        let Some(c) = &mut self.confirm else { return };
+        let Some(awaited) = c.awaiting.take() else {
+            return;
+        };
+        c.next_ask = None;
+        let running = match &c.last_answer {
+            Some(Ok(md5)) => md5.clone(),
+            Some(Err(reason)) => {
+                let reason = reason.clone();
+                return self.out.push(Action::Report(Report::CannotTell {
+                    md5: awaited.md5,
+                    reason,
+                }));
+            }
+            None => {
+                return self.out.push(Action::Report(Report::CannotTell {
+                    md5: awaited.md5,
+                    reason: "no answer yet".into(),
+                }));
+            }
+        };
+        // mcrouter rejected the awaited bytes and still runs `running`: write back the bytes
+        // whose md5 it reports, so the file matches what runs (unless a newer write is
+        // already on its way; it gets its own verdict).
+        let restore = c
+            .recent
+            .iter()
+            .find(|r| r.md5 == running)
+            .filter(|_| self.pending.is_none())
+            .cloned();
+        self.rejected = Some(awaited.md5.clone());
+        self.out.push(Action::Report(Report::Rejected {
+            md5: awaited.md5,
+            running,
+            restoring: restore.is_some(),
+        }));
+        if let Some(mut config) = restore {
+            self.generation += 1;
+            config.generation = self.generation;
+            let bytes = config.rendered.bytes.clone();
+            let generation = config.generation;
+            self.pending = Some(Pending::Writing {
+                config,
+                restore: true,
+            });
+            self.out.push(Action::Write { generation, bytes });
         }
     }
 
     /// Tokens that have never had an answer, with the latest reason.
-    pub fn missing(&self) -> Vec<FailedToken> {
+    fn missing(&self) -> Vec<FailedToken> {
         self.template
             .sites()
             .filter_map(|site| {
@@ -354,107 +821,27 @@ impl Engine {
             .collect()
     }
 
-    /// Render from the last good answers and write if the bytes changed (with `--validate`,
-    /// leave a candidate instead). Nothing is written while any token lacks an answer.
-    fn publish(&mut self) {
-        let mut answers = HashMap::with_capacity(self.states.len());
-        for (q, s) in &self.states {
-            match &s.good {
-                Some(a) => answers.insert(q.clone(), a.clone()),
-                None => return,
-            };
-        }
-        let rendered = match template::render(&self.template, &answers) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(reason = %e, "render failed");
-                return;
-            }
-        };
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|c| c.bytes == rendered.bytes)
-        {
-            return;
-        }
-        if self.rejected.as_ref() == Some(&rendered.bytes) {
-            tracing::debug!("this render is the config mcrouter rejected; not writing it again");
-            return;
-        }
-        if self.candidate.is_some() {
-            // One candidate at a time; the verdict publishes again to catch up.
-            return;
-        }
-        let output = &self.cfg.output;
-        let on_disk = std::fs::read(&output.path).is_ok_and(|b| b == rendered.bytes);
-        if on_disk {
-            tracing::info!(output = %output.path.display(), "output already holds this config");
-            // Bytes found on disk still need confirming: mcrouter may run others.
-            self.fresh = Some(rendered.bytes.clone());
-            self.current = Some(rendered);
-            return;
-        }
-        let installed = match output.prepare(&rendered.bytes) {
-            Ok(candidate) if self.cfg.validate => {
-                self.candidate = Some((candidate, rendered));
-                return;
-            }
-            Ok(candidate) => output.install(candidate),
-            Err(e) => Err(e),
-        };
-        match installed {
-            Ok(()) => self.installed(rendered),
-            Err(e) => self.write_failed(e),
-        }
-    }
-
-    fn write_failed(&mut self, e: crate::output::WriteError) {
-        tracing::error!(output = %self.cfg.output.path.display(), reason = %e, "cannot write the config; the old file is intact, retrying");
-        self.write_retry = Some(Instant::now() + self.cfg.min_refresh);
-    }
-
-    /// Bookkeeping and logs once new bytes are in place.
-    fn installed(&mut self, rendered: Rendered) {
-        self.generation += 1;
-        log_changes(self.current.as_ref(), &rendered);
-        let servers: usize = rendered.pools.values().map(Vec::len).sum();
-        tracing::info!(
-            output = %self.cfg.output.path.display(),
-            generation = self.generation,
-            pools = rendered.pools.len(),
-            servers,
-            "wrote config"
-        );
-        self.fresh = Some(rendered.bytes.clone());
-        self.current = Some(rendered);
-    }
-
-    /// The file awaiting validation, if any.
-    pub fn candidate_path(&self) -> Option<&std::path::Path> {
-        self.candidate.as_ref().map(|(c, _)| c.path.as_path())
-    }
-
-    /// The validator's verdict on the candidate: install it, or discard it and do not write
-    /// those bytes again until the render changes. Then catch up with newer renders.
-    pub fn candidate_verdict(&mut self, valid: bool, reason: &str) {
-        let Some((candidate, rendered)) = self.candidate.take() else {
+    /// One report per pool whose servers changed: `+added -removed`.
+    fn report_pool_changes(&mut self, after: &Rendered) {
+        let Some(before) = self.current.as_ref().map(|c| &c.rendered) else {
             return;
         };
-        if valid {
-            match self.cfg.output.install(candidate) {
-                Ok(()) => self.installed(rendered),
-                Err(e) => return self.write_failed(e),
+        let empty = Vec::new();
+        let labels: BTreeSet<&String> = before.pools.keys().chain(after.pools.keys()).collect();
+        for label in labels {
+            let old = before.pools.get(label).unwrap_or(&empty);
+            let new = after.pools.get(label).unwrap_or(&empty);
+            if old == new {
+                continue;
             }
-        } else {
-            candidate.discard();
-            tracing::error!(
-                reason,
-                "mcrouter --validate-config rejected the new config; it was not installed"
-            );
-            self.rejected = Some(rendered.bytes);
+            let (added, removed) = diff(old, new);
+            self.out.push(Action::Report(Report::PoolChanged {
+                pool: label.clone(),
+                added: added.into_iter().cloned().collect(),
+                removed: removed.into_iter().cloned().collect(),
+                servers: new.len(),
+            }));
         }
-        self.publish();
     }
 
     /// xorshift64: jitter only needs to differ between processes and calls.
@@ -466,7 +853,20 @@ impl Engine {
     }
 }
 
-/// The first token of `template` that makes `query`, as written (for logs).
+impl Confirming {
+    fn wait_for(&mut self, md5: String, now: Instant) {
+        self.awaiting = Some(Awaiting {
+            md5,
+            since: now,
+            deadline: now + self.settings.timeout,
+        });
+        if !self.asking {
+            self.next_ask = Some(now);
+        }
+    }
+}
+
+/// The first token of `template` that makes `query`, as written (for reports).
 fn token_text(template: &Template, query: &Query) -> String {
     template
         .sites()
@@ -474,28 +874,16 @@ fn token_text(template: &Template, query: &Query) -> String {
         .map_or_else(|| query.to_string(), |s| s.text.clone())
 }
 
-/// One info line per pool whose servers changed: `+added -removed`.
-fn log_changes(before: Option<&Rendered>, after: &Rendered) {
-    let Some(before) = before else { return };
-    let empty = Vec::new();
-    let labels: BTreeSet<&String> = before.pools.keys().chain(after.pools.keys()).collect();
-    for label in labels {
-        let old = before.pools.get(label).unwrap_or(&empty);
-        let new = after.pools.get(label).unwrap_or(&empty);
-        if old == new {
-            continue;
-        }
-        let (added, removed) = diff(old, new);
-        let order_only = added.is_empty() && removed.is_empty();
-        tracing::info!(
-            pool = %label,
-            added = %added.iter().map(|s| format!("+{s}")).collect::<Vec<_>>().join(" "),
-            removed = %removed.iter().map(|s| format!("-{s}")).collect::<Vec<_>>().join(" "),
-            servers = new.len(),
-            "{}",
-            if order_only { "pool servers reordered" } else { "pool servers changed" }
-        );
-    }
+/// Why the engine cannot start on a template.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("template {}: {source}", .path.display())]
+    Prefix {
+        path: PathBuf,
+        source: prefix::PrefixError,
+    },
 }
 
 /// Multiset difference: what `new` has more of, and what `old` had more of.
@@ -523,38 +911,4 @@ fn take_one<'a>(count: &mut HashMap<&'a String, i64>, s: &'a String, sign: i64) 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refresh_interval_is_the_ttl_clamped_with_a_little_jitter() {
-        let (min, max) = (Duration::from_secs(5), Duration::from_secs(60));
-        let cases = [
-            (0, 0.0, 5.0),
-            (30, 0.0, 30.0),
-            (30, 0.5, 31.5),
-            (3600, 0.0, 60.0),
-            (3600, 0.999, 65.994),
-        ];
-        for (ttl, jitter, want) in cases {
-            let got = refresh_after(ttl, min, max, jitter).as_secs_f64();
-            assert!(
-                (got - want).abs() < 0.01,
-                "ttl {ttl} jitter {jitter}: {got} != {want}"
-            );
-        }
-        // A sub-second minimum is honoured (tests and fast failover).
-        let fast = refresh_after(0, Duration::from_millis(200), max, 0.0);
-        assert_eq!(fast, Duration::from_millis(200));
-    }
-
-    #[test]
-    fn diff_reports_each_added_and_removed_entry_once() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let old = s(&["a", "b", "b", "c"]);
-        let new = s(&["a", "b", "d", "c", "d"]);
-        let (added, removed) = diff(&old, &new);
-        assert_eq!(added, [&"d".to_string(), &"d".to_string()]);
-        assert_eq!(removed, [&"b".to_string()]);
-    }
-}
+mod tests;

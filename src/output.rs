@@ -168,6 +168,28 @@ impl OutputSpec {
             .map_err(|e| self.error("cannot fsync the directory", e))
     }
 
+    /// Remove the temp files and candidates that a crashed run left beside the output (named
+    /// `.NAME.mcw-PID-N.tmp`). Returns what was removed.
+    pub fn remove_leftovers(&self) -> Vec<PathBuf> {
+        let dir = parent_dir(&self.path);
+        let mut prefix = OsString::from(".");
+        prefix.push(self.path.file_name().unwrap_or_default());
+        prefix.push(".mcw-");
+        let prefix = prefix.to_string_lossy().into_owned();
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(&prefix) && name.ends_with(".tmp")
+            })
+            .map(|e| e.path())
+            .filter(|p| fs::remove_file(p).is_ok())
+            .collect()
+    }
+
     fn create_temp(&self, dir: &Path) -> Result<(PathBuf, File), WriteError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let mut name = OsString::from(".");
@@ -286,6 +308,35 @@ mod tests {
         assert_eq!(fs::read(&spec.path).unwrap(), b"two\n");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
+    }
+
+    #[test]
+    fn leftovers_of_a_crashed_run_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec: OutputSpec = dir.path().join("c.json").to_str().unwrap().parse().unwrap();
+        spec.replace(b"live\n").unwrap();
+        let keep = [".other.json.mcw-1-0.tmp", "c.json.bak", ".c.json.mcw-notes"];
+        for name in keep
+            .iter()
+            .chain(&[".c.json.mcw-4242-0.tmp", ".c.json.mcw-4242-7.tmp"])
+        {
+            fs::write(dir.path().join(name), "x").unwrap();
+        }
+        assert_eq!(spec.remove_leftovers().len(), 2);
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".c.json.mcw-notes",
+                ".other.json.mcw-1-0.tmp",
+                "c.json",
+                "c.json.bak"
+            ]
+        );
     }
 
     /// Disk full, on a real 12 KiB tmpfs (tests run as root, as CI does).

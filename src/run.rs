@@ -1,433 +1,529 @@
 //! The event loop of `mcw watch` and `mcw run`: one `select!` whose arms each call one named
-//! step, in the manner of tini's main loop.
+//! step, in the manner of tini's main loop, and the executor of the engine's actions.
 //!
-//! Owns the order of events and how the process ends: lookups finishing, timers, template
-//! changes, signals, the startup deadline, and — in `run` mode — starting mcrouter once the
-//! first config is on disk, forwarding signals to it, the stop timeout, and leaving with its
-//! exit status. Decisions about configs live in [`Engine`]; the child's lifecycle in
-//! [`supervise::Child`].
+//! Owns the effects: lookups (spawned, so signals are handled while DNS is slow), reading the
+//! template, writing the output, the validator process, questions to mcrouter, the child and
+//! its signals, and turning the engine's reports into log lines. What to do, and when, is the
+//! [`Engine`]'s decision; the child's lifecycle is [`supervise::Child`]'s.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::{Instant, sleep_until};
 
-use crate::app::AppError;
-use crate::cli::{RunArgs, ServiceArgs, WatchArgs};
-use crate::confirm::{self, Verdict};
-use crate::engine::{Engine, EngineConfig, Lookups};
-use crate::output::OutputSpec;
-use crate::prefix;
-use crate::resolve::Dns;
+use crate::cli::{RunArgs, WatchArgs};
+use crate::confirm;
+use crate::engine::{Action, ConfirmSettings, Engine, Event, Lookups, Report};
+use crate::error::Error;
+use crate::output::{Candidate, OutputSpec};
+use crate::resolve::{Dns, Failure};
+use crate::settings::{self, Service, Supervise};
 use crate::supervise::signals::{self, Arrival, Disposition, Mode, Signals};
-use crate::supervise::{self, Child, args::Launch};
-use crate::template::Query;
+use crate::supervise::{self, Child, Exit};
+use crate::template::{Query, Template};
 use crate::watch::TemplateWatcher;
 
 /// How long the template directory must be quiet before a change is read.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// `mcw watch`: keep the output current until SIGTERM/SIGINT (exit 0).
-pub async fn watch(args: &WatchArgs) -> Result<u8, AppError> {
+pub async fn watch(args: &WatchArgs) -> Result<u8, Error> {
+    let service = settings::service(&args.service)?;
     // As a sidecar's PID 1, orphans (of `kubectl exec` sessions, say) land on mcw: reap them.
-    let service = Service::new(&args.service, None, false, Mode::Watch)?;
-    service.serve(None).await
+    Loop::new(service, None)?.serve().await
 }
 
 /// `mcw run`: everything `watch` does, plus supervising the command after `--`.
-pub async fn run(args: &RunArgs) -> Result<u8, AppError> {
-    let launch = supervise::args::vet(&args.command, &args.mcrouter_name)
-        .map_err(|e| AppError::Usage(e.to_string()))?;
-    if launch.mcrouter_at.is_none() {
+pub async fn run(args: &RunArgs) -> Result<u8, Error> {
+    let sup = settings::supervise(args)?;
+    let service = settings::service(&args.service)?;
+    if sup.launch.mcrouter_at.is_none() {
         tracing::warn!(
             command = %args.command.join(" "),
             name = %args.mcrouter_name,
             "no word of the command is named mcrouter, so its arguments are not vetted (see --mcrouter-name)"
         );
     }
-    // mcrouter's default routing prefix is /././ when -R is not given.
-    let raw_prefix = launch.route_prefix.as_deref().unwrap_or("/././");
-    let route_prefix = prefix::normalise(raw_prefix).map_err(|e| AppError::Usage(e.to_string()))?;
-
     if let Err(e) = signals::unblock_all() {
         tracing::warn!(reason = %e, "cannot clear the inherited signal mask; mcrouter inherits it");
     }
     let pid1 = std::process::id() == 1;
     if !pid1
-        && args.subreaper
+        && sup.subreaper
         && let Err(e) = supervise::become_subreaper()
     {
         tracing::warn!(reason = %e, "cannot become a child subreaper; orphans of mcrouter's children will not be reaped by mcw");
     }
-    let validator = match (args.validate, launch.mcrouter_at) {
-        (false, _) => None,
-        (true, None) => {
-            return Err(AppError::Usage(
-                "--validate runs mcrouter --validate-config, but no word of the command is named mcrouter (see --mcrouter-name)".into(),
-            ));
-        }
-        (true, Some(at)) => {
-            let mut argv = launch.command[at..].to_vec();
-            if launch.ports.is_empty() {
-                argv.extend(["-p".into(), "1".into()]);
-            }
-            argv.extend([
-                "--validate-config=exit".into(),
-                "--config-dump-root=".into(),
-                "--stats-logging-interval=0".into(),
-            ]);
-            Some(argv)
-        }
-    };
-    let service = Service::new(
-        &args.service,
-        Some(route_prefix),
-        validator.is_some(),
-        Mode::Run,
-    )?;
-    let admin = confirm::admin_addr(&launch.ports, &launch.listen_addresses);
-    if admin.is_none() {
+    if sup.admin.is_none() {
         tracing::warn!(
             "mcrouter has no -p/--port, so mcw cannot confirm that it reloads the configs it writes"
         );
     }
-    let supervision = Supervision {
-        launch,
-        stop_timeout: args.stop_timeout,
-        child: Child::Pending,
-        admin,
-        confirm_timeout: args.confirm_timeout,
-        confirming: JoinSet::new(),
-        rejections: 0,
-        validator,
-        validating: None,
-    };
-    service.serve(Some(supervision)).await
+    Loop::new(service, Some(sup))?.serve().await
 }
 
 /// The child side of `run`.
-struct Supervision {
-    launch: Launch,
-    stop_timeout: Duration,
+struct Supervisor {
+    settings: Supervise,
     child: Child,
-    /// mcrouter's admin address, when its port is known.
-    admin: Option<SocketAddr>,
-    confirm_timeout: Duration,
-    /// The pending confirmation of the latest write (a newer write replaces it).
-    confirming: JoinSet<(Vec<u8>, Verdict)>,
-    rejections: u64,
-    /// `mcrouter ARGS… --validate-config=exit …` (with `--validate`); `-f CANDIDATE` is added.
-    validator: Option<Vec<String>>,
-    /// pid of the running validator.
-    validating: Option<i32>,
+    /// The candidate being validated (`--validate`).
+    validation: Option<Validation>,
+}
+
+struct Validation {
+    generation: u64,
+    candidate: Candidate,
+    /// The validator's pid until it has been reaped.
+    pid: Option<i32>,
 }
 
 /// Everything the loop owns.
-struct Service {
+struct Loop {
     engine: Engine,
+    template: PathBuf,
+    output: OutputSpec,
+    dns: Dns,
+    admin: Option<SocketAddr>,
     watcher: TemplateWatcher,
-    lookups: JoinSet<Lookups>,
     signals: Signals,
-    startup_timeout: Duration,
+    lookups: JoinSet<Lookups>,
+    /// The queries of each lookup task, so a task that panics still reports them (as failed).
+    in_flight: HashMap<Id, Vec<Query>>,
+    asks: JoinSet<Result<String, String>>,
+    sup: Option<Supervisor>,
 }
 
-impl Service {
-    /// Validate settings, load the template, and start listening for the signals of `mode`
+impl Loop {
+    /// Load the template, clear leftovers of a crashed run, and start listening for signals
     /// (before any child exists, so none is lost).
-    fn new(
-        args: &ServiceArgs,
-        route_prefix: Option<String>,
-        validate: bool,
-        mode: Mode,
-    ) -> Result<Service, AppError> {
-        let refresh = &args.refresh;
-        if refresh.min_refresh > refresh.max_refresh {
-            return Err(AppError::Usage(format!(
-                "--min-refresh ({:?}) is longer than --max-refresh ({:?})",
-                refresh.min_refresh, refresh.max_refresh
-            )));
-        }
-        let output = absolute_output(&args.output)?;
-        let template = args.template.path().clone();
-        let cfg = EngineConfig {
-            template: template.clone(),
-            output,
-            min_refresh: refresh.min_refresh,
-            max_refresh: refresh.max_refresh,
-            allow_empty: args.dns.allow_empty,
-            route_prefix,
-            validate,
+    fn new(s: Service, sup: Option<Supervise>) -> Result<Loop, Error> {
+        let text = Template::read(&s.template)?;
+        let admin = sup.as_ref().and_then(|p| p.admin);
+        let engine_settings = crate::engine::Settings {
+            template: s.template.clone(),
+            min_refresh: s.min_refresh,
+            max_refresh: s.max_refresh,
+            startup_timeout: s.startup_timeout,
+            allow_empty: s.allow_empty,
+            route_prefix: sup.as_ref().map(|p| p.route_prefix.clone()),
+            validate_timeout: sup
+                .as_ref()
+                .filter(|p| p.validator.is_some())
+                .map(|p| p.validate_timeout),
+            supervise: sup.is_some(),
+            confirm: sup
+                .as_ref()
+                .filter(|p| p.admin.is_some())
+                .map(|p| ConfirmSettings {
+                    timeout: p.confirm_timeout,
+                    poll: confirm::POLL,
+                }),
         };
-        let dns = Dns::new(&args.dns.settings())?;
-        let engine = Engine::new(cfg, dns)?;
-        let watcher = TemplateWatcher::new(&template, DEBOUNCE, args.template_poll)
-            .map_err(AppError::Setup)?;
-        let signals = Signals::listen(&signals::caught(mode)).map_err(AppError::Setup)?;
+        let engine = Engine::new(engine_settings, text, Instant::now().into_std(), seed())
+            .map_err(|e| match e {
+                crate::engine::EngineError::Template(t) => Error::Template(t),
+                crate::engine::EngineError::Prefix { path, source } => {
+                    crate::error::UsageError::TemplatePrefix { path, source }.into()
+                }
+            })?;
+        let dns = Dns::new(&s.dns)?;
+        for left in s.output.remove_leftovers() {
+            tracing::info!(path = %left.display(), "removed a temp file left by an earlier run");
+        }
+        let watcher =
+            TemplateWatcher::new(&s.template, DEBOUNCE, s.template_poll).map_err(|source| {
+                Error::Setup {
+                    what: "the template watch",
+                    source,
+                }
+            })?;
+        let mode = if sup.is_some() {
+            Mode::Run
+        } else {
+            Mode::Watch
+        };
+        let signals = Signals::listen(&signals::caught(mode)).map_err(|source| Error::Setup {
+            what: "signal handling",
+            source,
+        })?;
         tracing::info!(
-            template = %template.display(),
-            output = %engine.output().path.display(),
+            template = %s.template.display(),
+            output = %s.output.path.display(),
             "watching"
         );
-        Ok(Service {
+        Ok(Loop {
             engine,
+            template: s.template,
+            output: s.output,
+            dns,
+            admin,
             watcher,
-            lookups: JoinSet::new(),
             signals,
-            startup_timeout: refresh.startup_timeout,
+            lookups: JoinSet::new(),
+            in_flight: HashMap::new(),
+            asks: JoinSet::new(),
+            sup: sup.map(|settings| Supervisor {
+                settings,
+                child: Child::Pending,
+                validation: None,
+            }),
         })
     }
 
     /// Run until stopped (watch) or until the child exits (run); returns the exit code.
-    async fn serve(mut self, mut sup: Option<Supervision>) -> Result<u8, AppError> {
-        let startup_deadline = Instant::now() + self.startup_timeout;
-        // The first render: every token at once (and, without tokens, a render right away).
-        let all = self.engine.take_all();
-        self.start_lookups(all);
+    async fn serve(mut self) -> Result<u8, Error> {
+        self.feed(Event::Tick)?;
         loop {
-            if let Some(code) = self.advance_child(sup.as_mut())? {
-                return Ok(code);
-            }
-            self.validate_candidate(sup.as_mut());
-            self.confirm_writes(sup.as_mut());
-            let kill_at = sup.as_ref().and_then(|s| s.child.kill_deadline());
-            let confirming = sup.as_ref().is_some_and(|s| !s.confirming.is_empty());
-            tokio::select! {
-                Some(done) = self.lookups.join_next(), if !self.lookups.is_empty() => {
-                    self.lookup_done(done);
+            let wake = Instant::from_std(self.engine.next_wake());
+            let kill_at = self.sup.as_ref().and_then(|s| s.child.kill_deadline());
+            let step = tokio::select! {
+                Some(done) = self.lookups.join_next_with_id(), if !self.lookups.is_empty() => {
+                    self.lookup_done(done)
                 }
-                _ = sleep_until(self.engine.next_wake()) => self.timer_fired(),
+                _ = sleep_until(wake) => self.feed(Event::Tick),
                 _ = self.watcher.changed() => self.template_touched(),
-                arrival = self.signals.next() => {
-                    if let Some(code) = self.on_signal(arrival, sup.as_mut()) {
-                        return Ok(code);
-                    }
-                }
-                Some(done) = next_verdict(sup.as_mut()), if confirming => {
-                    if let (Ok((bytes, verdict)), Some(s)) = (done, sup.as_mut()) {
-                        self.on_verdict(s, &bytes, verdict);
-                    }
+                arrival = self.signals.next() => self.on_signal(arrival),
+                Some(answer) = self.asks.join_next(), if !self.asks.is_empty() => {
+                    self.mcrouter_answered(answer)
                 }
                 _ = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => {
-                    if let Some(s) = sup.as_mut() {
-                        s.child.kill();
-                    }
+                    self.stop_timeout_passed()
                 }
-                _ = sleep_until(startup_deadline), if !self.engine.has_output() => {
-                    return Err(AppError::StartupTimeout {
-                        timeout: self.startup_timeout,
-                        failed: self.engine.missing(),
-                    });
-                }
+            };
+            if let Some(code) = step? {
+                return Ok(code);
             }
         }
     }
 
-    /// Start the child once the first config is written; report its exit code once it is gone.
-    fn advance_child(&mut self, sup: Option<&mut Supervision>) -> Result<Option<u8>, AppError> {
-        let Some(sup) = sup else { return Ok(None) };
-        match sup.child {
-            Child::Pending if self.engine.has_output() => {
-                let config = self.engine.output().path.to_string_lossy().into_owned();
-                let child = Child::spawn(&sup.launch.command, &["-f".into(), config])
-                    .map_err(AppError::Spawn)?;
-                tracing::info!(pid = child.pid(), command = %sup.launch.command.join(" "), "started mcrouter");
-                sup.child = child;
-                Ok(None)
+    /// Give the engine `event`, perform what it says, and feed back what that caused, until
+    /// nothing follows.
+    fn feed(&mut self, event: Event) -> Result<Option<u8>, Error> {
+        let mut queue = VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            let now = Instant::now().into_std();
+            for action in self.engine.handle(event, now) {
+                if let Some(next) = self.perform(action)? {
+                    queue.push_back(next);
+                }
             }
-            Child::Exited { code } => Ok(Some(code)),
-            _ => Ok(None),
         }
+        Ok(None)
     }
 
-    /// Start `mcrouter --validate-config=exit` on a waiting candidate (`--validate`).
-    fn validate_candidate(&mut self, sup: Option<&mut Supervision>) {
-        let Some(s) = sup else { return };
-        let (Some(argv), None) = (&s.validator, s.validating) else {
-            return;
+    /// Perform one action; some produce the event that reports their outcome.
+    fn perform(&mut self, action: Action) -> Result<Option<Event>, Error> {
+        Ok(match action {
+            Action::Lookup(queries) => {
+                let dns = self.dns.clone();
+                let task = self.lookups.spawn({
+                    let queries = queries.clone();
+                    async move { dns.resolve_all(queries).await }
+                });
+                self.in_flight.insert(task.id(), queries);
+                None
+            }
+            Action::ReadTemplate => Some(Event::Template(Template::read(&self.template))),
+            Action::Write { generation, bytes } => {
+                let result = self
+                    .output
+                    .write_if_changed(&bytes)
+                    .map_err(|e| e.to_string());
+                Some(Event::Wrote { generation, result })
+            }
+            Action::Validate { generation, bytes } => self.start_validation(generation, &bytes),
+            Action::EndValidation {
+                generation,
+                install,
+            } => self.end_validation(generation, install),
+            Action::AskMcrouter => {
+                if let Some(addr) = self.admin {
+                    self.asks.spawn(confirm::ask(addr));
+                }
+                None
+            }
+            Action::StartChild => Some(self.start_child()?),
+            Action::GiveUp(failure) => return Err(failure.into()),
+            Action::Report(report) => {
+                self.log(&report);
+                None
+            }
+        })
+    }
+
+    fn lookup_done(&mut self, done: Result<(Id, Lookups), JoinError>) -> Result<Option<u8>, Error> {
+        let results = match done {
+            Ok((id, results)) => {
+                self.in_flight.remove(&id);
+                results
+            }
+            // A lookup task that panicked still answers for its queries, as failed ones, so
+            // they are retried instead of staying "in flight" for ever.
+            Err(e) => {
+                tracing::error!(reason = %e, "lookup task failed");
+                let queries = self.in_flight.remove(&e.id()).unwrap_or_default();
+                let failure = Failure::Transient(format!("lookup task failed: {e}"));
+                queries
+                    .into_iter()
+                    .map(|q| (q, Err(failure.clone())))
+                    .collect()
+            }
         };
-        let Some(path) = self.engine.candidate_path() else {
-            return;
+        self.feed(Event::Looked(results))
+    }
+
+    fn template_touched(&mut self) -> Result<Option<u8>, Error> {
+        self.feed(Event::Template(Template::read(&self.template)))
+    }
+
+    fn mcrouter_answered(
+        &mut self,
+        answer: Result<Result<String, String>, JoinError>,
+    ) -> Result<Option<u8>, Error> {
+        let answer = answer.unwrap_or_else(|e| Err(format!("the question failed: {e}")));
+        self.feed(Event::Running(answer))
+    }
+
+    fn stop_timeout_passed(&mut self) -> Result<Option<u8>, Error> {
+        if let Some(s) = &mut self.sup {
+            s.child.kill();
+        }
+        Ok(None)
+    }
+
+    /// Write a candidate beside the output and start `mcrouter --validate-config` on it; a
+    /// candidate that cannot be made or checked is a rejection.
+    fn start_validation(&mut self, generation: u64, bytes: &[u8]) -> Option<Event> {
+        let reject = |reason: String| {
+            Some(Event::Validated {
+                generation,
+                result: Err(reason),
+            })
+        };
+        let Some(s) = &mut self.sup else {
+            return reject("no validator".into());
+        };
+        let Some(argv) = &s.settings.validator else {
+            return reject("no validator".into());
+        };
+        let candidate = match self.output.prepare(bytes) {
+            Ok(c) => c,
+            Err(e) => return reject(e.to_string()),
         };
         let mut args = argv[1..].to_vec();
-        args.extend(["-f".into(), path.to_string_lossy().into_owned()]);
+        args.extend(["-f".into(), candidate.path.to_string_lossy().into_owned()]);
         match supervise::spawn_quiet(&argv[0], &args) {
             Ok(pid) => {
-                tracing::debug!(pid, candidate = %path.display(), "validating");
-                s.validating = Some(pid);
+                tracing::debug!(pid, candidate = %candidate.path.display(), "validating");
+                s.validation = Some(Validation {
+                    generation,
+                    candidate,
+                    pid: Some(pid),
+                });
+                None
             }
             Err(e) => {
-                let reason = format!("cannot run {}: {e}", argv[0]);
-                self.engine.candidate_verdict(false, &reason);
+                candidate.discard();
+                reject(format!("cannot run {}: {e}", argv[0]))
             }
         }
     }
 
-    /// Hand each new write to a confirmation task once mcrouter runs (in `watch` mode, just
-    /// forget it).
-    fn confirm_writes(&mut self, sup: Option<&mut Supervision>) {
-        let Some(s) = sup else {
-            self.engine.take_written();
-            return;
+    /// Stop the validator if it still runs; install the candidate or discard it.
+    fn end_validation(&mut self, generation: u64, install: bool) -> Option<Event> {
+        let s = self.sup.as_mut()?;
+        let v = s.validation.take_if(|v| v.generation == generation)?;
+        if let Some(pid) = v.pid {
+            // Its exit is reaped like any orphan's.
+            let _ = signals::send(pid, nix::sys::signal::Signal::SIGKILL as i32);
+        }
+        if !install {
+            v.candidate.discard();
+            return None;
+        }
+        let result = self.output.install(v.candidate).map(|()| true);
+        Some(Event::Wrote {
+            generation,
+            result: result.map_err(|e| e.to_string()),
+        })
+    }
+
+    fn start_child(&mut self) -> Result<Event, Error> {
+        let Some(s) = &mut self.sup else {
+            return Ok(Event::ChildStarted);
         };
-        if s.child.pid().is_none() {
-            return;
-        }
-        let Some(bytes) = self.engine.take_written() else {
-            return;
-        };
-        let Some(addr) = s.admin else { return };
-        s.confirming.abort_all();
-        let md5 = confirm::md5_hex(&bytes);
-        let limit = s.confirm_timeout;
-        tracing::debug!(md5, "waiting for mcrouter to load the config");
-        s.confirming.spawn(async move {
-            let verdict = confirm::confirm(addr, md5, limit).await;
-            (bytes, verdict)
-        });
-    }
-
-    fn on_verdict(&mut self, s: &mut Supervision, bytes: &[u8], verdict: Verdict) {
-        match verdict {
-            Verdict::Confirmed { md5, after } => {
-                self.engine.confirmed(bytes);
-                tracing::info!(
-                    md5,
-                    after_ms = after.as_millis() as u64,
-                    "mcrouter runs the new config"
-                );
-            }
-            Verdict::Rejected { md5, running } => {
-                s.rejections += 1;
-                tracing::error!(
-                    md5,
-                    running_md5 = running,
-                    rejections = s.rejections,
-                    "mcrouter rejected the config and still runs the previous one"
-                );
-                if self.engine.rejected(bytes) {
-                    tracing::info!(md5 = running, output = %self.engine.output().path.display(), "wrote the running config back to the output");
-                }
-            }
-            Verdict::Unreachable { md5, reason } => {
-                tracing::warn!(md5, reason, "cannot ask mcrouter which config it runs");
-            }
-        }
-    }
-
-    fn lookup_done(&mut self, done: Result<Lookups, tokio::task::JoinError>) {
-        match done {
-            Ok(results) => {
-                self.engine.apply(results);
-            }
-            Err(e) => tracing::error!(reason = %e, "lookup task failed"),
-        }
-    }
-
-    fn timer_fired(&mut self) {
-        let now = Instant::now();
-        let template_changed = self.engine.on_timer(now);
-        let queries = match template_changed {
-            true => self.engine.take_all(),
-            false => self.engine.take_due(now),
-        };
-        if template_changed || !queries.is_empty() {
-            self.start_lookups(queries);
-        }
-    }
-
-    fn template_touched(&mut self) {
-        if self.engine.reload_template() {
-            let all = self.engine.take_all();
-            self.start_lookups(all);
-        }
-    }
-
-    /// Spawn a lookup; with nothing to look up (a template without tokens), render right away.
-    fn start_lookups(&mut self, queries: Vec<Query>) {
-        if queries.is_empty() {
-            self.engine.apply(Lookups::new());
-        } else {
-            self.lookups.spawn(self.engine.lookup(queries));
-        }
+        let config = self.output.path.to_string_lossy().into_owned();
+        let command = &s.settings.launch.command;
+        s.child = Child::spawn(command, &["-f".into(), config])?;
+        tracing::info!(pid = s.child.pid(), command = %command.join(" "), "started mcrouter");
+        Ok(Event::ChildStarted)
     }
 
     /// Act on one signal. Returns an exit code when mcw should leave now.
-    fn on_signal(&mut self, arrival: Arrival, sup: Option<&mut Supervision>) -> Option<u8> {
+    fn on_signal(&mut self, arrival: Arrival) -> Result<Option<u8>, Error> {
         let sig = arrival.signal;
         let name = signals::name(sig);
         if arrival.own {
             // A SIGPIPE for mcw's own write (stderr gone, say): the write already failed with
             // EPIPE, and the signal is about mcw, not for mcrouter.
             tracing::debug!(signal = %name, "raised by mcw's own write; not forwarded");
-            return None;
+            return Ok(None);
         }
-        match (signals::disposition(sig), sup) {
+        match (signals::disposition(sig), &mut self.sup) {
             (Disposition::Refresh, _) => {
                 tracing::info!(signal = %name, "re-resolving every token");
-                let all = self.engine.take_all();
-                self.start_lookups(all);
-                None
+                self.feed(Event::Refresh)
             }
-            (Disposition::Reap, Some(s)) => {
-                for (pid, status) in supervise::reap() {
-                    if Some(pid) == s.child.pid() {
-                        s.child.exited(status);
-                    } else if Some(pid) == s.validating {
-                        s.validating = None;
-                        let code = status.code();
-                        let reason = format!("exit status {code}");
-                        self.engine.candidate_verdict(code == 0, &reason);
-                    } else {
-                        tracing::debug!(pid, "reaped an orphan");
-                    }
-                }
-                None
-            }
-            (Disposition::Reap, None) => {
-                supervise::reap();
-                None
-            }
+            (Disposition::Reap, _) => self.reap(),
             (Disposition::Stop, Some(s)) if s.child.pid().is_some() => {
-                tracing::info!(signal = %name, pid = s.child.pid(), timeout = ?s.stop_timeout, "stopping mcrouter");
-                s.child.stop(sig, s.stop_timeout);
-                None
+                tracing::info!(signal = %name, pid = s.child.pid(), timeout = ?s.settings.stop_timeout, "stopping mcrouter");
+                s.child.stop(sig, s.settings.stop_timeout);
+                Ok(None)
             }
             (Disposition::Stop, _) => {
                 tracing::info!(signal = %name, "stopping");
-                Some(0)
+                Ok(Some(0))
             }
             (Disposition::Forward, Some(s)) => {
                 let sent = s.child.forward(sig);
                 tracing::debug!(signal = %name, sent, "forwarded");
-                None
+                Ok(None)
             }
-            (Disposition::Forward, None) => None,
+            (Disposition::Forward, None) => Ok(None),
+        }
+    }
+
+    /// Collect every exited child: mcrouter (then leave with its status), the validator (its
+    /// verdict goes to the engine), orphans.
+    fn reap(&mut self) -> Result<Option<u8>, Error> {
+        for (pid, exit) in supervise::reap() {
+            let Some(s) = &mut self.sup else { continue };
+            if Some(pid) == s.child.pid() {
+                s.child.exited(exit);
+            } else if let Some(v) = s.validation.as_mut().filter(|v| v.pid == Some(pid)) {
+                v.pid = None;
+                let generation = v.generation;
+                let result = match exit {
+                    Exit::Code(0) => Ok(()),
+                    other => Err(format!("exit status {}", other.code())),
+                };
+                self.feed(Event::Validated { generation, result })?;
+            } else {
+                tracing::debug!(pid, "reaped an orphan");
+            }
+        }
+        match self.sup.as_ref().map(|s| s.child) {
+            Some(Child::Exited { code }) => Ok(Some(code)),
+            _ => Ok(None),
+        }
+    }
+
+    /// One log line per report, with STYLE.md's field names.
+    fn log(&self, report: &Report) {
+        let output = self.output.path.display();
+        let template = self.template.display();
+        match report {
+            Report::TemplateChanged { tokens } => {
+                tracing::info!(%template, tokens, "template changed")
+            }
+            Report::TemplateRejected { reason } => {
+                tracing::error!(%template, reason, "template edit rejected; keeping the last good config")
+            }
+            Report::TemplateUnreadable { reason } => {
+                tracing::warn!(%template, reason, "cannot read the template; keeping the last good config")
+            }
+            Report::LookupFailed {
+                token,
+                failure,
+                kept: true,
+            } => {
+                tracing::warn!(token, reason = %failure, "DNS lookup failed; keeping the last good answer")
+            }
+            Report::LookupFailed { token, failure, .. } => {
+                tracing::warn!(token, reason = %failure, "DNS lookup failed; nothing to write until it answers")
+            }
+            Report::DnsRecovered { token } => tracing::info!(token, "DNS answers again"),
+            Report::PoolChanged {
+                pool,
+                added,
+                removed,
+                servers,
+            } => {
+                let added = added.iter().map(|s| format!("+{s}")).collect::<Vec<_>>();
+                let removed = removed.iter().map(|s| format!("-{s}")).collect::<Vec<_>>();
+                let message = if added.is_empty() && removed.is_empty() {
+                    "pool servers reordered"
+                } else {
+                    "pool servers changed"
+                };
+                tracing::info!(
+                    pool = %pool,
+                    added = %added.join(" "),
+                    removed = %removed.join(" "),
+                    servers,
+                    "{message}"
+                );
+            }
+            Report::Wrote {
+                generation,
+                md5,
+                pools,
+                servers,
+            } => {
+                tracing::info!(%output, generation, %md5, pools, servers, "wrote config")
+            }
+            Report::AlreadyOnDisk { md5 } => {
+                tracing::info!(%output, %md5, "output already holds this config")
+            }
+            Report::WriteFailed { reason } => {
+                tracing::error!(%output, reason, "cannot write the config; the old file is intact, retrying")
+            }
+            Report::SkippedRejected { md5 } => {
+                tracing::debug!(%md5, "this render was rejected before; not writing it again")
+            }
+            Report::ValidatorRejected { generation, reason } => {
+                tracing::error!(
+                    generation,
+                    reason,
+                    "mcrouter --validate-config rejected the new config; it was not installed"
+                )
+            }
+            Report::Confirmed { md5, after } => {
+                let after_ms = after.as_millis() as u64;
+                tracing::info!(%md5, after_ms, "mcrouter runs the new config")
+            }
+            Report::RunsEarlier { md5 } => {
+                tracing::debug!(%md5, "mcrouter runs an earlier config of mcw's")
+            }
+            Report::Rejected {
+                md5,
+                running,
+                restoring,
+            } => {
+                tracing::error!(
+                    %md5,
+                    running_md5 = %running,
+                    restoring,
+                    "mcrouter rejected the config and still runs the previous one"
+                )
+            }
+            Report::Restored { md5 } => {
+                tracing::info!(%md5, %output, "wrote the running config back to the output")
+            }
+            Report::CannotTell { md5, reason } => {
+                tracing::warn!(%md5, reason, "cannot tell whether mcrouter runs the new config")
+            }
         }
     }
 }
 
-/// The next finished confirmation (pending forever when there is none).
-async fn next_verdict(
-    sup: Option<&mut Supervision>,
-) -> Option<Result<(Vec<u8>, Verdict), tokio::task::JoinError>> {
-    match sup {
-        Some(s) => s.confirming.join_next().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The output with an absolute path (mcrouter gets it with -f), its directory created if
-/// missing (the default lives under /run).
-fn absolute_output(output: &OutputSpec) -> Result<OutputSpec, AppError> {
-    let dir = crate::output::parent_dir(&output.path).to_path_buf();
-    std::fs::create_dir_all(&dir).map_err(|source| AppError::OutputDir {
-        dir: dir.clone(),
-        source,
-    })?;
-    let dir = std::fs::canonicalize(&dir).map_err(|source| AppError::OutputDir { dir, source })?;
-    let mut spec = output.clone();
-    // OutputSpec refuses paths without a file name.
-    spec.path = dir.join(output.path.file_name().unwrap_or_default());
-    Ok(spec)
+/// Seed of the refresh jitter: differs between processes and starts.
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32)
 }

@@ -119,7 +119,7 @@ fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
         WAIT,
     );
     w.wait_log(
-        &format!("running_md5=\"{}\"", mcw::confirm::md5_hex(good.as_bytes())),
+        &format!("running_md5={}", mcw::confirm::md5_hex(good.as_bytes())),
         WAIT,
     );
     w.wait_log("wrote the running config back to the output", WAIT);

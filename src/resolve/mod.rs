@@ -76,11 +76,15 @@ impl Failure {
     }
 }
 
-/// A lookup result under `--allow-empty`: NXDOMAIN and empty answers become an answer with
-/// no servers; everything else is unchanged.
-pub fn allowing_empty(query: &Query, result: Result<Answer, Failure>) -> Result<Answer, Failure> {
+/// The `--allow-empty` policy, in its one home: with it, NXDOMAIN and empty answers become an
+/// answer with no servers; everything else, and everything without it, is unchanged.
+pub fn with_allow_empty(
+    query: &Query,
+    result: Result<Answer, Failure>,
+    allow_empty: bool,
+) -> Result<Answer, Failure> {
     match result {
-        Err(f) if f.is_empty_answer() => Ok(Answer::empty(query.srv)),
+        Err(f) if allow_empty && f.is_empty_answer() => Ok(Answer::empty(query.srv)),
         other => other,
     }
 }

@@ -1,0 +1,569 @@
+//! The engine's behaviour as a table of transitions: events in, actions out, on a clock the
+//! test moves by hand.
+
+use super::*;
+use crate::resolve::Records;
+
+const ONE_TOKEN: &str =
+    r#"{"pools": {"a": {"servers": ["dns://a.test"]}}, "route": "PoolRoute|a"}"#;
+const MIN: Duration = Duration::from_secs(5);
+const CONFIRM: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(100);
+
+fn settings() -> Settings {
+    Settings {
+        template: "t.json".into(),
+        min_refresh: MIN,
+        max_refresh: Duration::from_secs(60),
+        startup_timeout: Duration::from_secs(60),
+        allow_empty: false,
+        route_prefix: None,
+        validate_timeout: None,
+        supervise: false,
+        confirm: None,
+    }
+}
+
+/// `run` mode: supervise and confirm.
+fn run_settings() -> Settings {
+    Settings {
+        supervise: true,
+        confirm: Some(ConfirmSettings {
+            timeout: CONFIRM,
+            poll: POLL,
+        }),
+        ..settings()
+    }
+}
+
+fn query() -> Query {
+    Query {
+        name: "a.test".into(),
+        srv: false,
+        family: crate::template::Family::Ipv4,
+    }
+}
+
+/// One lookup result for the template's only token.
+fn answer(ip: &str) -> Event {
+    let records = Records::Addrs(vec![ip.parse().unwrap()]);
+    Event::Looked(HashMap::from([(query(), Ok(Answer::new(records, 30)))]))
+}
+
+fn failure(f: Failure) -> Event {
+    Event::Looked(HashMap::from([(query(), Err(f))]))
+}
+
+struct Run {
+    engine: Engine,
+    start: Instant,
+    now: Instant,
+}
+
+impl Run {
+    fn new(s: Settings) -> Run {
+        let start = Instant::now();
+        let engine = Engine::new(s, ONE_TOKEN.into(), start, 7).unwrap();
+        Run {
+            engine,
+            start,
+            now: start,
+        }
+    }
+
+    fn at(&mut self, after: Duration) -> &mut Run {
+        self.now = self.start + after;
+        self
+    }
+
+    fn feed(&mut self, event: Event) -> Vec<Action> {
+        self.engine.handle(event, self.now)
+    }
+
+    /// Feed and keep only the non-report actions.
+    fn act(&mut self, event: Event) -> Vec<Action> {
+        let mut actions = self.feed(event);
+        actions.retain(|a| !matches!(a, Action::Report(_)));
+        actions
+    }
+
+    /// Start, resolve `ip`, write it; returns its bytes.
+    fn first_write(&mut self, ip: &str) -> Vec<u8> {
+        assert_eq!(self.act(Event::Tick), [Action::Lookup(vec![query()])]);
+        let bytes = written(&self.act(answer(ip)), 1);
+        self.feed(Event::Wrote {
+            generation: 1,
+            result: Ok(true),
+        });
+        bytes
+    }
+}
+
+/// The bytes of the `Write` of `generation` among `actions`.
+fn written(actions: &[Action], generation: u64) -> Vec<u8> {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Write {
+                generation: g,
+                bytes,
+            } if *g == generation => Some(bytes.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no write of generation {generation} in {actions:?}"))
+}
+
+fn reports(actions: &[Action]) -> Vec<&Report> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Report(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn md5(bytes: &[u8]) -> String {
+    md5_hex(bytes)
+}
+
+#[test]
+fn the_first_config_is_written_once_every_token_has_answered() {
+    let mut r = Run::new(settings());
+    assert_eq!(r.act(Event::Tick), [Action::Lookup(vec![query()])]);
+    let actions = r.feed(answer("10.0.0.1"));
+    let bytes = written(&actions, 1);
+    assert!(String::from_utf8_lossy(&bytes).contains("\"10.0.0.1:11211\""));
+    let done = r.feed(Event::Wrote {
+        generation: 1,
+        result: Ok(true),
+    });
+    assert!(matches!(
+        reports(&done)[..],
+        [Report::Wrote {
+            generation: 1,
+            servers: 1,
+            ..
+        }]
+    ));
+    // In `watch` mode nothing is started.
+    assert!(!done.contains(&Action::StartChild));
+    assert!(r.engine.has_output());
+}
+
+#[test]
+fn an_answer_with_the_same_records_costs_no_write_and_a_failure_keeps_the_last_good_one() {
+    let mut r = Run::new(settings());
+    r.first_write("10.0.0.1");
+    r.at(MIN * 7);
+    assert_eq!(r.act(Event::Tick), [Action::Lookup(vec![query()])]);
+    assert_eq!(r.act(answer("10.0.0.1")), []);
+    r.at(MIN * 14);
+    r.act(Event::Tick);
+    let failed = r.feed(failure(Failure::Transient("SERVFAIL".into())));
+    assert!(matches!(
+        reports(&failed)[..],
+        [Report::LookupFailed { kept: true, .. }]
+    ));
+    assert_eq!(failed.len(), 1, "nothing is written: {failed:?}");
+    // The retry comes at --min-refresh, and the same failure is not reported twice.
+    assert_eq!(r.engine.next_wake(), r.now + MIN);
+    r.at(MIN * 15);
+    r.act(Event::Tick);
+    assert_eq!(r.feed(failure(Failure::Transient("SERVFAIL".into()))), []);
+    let recovered = r.feed(answer("10.0.0.2"));
+    assert!(matches!(
+        reports(&recovered)[0],
+        Report::DnsRecovered { .. }
+    ));
+    written(&recovered, 2);
+}
+
+#[test]
+fn allow_empty_turns_nxdomain_into_an_empty_pool() {
+    let mut r = Run::new(Settings {
+        allow_empty: true,
+        ..settings()
+    });
+    r.first_write("10.0.0.1");
+    r.at(MIN * 7);
+    r.act(Event::Tick);
+    let nx = failure(Failure::NxDomain {
+        tried: vec!["a.test".into()],
+    });
+    let bytes = written(&r.act(nx), 2);
+    assert!(String::from_utf8_lossy(&bytes).contains("\"servers\": []"));
+}
+
+#[test]
+fn a_broken_template_edit_keeps_the_last_good_one_and_a_good_one_re_resolves() {
+    let mut r = Run::new(settings());
+    r.first_write("10.0.0.1");
+    let broken = r.feed(Event::Template(Ok("{\n  \"pools\": {,\n}".into())));
+    match &reports(&broken)[..] {
+        [Report::TemplateRejected { reason }] => assert!(reason.contains("t.json:2:"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(broken.len(), 1);
+    let good = ONE_TOKEN.replace("dns://a.test", "dns+1://a.test");
+    let actions = r.feed(Event::Template(Ok(good.clone())));
+    assert!(actions.contains(&Action::Lookup(vec![query()])));
+    // The same text again is not news.
+    assert_eq!(r.feed(Event::Template(Ok(good))), []);
+}
+
+#[test]
+fn sighup_looks_up_every_token_not_already_in_flight() {
+    let mut r = Run::new(settings());
+    r.act(Event::Tick);
+    assert_eq!(
+        r.act(Event::Refresh),
+        [],
+        "the first lookup is still in flight"
+    );
+    r.act(answer("10.0.0.1"));
+    assert_eq!(r.act(Event::Refresh), [Action::Lookup(vec![query()])]);
+}
+
+#[test]
+fn run_mode_starts_mcrouter_after_the_first_write_and_confirms_it() {
+    let mut r = Run::new(run_settings());
+    r.act(Event::Tick);
+    let bytes = written(&r.act(answer("10.0.0.1")), 1);
+    let done = r.act(Event::Wrote {
+        generation: 1,
+        result: Ok(true),
+    });
+    assert_eq!(done, [Action::StartChild]);
+    assert_eq!(r.act(Event::ChildStarted), []);
+    assert_eq!(r.act(Event::Tick), [Action::AskMcrouter]);
+    r.at(Duration::from_millis(1200));
+    let confirmed = r.feed(Event::Running(Ok(md5(&bytes))));
+    assert!(matches!(reports(&confirmed)[..],
+        [Report::Confirmed { after, .. }] if *after == Duration::from_millis(1200)));
+    assert!(r.engine.in_sync());
+}
+
+/// Regression: each new write used to abort the pending confirmation, so a config A could run
+/// in mcrouter unrecorded; when the next write B was rejected, an older Z was written back.
+#[test]
+fn a_rejection_restores_the_bytes_mcrouter_reports_running_not_the_last_confirmed() {
+    let mut r = Run::new(run_settings());
+    let z = r.first_write("10.0.0.1");
+    r.act(Event::ChildStarted);
+    r.act(Event::Tick);
+    r.act(Event::Running(Ok(md5(&z))));
+    // A, then B before mcrouter has loaded A.
+    r.at(MIN * 7);
+    r.act(Event::Tick);
+    let a = written(&r.act(answer("10.0.0.2")), 2);
+    r.act(Event::Wrote {
+        generation: 2,
+        result: Ok(true),
+    });
+    r.at(MIN * 7 + Duration::from_secs(1));
+    r.act(Event::Refresh);
+    let b = written(&r.act(answer("10.0.0.3")), 3);
+    let b_written_at = r.now;
+    r.act(Event::Wrote {
+        generation: 3,
+        result: Ok(true),
+    });
+    // mcrouter loads A, and never B.
+    r.act(Event::Tick);
+    let earlier = r.feed(Event::Running(Ok(md5(&a))));
+    assert!(matches!(reports(&earlier)[..], [Report::RunsEarlier { md5 }] if *md5 == md5_hex(&a)));
+    r.now = b_written_at + CONFIRM;
+    let verdict = r.feed(Event::Tick);
+    match &reports(&verdict)[..] {
+        [
+            Report::Rejected {
+                md5: rej,
+                running,
+                restoring: true,
+            },
+        ] => {
+            assert_eq!(rej, &md5(&b));
+            assert_eq!(running, &md5(&a));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(written(&verdict, 4), a, "A runs, so A is written back");
+    let restored = r.feed(Event::Wrote {
+        generation: 4,
+        result: Ok(true),
+    });
+    assert!(matches!(reports(&restored)[..], [Report::Restored { .. }]));
+    // The rejected render is not written again at the next refresh, nor when it comes back
+    // after another answer.
+    r.act(Event::Refresh);
+    assert_eq!(r.feed(answer("10.0.0.3")), []);
+    r.act(Event::Refresh);
+    let c = r.act(answer("10.0.0.4"));
+    r.act(Event::Wrote {
+        generation: 5,
+        result: Ok(true),
+    });
+    written(&c, 5);
+    r.act(Event::Refresh);
+    let again = r.feed(answer("10.0.0.3"));
+    assert!(
+        matches!(reports(&again)[..], [Report::SkippedRejected { .. }]),
+        "{again:?}"
+    );
+    assert_eq!(again.len(), 1);
+}
+
+#[test]
+fn a_confirmation_that_arrives_after_a_newer_write_confirms_the_newer_one_later() {
+    let mut r = Run::new(run_settings());
+    let z = r.first_write("10.0.0.1");
+    r.act(Event::ChildStarted);
+    r.act(Event::Tick);
+    r.act(Event::Running(Ok(md5(&z))));
+    r.act(Event::Refresh);
+    let b = written(&r.act(answer("10.0.0.2")), 2);
+    r.act(Event::Wrote {
+        generation: 2,
+        result: Ok(true),
+    });
+    r.act(Event::Tick);
+    // Still the old one: no verdict before the deadline.
+    assert_eq!(r.feed(Event::Running(Ok(md5(&z)))), []);
+    r.at(POLL);
+    assert_eq!(r.act(Event::Tick), [Action::AskMcrouter]);
+    let ok = r.feed(Event::Running(Ok(md5(&b))));
+    assert!(matches!(reports(&ok)[..], [Report::Confirmed { .. }]));
+    r.at(CONFIRM * 2);
+    assert_eq!(r.feed(Event::Tick), [], "no verdict left to give");
+}
+
+#[test]
+fn an_answer_that_is_no_digest_is_cannot_tell_and_never_a_rollback() {
+    let mut r = Run::new(run_settings());
+    let z = r.first_write("10.0.0.1");
+    r.act(Event::ChildStarted);
+    r.act(Event::Tick);
+    r.act(Event::Running(Ok(md5(&z))));
+    r.act(Event::Refresh);
+    written(&r.act(answer("10.0.0.2")), 2);
+    r.act(Event::Wrote {
+        generation: 2,
+        result: Ok(true),
+    });
+    r.act(Event::Tick);
+    r.feed(Event::Running(Err("mcrouter answered \"ERROR\"".into())));
+    r.at(CONFIRM);
+    let verdict = r.feed(Event::Tick);
+    assert!(
+        matches!(reports(&verdict)[..], [Report::CannotTell { reason, .. }] if reason.contains("ERROR"))
+    );
+    assert_eq!(verdict.len(), 1, "nothing written back: {verdict:?}");
+}
+
+#[test]
+fn a_candidate_the_validator_rejects_is_discarded_and_not_validated_again() {
+    let mut r = Run::new(Settings {
+        validate_timeout: Some(Duration::from_secs(10)),
+        ..settings()
+    });
+    r.act(Event::Tick);
+    let actions = r.act(answer("10.0.0.1"));
+    assert!(matches!(
+        &actions[..],
+        [Action::Validate { generation: 1, .. }]
+    ));
+    let rejected = r.feed(Event::Validated {
+        generation: 1,
+        result: Err("exit status 3".into()),
+    });
+    assert_eq!(
+        rejected[0],
+        Action::EndValidation {
+            generation: 1,
+            install: false
+        }
+    );
+    assert!(matches!(
+        reports(&rejected)[..],
+        [Report::ValidatorRejected { .. }]
+    ));
+    r.act(Event::Refresh);
+    assert_eq!(
+        r.act(answer("10.0.0.1")),
+        [],
+        "the same bytes are not validated again"
+    );
+    r.act(Event::Refresh);
+    let next = r.act(answer("10.0.0.2"));
+    assert!(matches!(
+        &next[..],
+        [Action::Validate { generation: 2, .. }]
+    ));
+    let ok = r.act(Event::Validated {
+        generation: 2,
+        result: Ok(()),
+    });
+    assert_eq!(
+        ok,
+        [Action::EndValidation {
+            generation: 2,
+            install: true
+        }]
+    );
+    let done = r.feed(Event::Wrote {
+        generation: 2,
+        result: Ok(true),
+    });
+    assert!(matches!(
+        reports(&done)[..],
+        [Report::Wrote { generation: 2, .. }]
+    ));
+}
+
+/// Regression: a validator that never exited stalled every later update.
+#[test]
+fn a_hung_validator_is_killed_at_its_deadline_and_later_renders_are_validated() {
+    let limit = Duration::from_secs(10);
+    let mut r = Run::new(Settings {
+        validate_timeout: Some(limit),
+        ..settings()
+    });
+    r.act(Event::Tick);
+    r.act(answer("10.0.0.1"));
+    assert_eq!(r.engine.next_wake(), r.start + limit);
+    r.at(limit);
+    let killed = r.feed(Event::Tick);
+    assert!(killed.contains(&Action::EndValidation {
+        generation: 1,
+        install: false
+    }));
+    assert!(
+        matches!(reports(&killed)[..], [Report::ValidatorRejected { reason, .. }] if reason.contains("timed out"))
+    );
+    // Its late exit changes nothing.
+    assert_eq!(
+        r.feed(Event::Validated {
+            generation: 1,
+            result: Ok(())
+        }),
+        []
+    );
+    r.act(Event::Refresh);
+    let next = r.act(answer("10.0.0.2"));
+    assert!(matches!(
+        &next[..],
+        [Action::Validate { generation: 2, .. }]
+    ));
+}
+
+/// Regression: the startup-timeout message said "0 tokens never resolved" when the cause was
+/// a write that kept failing.
+#[test]
+fn startup_gives_up_naming_a_failing_write_and_retries_it_meanwhile() {
+    let mut r = Run::new(settings());
+    r.act(Event::Tick);
+    r.act(answer("10.0.0.1"));
+    let failed = r.feed(Event::Wrote {
+        generation: 1,
+        result: Err("output /run/x.json: cannot write: No space left on device".into()),
+    });
+    assert!(matches!(reports(&failed)[..], [Report::WriteFailed { .. }]));
+    assert_eq!(r.engine.next_wake(), r.now + MIN);
+    r.at(MIN);
+    written(&r.act(Event::Tick), 2);
+    r.feed(Event::Wrote {
+        generation: 2,
+        result: Err("output /run/x.json: cannot write: No space left on device".into()),
+    });
+    r.at(Duration::from_secs(60));
+    match &r.act(Event::Tick)[..] {
+        [Action::GiveUp(f)] => {
+            assert!(f.missing.is_empty());
+            let message = f.to_string();
+            assert!(message.contains("No space left on device"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn startup_gives_up_naming_each_token_that_never_answered() {
+    let mut r = Run::new(settings());
+    r.act(Event::Tick);
+    r.act(failure(Failure::Transient("timed out".into())));
+    r.at(Duration::from_secs(60));
+    match &r.act(Event::Tick)[..] {
+        [Action::GiveUp(f)] => {
+            assert_eq!(f.missing.len(), 1);
+            assert_eq!(f.missing[0].pointer, "/pools/a/servers/0");
+            assert_eq!(f.problem, None);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_template_without_tokens_is_written_at_the_first_tick() {
+    let s = settings();
+    let text = r#"{"pools": {"a": {"servers": ["10.0.0.1:11211"]}}, "route": "PoolRoute|a"}"#;
+    let now = Instant::now();
+    let mut engine = Engine::new(s, text.into(), now, 1).unwrap();
+    let actions = engine.handle(Event::Tick, now);
+    written(&actions, 1);
+}
+
+#[test]
+fn a_template_without_the_routing_prefix_is_refused_at_start_and_rejected_as_an_edit() {
+    let routes = r#"{"routes": [{"aliases": ["/a/b/"], "route": "PoolRoute|p"}], "pools": {"p": {"servers": ["dns://a.test"]}}}"#;
+    let s = Settings {
+        route_prefix: Some("/x/y/".into()),
+        ..settings()
+    };
+    let err = Engine::new(s.clone(), routes.into(), Instant::now(), 1)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("invalid default route"), "{err}");
+    let ok = routes.replace("/a/b/", "/x/y/");
+    let mut engine = Engine::new(s, ok.clone(), Instant::now(), 1).unwrap();
+    let edit = engine.handle(
+        Event::Template(Ok(ok.replace("/x/y/", "/c/d/"))),
+        Instant::now(),
+    );
+    assert!(matches!(
+        reports(&edit)[..],
+        [Report::TemplateRejected { .. }]
+    ));
+}
+
+#[test]
+fn refresh_interval_is_the_ttl_clamped_with_a_little_jitter() {
+    let (min, max) = (Duration::from_secs(5), Duration::from_secs(60));
+    let cases = [
+        (0, 0.0, 5.0),
+        (30, 0.0, 30.0),
+        (30, 0.5, 31.5),
+        (3600, 0.0, 60.0),
+        (3600, 0.999, 65.994),
+    ];
+    for (ttl, jitter, want) in cases {
+        let got = refresh_after(ttl, min, max, jitter).as_secs_f64();
+        assert!(
+            (got - want).abs() < 0.01,
+            "ttl {ttl} jitter {jitter}: {got} != {want}"
+        );
+    }
+    // A sub-second minimum is honoured (tests and fast failover).
+    let fast = refresh_after(0, Duration::from_millis(200), max, 0.0);
+    assert_eq!(fast, Duration::from_millis(200));
+}
+
+#[test]
+fn diff_reports_each_added_and_removed_entry_once() {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let old = s(&["a", "b", "b", "c"]);
+    let new = s(&["a", "b", "d", "c", "d"]);
+    let (added, removed) = diff(&old, &new);
+    assert_eq!(added, [&"d".to_string(), &"d".to_string()]);
+    assert_eq!(removed, [&"b".to_string()]);
+}

@@ -1,0 +1,197 @@
+//! Command-line values → checked settings, once, up front (ripgrep's low-args → high-args
+//! split).
+//!
+//! Owns every rule about what the flags may hold together: durations within sane bounds (so no
+//! `Instant + d` can overflow and no retry loop can spin), `--min-refresh` not above
+//! `--max-refresh`, the output's directory (created, made absolute), mcrouter's arguments and
+//! routing prefix, and what `--validate` will run. A bad combination is a [`UsageError`]
+//! (exit 2) before anything starts. It does not start anything.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{DnsArgs, RunArgs, ServiceArgs};
+use crate::confirm;
+use crate::error::{Error, UsageError};
+use crate::output::{self, OutputSpec};
+use crate::prefix;
+use crate::resolve::DnsSettings;
+use crate::supervise::args::{self, Launch};
+
+/// No duration flag may exceed this: a day is longer than any sensible refresh, timeout or
+/// grace period, and far from where adding it to the clock could overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// The shortest `--min-refresh`: it is also the retry interval after a failure, so a smaller
+/// one would make a failing token a busy loop.
+pub const MIN_REFRESH_FLOOR: Duration = Duration::from_millis(10);
+
+/// What `watch` and `run` share.
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub template: PathBuf,
+    /// Absolute (mcrouter gets it with `-f`), its directory created.
+    pub output: OutputSpec,
+    pub dns: DnsSettings,
+    pub allow_empty: bool,
+    pub min_refresh: Duration,
+    pub max_refresh: Duration,
+    pub startup_timeout: Duration,
+    pub template_poll: Option<Duration>,
+}
+
+/// What `run` adds.
+#[derive(Clone, Debug)]
+pub struct Supervise {
+    pub launch: Launch,
+    /// The normalised routing prefix every template must have an alias for.
+    pub route_prefix: String,
+    pub stop_timeout: Duration,
+    pub confirm_timeout: Duration,
+    /// mcrouter's admin address, when its port is known.
+    pub admin: Option<SocketAddr>,
+    /// `mcrouter ARGS… --validate-config=exit …` (`--validate`); `-f CANDIDATE` is added.
+    pub validator: Option<Vec<String>>,
+    pub validate_timeout: Duration,
+    pub subreaper: bool,
+}
+
+/// Check one duration flag against `[min, MAX_DURATION]`.
+fn bounded(flag: &'static str, value: Duration, min: Duration) -> Result<Duration, UsageError> {
+    if value > MAX_DURATION {
+        return Err(UsageError::TooLong {
+            flag,
+            value,
+            max: MAX_DURATION,
+        });
+    }
+    if value < min {
+        return Err(UsageError::TooShort { flag, value, min });
+    }
+    Ok(value)
+}
+
+/// DNS settings of every command.
+pub fn dns(args: &DnsArgs) -> Result<DnsSettings, UsageError> {
+    Ok(DnsSettings {
+        servers: args.dns_servers.clone(),
+        resolv_conf: args.resolv_conf.clone(),
+        timeout: bounded("--dns-timeout", args.dns_timeout, Duration::from_millis(1))?,
+        retries: args.dns_retries,
+    })
+}
+
+/// Settings of `watch`, and the shared part of `run`.
+pub fn service(args: &ServiceArgs) -> Result<Service, Error> {
+    let r = &args.refresh;
+    let min_refresh = bounded("--min-refresh", r.min_refresh, MIN_REFRESH_FLOOR)?;
+    let max_refresh = bounded("--max-refresh", r.max_refresh, MIN_REFRESH_FLOOR)?;
+    if min_refresh > max_refresh {
+        return Err(UsageError::RefreshOrder {
+            min: min_refresh,
+            max: max_refresh,
+        }
+        .into());
+    }
+    let startup_timeout = bounded("--startup-timeout", r.startup_timeout, Duration::ZERO)?;
+    let template_poll = args
+        .template_poll
+        .map(|d| bounded("--template-poll", d, MIN_REFRESH_FLOOR))
+        .transpose()?;
+    Ok(Service {
+        template: args.template.path().clone(),
+        output: absolute_output(&args.output)?,
+        dns: dns(&args.dns)?,
+        allow_empty: args.dns.allow_empty,
+        min_refresh,
+        max_refresh,
+        startup_timeout,
+        template_poll,
+    })
+}
+
+/// Settings of `run`: mcrouter's command vetted, its routing prefix normalised.
+pub fn supervise(args: &RunArgs) -> Result<Supervise, UsageError> {
+    let launch = args::vet(&args.command, &args.mcrouter_name)?;
+    // mcrouter's default routing prefix is /././ when -R is not given.
+    let raw_prefix = launch.route_prefix.as_deref().unwrap_or("/././");
+    let route_prefix = prefix::normalise(raw_prefix)?;
+    let stop_timeout = bounded("--stop-timeout", args.stop_timeout, Duration::ZERO)?;
+    let confirm_timeout = bounded(
+        "--confirm-timeout",
+        args.confirm_timeout,
+        Duration::from_millis(1),
+    )?;
+    let validate_timeout = bounded(
+        "--validate-timeout",
+        args.validate_timeout,
+        Duration::from_millis(1),
+    )?;
+    let validator = match (args.validate, launch.mcrouter_at) {
+        (false, _) => None,
+        (true, None) => return Err(UsageError::ValidateWithoutMcrouter),
+        (true, Some(at)) => {
+            let mut argv = launch.command[at..].to_vec();
+            if launch.ports.is_empty() {
+                // Validation needs a port argument even though it binds nothing.
+                argv.extend(["-p".into(), "1".into()]);
+            }
+            argv.extend([
+                "--validate-config=exit".into(),
+                "--config-dump-root=".into(),
+                "--stats-logging-interval=0".into(),
+            ]);
+            Some(argv)
+        }
+    };
+    Ok(Supervise {
+        admin: confirm::admin_addr(&launch.ports, &launch.listen_addresses),
+        launch,
+        route_prefix,
+        stop_timeout,
+        confirm_timeout,
+        validator,
+        validate_timeout,
+        subreaper: args.subreaper,
+    })
+}
+
+/// The output with an absolute path (mcrouter gets it with -f), its directory created if
+/// missing (the default lives under /run).
+fn absolute_output(output: &OutputSpec) -> Result<OutputSpec, Error> {
+    let dir = output::parent_dir(&output.path).to_path_buf();
+    std::fs::create_dir_all(&dir).map_err(|source| Error::OutputDir {
+        dir: dir.clone(),
+        source,
+    })?;
+    let dir = std::fs::canonicalize(&dir).map_err(|source| Error::OutputDir { dir, source })?;
+    let mut spec = output.clone();
+    // OutputSpec refuses paths without a file name.
+    spec.path = dir.join(output.path.file_name().unwrap_or_default());
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_bounded() {
+        let ms = Duration::from_millis;
+        assert_eq!(bounded("--x", ms(10), ms(10)).unwrap(), ms(10));
+        let long = bounded(
+            "--stop-timeout",
+            Duration::from_secs(u64::MAX),
+            Duration::ZERO,
+        );
+        let msg = long.unwrap_err().to_string();
+        assert!(
+            msg.starts_with("--stop-timeout") && msg.contains("too long"),
+            "{msg}"
+        );
+        let short = bounded("--min-refresh", Duration::ZERO, MIN_REFRESH_FLOOR);
+        assert!(short.unwrap_err().to_string().contains("too short"));
+        assert!(bounded("--x", MAX_DURATION, Duration::ZERO).is_ok());
+    }
+}
