@@ -269,6 +269,34 @@ mod tests {
         assert!(parse_dns_server("dns.example").is_err());
     }
 
+    /// Every option of every command has its `MCW_<NAME>` twin, named after the flag.
+    #[test]
+    fn every_option_has_an_environment_twin() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let mut commands = vec![&cli];
+        commands.extend(cli.get_subcommands());
+        let mut checked = 0;
+        for command in commands {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if matches!(long, "help" | "version") {
+                    continue;
+                }
+                let want = format!("MCW_{}", long.to_uppercase().replace('-', "_"));
+                let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+                assert_eq!(
+                    env.as_deref(),
+                    Some(want.as_str()),
+                    "{} --{long}",
+                    command.get_name()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "only {checked} options seen");
+    }
+
     #[test]
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;

@@ -11,12 +11,23 @@ use common::*;
 const WAIT: Duration = Duration::from_secs(15);
 
 fn run_standin(work: &Workdir, dns: &DnsServer, extra: &[&str], port: u16) -> Watcher {
+    run_mcrouter(work, dns, extra, &standin(), port)
+}
+
+/// `mcw run` over `mcrouter` (the stand-in, or a wrapper named mcrouter) on `port`.
+fn run_mcrouter(
+    work: &Workdir,
+    dns: &DnsServer,
+    extra: &[&str],
+    mcrouter: &std::path::Path,
+    port: u16,
+) -> Watcher {
     let mut cmd = work.mcw("run", dns);
     cmd.arg("--output")
         .arg(work.path("out.json"))
         .args(extra)
         .arg("--");
-    cmd.arg(standin()).args([
+    cmd.arg(mcrouter).args([
         "-p",
         &port.to_string(),
         "--listen-addresses=127.0.0.1",
@@ -180,4 +191,98 @@ fn validate_keeps_a_bad_candidate_from_ever_being_installed() {
     );
     wait_for("the second confirmation", WAIT, || confirmations(&w) == 2);
     assert!(work.read("out.json").contains("\"x\": \"1\""));
+}
+
+/// An executable shell script named `mcrouter` in `work/bin` (mcw vets what follows a word of
+/// that name, and `--validate` needs one).
+fn wrapper(work: &Workdir, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = work.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = bin.join("mcrouter");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Regression: a validator that never exited stalled every later update.
+#[test]
+fn a_hung_validator_is_killed_and_the_next_change_is_still_installed_and_confirmed() {
+    let dns = DnsServer::start();
+    dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
+    let work = Workdir::new();
+    work.write("template.json", GOOD);
+    let hang = work.path("hang");
+    // The validator hangs while the file `hang` exists; mcrouter itself is the stand-in.
+    let mcrouter = wrapper(
+        &work,
+        &format!(
+            "case \"$*\" in *--validate-config*) [ -e {hang} ] && exec sleep 600;; esac\nexec {standin} \"$@\"",
+            hang = hang.display(),
+            standin = standin().display()
+        ),
+    );
+    let port = free_port();
+    let extra = [
+        "--validate",
+        "--validate-timeout",
+        "500ms",
+        "--min-refresh",
+        "100ms",
+    ];
+    let w = run_mcrouter(&work, &dns, &extra, &mcrouter, port);
+    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+
+    std::fs::write(&hang, "").unwrap();
+    dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
+    w.signal(libc::SIGHUP);
+    w.wait_log("timed out after 500ms; killed", WAIT);
+    assert!(work.read("out.json").contains("127.0.0.1:11211"));
+
+    std::fs::remove_file(&hang).unwrap();
+    dns.set_addrs("memcache.test", &["127.0.0.3"], 3600);
+    w.signal(libc::SIGHUP);
+    wait_for("the second confirmation", WAIT, || confirmations(&w) == 2);
+    assert!(work.read("out.json").contains("127.0.0.3:11211"));
+    let leftovers: Vec<_> = std::fs::read_dir(work.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".mcw-"))
+        .collect();
+    assert!(leftovers.is_empty(), "candidate left behind: {leftovers:?}");
+}
+
+/// An admin port that answers `ERROR` (or anything but a digest) tells mcw nothing: no
+/// verdict, no rollback, the new config stays.
+#[test]
+fn an_admin_port_that_answers_error_never_causes_a_rollback() {
+    let dns = DnsServer::start();
+    dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
+    let work = Workdir::new();
+    work.write("template.json", GOOD);
+    let mcrouter = wrapper(
+        &work,
+        &format!(
+            "exec python3 {} error-admin \"$@\"",
+            fixture("child.py").display()
+        ),
+    );
+    let port = free_port();
+    let w = run_mcrouter(
+        &work,
+        &dns,
+        &["--confirm-timeout", "500ms"],
+        &mcrouter,
+        port,
+    );
+    w.wait_log("cannot tell whether mcrouter runs the new config", WAIT);
+    dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
+    w.signal(libc::SIGHUP);
+    wait_for("a second 'cannot tell'", WAIT, || {
+        w.log().matches("cannot tell whether").count() == 2
+    });
+    let log = w.log();
+    assert!(log.contains("mcrouter answered \\\"ERROR\\\""), "{log}");
+    assert!(!log.contains("rejected"), "{log}");
+    assert!(work.read("out.json").contains("127.0.0.2:11211"));
 }

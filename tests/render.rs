@@ -296,7 +296,7 @@ fn compatible_source_and_output_urls_set_mode() {
 }
 
 #[test]
-fn every_option_has_an_environment_twin() {
+fn environment_twins_configure_a_render_end_to_end() {
     let dns = DnsServer::start();
     standard_zone(&dns);
     let work = Workdir::new();

@@ -70,6 +70,29 @@ fn exit_codes_and_deaths_by_signal_propagate_like_tini_and_dumb_init() {
     }
 }
 
+/// Regression: an overflowing duration was accepted, and `Instant + d` panicked later.
+#[test]
+fn absurd_durations_are_usage_errors() {
+    let dns = DnsServer::start();
+    let work = Workdir::new();
+    work.write("template.json", STATIC);
+    for (flag, value, want) in [
+        ("--stop-timeout", "18446744073709551615s", "--stop-timeout"),
+        ("--confirm-timeout", "400d", "unknown unit"),
+        ("--min-refresh", "0s", "too short"),
+        ("--max-refresh", "100h", "too long"),
+    ] {
+        let out = run(&mut mcw_run(&work, &dns, &[flag, value], &["true"]));
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        assert!(
+            stderr(&out).contains(want),
+            "{flag} {value}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!work.path("out.json").exists(), "nothing may start");
+}
+
 #[test]
 fn a_command_that_cannot_start_gives_127_or_126() {
     let dns = DnsServer::start();

@@ -38,21 +38,22 @@ fn started(work: &Workdir, dns: &DnsServer, extra: &[&str]) -> Watcher {
     w
 }
 
+/// The change lands at the next refresh after it (TTL 1 s here), not at `--max-refresh`
+/// (60 s): order of events, counted at the DNS server, not wall-clock time.
 #[test]
-fn an_ip_change_reaches_the_output_within_ttl_plus_a_second() {
+fn an_ip_change_is_written_at_the_next_refresh() {
     let dns = DnsServer::start();
     zone(&dns, 1);
     let work = Workdir::new();
     let w = started(&work, &dns, &["--min-refresh", "1s"]);
+    let asked = || dns.queries("memcache.test", RecordType::A);
     dns.set_addrs("memcache.test", &["10.0.0.1", "10.0.0.9"], 1);
-    let changed = std::time::Instant::now();
+    let before = asked();
     wait_file_contains(&work.path("out.json"), "10.0.0.9:11211", WAIT);
-    // TTL 1 s, refreshed at most 10 % late, plus a second of slack for a loaded machine.
-    assert!(
-        changed.elapsed() < Duration::from_millis(2100),
-        "took {:?}",
-        changed.elapsed()
-    );
+    let lookups = asked() - before;
+    // The first lookup after the change sees it (one may have been counted with `before`,
+    // and one more may have started by the time this looks).
+    assert!(lookups <= 2, "written only after {lookups} lookups");
     w.wait_log(
         "pool servers changed pool=a added=+10.0.0.9:11211 removed=-10.0.0.2:11211",
         WAIT,

@@ -167,19 +167,17 @@ pub(crate) fn pointer_escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// Call `f(pointer, array)` for every array stored under a `servers` key, in document order.
-pub(crate) fn for_each_servers_array(value: &Value, f: &mut dyn FnMut(&str, &[Value])) {
-    fn walk(value: &Value, pointer: &mut String, f: &mut dyn FnMut(&str, &[Value])) {
+/// The one walk over a config tree: `f(pointer, node)` for every node, in document order.
+pub(crate) fn walk(value: &Value, f: &mut dyn FnMut(&str, &Value)) {
+    fn visit(value: &Value, pointer: &mut String, f: &mut dyn FnMut(&str, &Value)) {
+        f(pointer, value);
         let len = pointer.len();
         match value {
             Value::Object(map) => {
                 for (key, child) in map {
                     pointer.push('/');
                     pointer.push_str(&pointer_escape(key));
-                    if let (true, Value::Array(items)) = (key == "servers", child) {
-                        f(pointer, items);
-                    }
-                    walk(child, pointer, f);
+                    visit(child, pointer, f);
                     pointer.truncate(len);
                 }
             }
@@ -187,14 +185,26 @@ pub(crate) fn for_each_servers_array(value: &Value, f: &mut dyn FnMut(&str, &[Va
                 for (i, child) in items.iter().enumerate() {
                     pointer.push('/');
                     pointer.push_str(&i.to_string());
-                    walk(child, pointer, f);
+                    visit(child, pointer, f);
                     pointer.truncate(len);
                 }
             }
             _ => {}
         }
     }
-    walk(value, &mut String::new(), f);
+    visit(value, &mut String::new(), f);
+}
+
+/// Call `f(pointer, array)` for every array stored under a `servers` key, in document order.
+/// (A pointer segment `servers` is always an object key: array indices are numbers.)
+pub(crate) fn for_each_servers_array(value: &Value, f: &mut dyn FnMut(&str, &[Value])) {
+    walk(value, &mut |pointer, node| {
+        if let Value::Array(items) = node
+            && pointer.rsplit('/').next() == Some("servers")
+        {
+            f(pointer, items);
+        }
+    });
 }
 
 #[cfg(test)]

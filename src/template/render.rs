@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use super::token::{DEFAULT_PORT, Query, Token};
-use super::{Template, for_each_servers_array, pointer_escape};
+use super::{Template, for_each_servers_array, pointer_escape, walk};
 use crate::resolve::{Answer, Records};
 
 /// The output of one render.
@@ -152,9 +152,7 @@ fn unescape(segment: &str) -> String {
 /// tag per server of that pool, in server order.
 fn add_rendezvous_tags(root: &mut Value, identities: &HashMap<String, Vec<String>>) {
     let pools = pool_index(root);
-    let mut wanted = Vec::new();
-    find_rendezvous(root, &mut String::new(), &mut wanted);
-    for (at, pool) in wanted {
+    for (at, pool) in find_rendezvous(root) {
         let Some(pool) = pool else {
             tracing::warn!(route = %at, "Rendezvous hash over something other than one pool; tags not written");
             continue;
@@ -205,37 +203,23 @@ fn pool_index(root: &Value) -> HashMap<String, String> {
     index
 }
 
-fn find_rendezvous(value: &Value, pointer: &mut String, out: &mut Vec<(String, Option<PoolRef>)>) {
-    let len = pointer.len();
-    match value {
-        Value::Object(map) => {
-            if let Some(pool) = hashed_pool(map, pointer) {
-                out.push((pointer.clone(), pool));
-            }
-            for (key, child) in map {
-                pointer.push('/');
-                pointer.push_str(&pointer_escape(key));
-                if key == "pool"
-                    && let Some(Value::Object(hash)) = map.get("hash")
-                    && is_untagged_rendezvous(hash)
-                {
-                    let hash_at = format!("{}/hash", &pointer[..len]);
-                    out.push((hash_at, pool_ref(child, pointer)));
-                }
-                find_rendezvous(child, pointer, out);
-                pointer.truncate(len);
-            }
+/// Objects that hash a pool with an untagged Rendezvous: a HashRoute-like object itself, or
+/// the `hash` object beside a PoolRoute's `pool`. Each with the pool it hashes.
+fn find_rendezvous(root: &Value) -> Vec<(String, Option<PoolRef>)> {
+    let mut out = Vec::new();
+    walk(root, &mut |pointer, node| {
+        let Value::Object(map) = node else { return };
+        if let Some(pool) = hashed_pool(map, pointer) {
+            out.push((pointer.to_string(), pool));
         }
-        Value::Array(items) => {
-            for (i, child) in items.iter().enumerate() {
-                pointer.push('/');
-                pointer.push_str(&i.to_string());
-                find_rendezvous(child, pointer, out);
-                pointer.truncate(len);
-            }
+        if let (Some(pool), Some(Value::Object(hash))) = (map.get("pool"), map.get("hash"))
+            && is_untagged_rendezvous(hash)
+        {
+            let at = format!("{pointer}/hash");
+            out.push((at, pool_ref(pool, &format!("{pointer}/pool"))));
         }
-        _ => {}
-    }
+    });
+    out
 }
 
 fn is_untagged_rendezvous(obj: &Map<String, Value>) -> bool {
@@ -285,4 +269,114 @@ fn unique_tags(ids: &[String]) -> Vec<String> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::SrvTarget;
+    use std::path::Path;
+
+    fn srv(targets: &[(&str, u16, &[&str])]) -> Answer {
+        let targets = targets
+            .iter()
+            .map(|(name, port, addrs)| SrvTarget {
+                priority: 0,
+                port: *port,
+                target: name.to_string(),
+                addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            })
+            .collect();
+        Answer::new(Records::Srv(targets), 30)
+    }
+
+    /// Render `text` with `answer` for every query it holds; the output as JSON.
+    fn render_with(text: &str, answer: &Answer) -> Value {
+        let template = Template::parse(Path::new("t.json"), text).unwrap();
+        let answers = template
+            .queries()
+            .into_iter()
+            .map(|q| (q, answer.clone()))
+            .collect();
+        let rendered = render(&template, &answers).unwrap();
+        serde_json::from_slice(&rendered.bytes).unwrap()
+    }
+
+    fn pods() -> Answer {
+        srv(&[
+            ("mc-10.mc.test", 11211, &["10.0.0.10"]),
+            ("mc-2.mc.test", 11211, &["10.0.0.2"]),
+        ])
+    }
+
+    #[test]
+    fn rendezvous_pools_get_one_tag_per_server_in_server_order() {
+        let cases = [
+            // PoolRoute with a hash object, over a top-level pool.
+            (
+                r#"{"pools": {"p": {"servers": ["10.9.9.9:1", "dnssrv://_m._tcp.mc.test"]}},
+                    "route": {"type": "PoolRoute", "pool": "p", "hash": {"hash_func": "Rendezvous"}}}"#,
+                "/route/hash/tags",
+            ),
+            // HashRoute over Pool|NAME.
+            (
+                r#"{"pools": {"p": {"servers": ["10.9.9.9:1", "dnssrv://_m._tcp.mc.test"]}},
+                    "route": {"type": "HashRoute", "children": "Pool|p", "hash_func": "Rendezvous"}}"#,
+                "/route/tags",
+            ),
+            // PoolRoute over an inline pool.
+            (
+                r#"{"route": {"type": "PoolRoute", "hash": {"hash_func": "Rendezvous"},
+                    "pool": {"name": "p", "servers": ["10.9.9.9:1", "dnssrv://_m._tcp.mc.test"]}}}"#,
+                "/route/hash/tags",
+            ),
+        ];
+        for (text, at) in cases {
+            let out = render_with(text, &pods());
+            let tags = out
+                .pointer(at)
+                .unwrap_or_else(|| panic!("no {at} in {out}"));
+            // Static entries are their own identity; SRV entries are target:port, in natural
+            // order (mc-2 before mc-10).
+            assert_eq!(
+                tags,
+                &serde_json::json!(["10.9.9.9:1", "mc-2.mc.test:11211", "mc-10.mc.test:11211"]),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_identities_get_numbered_tags_and_given_tags_are_kept() {
+        // The same token twice, and an SRV target with two addresses.
+        let answer = srv(&[("mc-0.mc.test", 11211, &["10.0.0.1", "10.0.0.2"])]);
+        let text = r#"{"pools": {"p": {"servers": ["dnssrv://_m._tcp.mc.test", "dnssrv://_m._tcp.mc.test"]}},
+            "route": {"type": "PoolRoute", "pool": "p", "hash": {"hash_func": "Rendezvous"}}}"#;
+        let out = render_with(text, &answer);
+        let id = "mc-0.mc.test:11211";
+        assert_eq!(
+            out.pointer("/route/hash/tags").unwrap(),
+            &serde_json::json!([id, format!("{id}#2"), format!("{id}#3"), format!("{id}#4")])
+        );
+        let tagged = text.replace(r#""Rendezvous""#, r#""Rendezvous", "tags": ["mine"]"#);
+        let out = render_with(&tagged, &answer);
+        assert_eq!(
+            out.pointer("/route/hash/tags").unwrap(),
+            &serde_json::json!(["mine"])
+        );
+    }
+
+    #[test]
+    fn other_hash_functions_get_no_tags() {
+        let text = r#"{"pools": {"p": {"servers": ["dnssrv://_m._tcp.mc.test"]}},
+            "route": {"type": "PoolRoute", "pool": "p", "hash": {"hash_func": "Ch3"}}}"#;
+        let out = render_with(text, &pods());
+        assert!(out.pointer("/route/hash/tags").is_none(), "{out}");
+    }
+
+    #[test]
+    fn unique_tags_never_collide_with_a_given_identity() {
+        let ids: Vec<String> = ["a", "a#2", "a"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(unique_tags(&ids), ["a", "a#2", "a#3"]);
+    }
 }
