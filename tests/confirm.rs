@@ -177,12 +177,8 @@ fn validate_keeps_a_bad_candidate_from_ever_being_installed() {
         stats.contains("STAT config_failures 0"),
         "mcrouter never saw the bad config: {stats}"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(work.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".mcw-"))
-        .collect();
-    assert!(leftovers.is_empty(), "candidate left behind: {leftovers:?}");
+    let left = leftovers(&work);
+    assert!(left.is_empty(), "candidate left behind: {left:?}");
 
     // The next good edit passes validation and is confirmed.
     work.write(
@@ -191,6 +187,23 @@ fn validate_keeps_a_bad_candidate_from_ever_being_installed() {
     );
     wait_for("the second confirmation", WAIT, || confirmations(&w) == 2);
     assert!(work.read("out.json").contains("\"x\": \"1\""));
+}
+
+/// Temp files and candidates in the work dir.
+fn leftovers(work: &Workdir) -> Vec<String> {
+    std::fs::read_dir(work.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".mcw-"))
+        .collect()
+}
+
+/// A work dir with the one-token template, memcache.test at 127.0.0.1.
+fn one_token(dns: &DnsServer) -> Workdir {
+    dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
+    let work = Workdir::new();
+    work.write("template.json", GOOD);
+    work
 }
 
 /// An executable shell script named `mcrouter` in `work/bin` (mcw vets what follows a word of
@@ -209,9 +222,7 @@ fn wrapper(work: &Workdir, body: &str) -> std::path::PathBuf {
 #[test]
 fn a_hung_validator_is_killed_and_the_next_change_is_still_installed_and_confirmed() {
     let dns = DnsServer::start();
-    dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
-    let work = Workdir::new();
-    work.write("template.json", GOOD);
+    let work = one_token(&dns);
     let hang = work.path("hang");
     // The validator hangs while the file `hang` exists; mcrouter itself is the stand-in.
     let mcrouter = wrapper(
@@ -244,12 +255,8 @@ fn a_hung_validator_is_killed_and_the_next_change_is_still_installed_and_confirm
     w.signal(libc::SIGHUP);
     wait_for("the second confirmation", WAIT, || confirmations(&w) == 2);
     assert!(work.read("out.json").contains("127.0.0.3:11211"));
-    let leftovers: Vec<_> = std::fs::read_dir(work.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".mcw-"))
-        .collect();
-    assert!(leftovers.is_empty(), "candidate left behind: {leftovers:?}");
+    let left = leftovers(&work);
+    assert!(left.is_empty(), "candidate left behind: {left:?}");
 }
 
 /// An admin port that answers `ERROR` (or anything but a digest) tells mcw nothing: no
@@ -257,9 +264,7 @@ fn a_hung_validator_is_killed_and_the_next_change_is_still_installed_and_confirm
 #[test]
 fn an_admin_port_that_answers_error_never_causes_a_rollback() {
     let dns = DnsServer::start();
-    dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
-    let work = Workdir::new();
-    work.write("template.json", GOOD);
+    let work = one_token(&dns);
     let mcrouter = wrapper(
         &work,
         &format!(

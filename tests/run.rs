@@ -16,6 +16,30 @@ fn child_py() -> String {
     fixture("child.py").display().to_string()
 }
 
+const ONE_TOKEN: &str =
+    r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#;
+
+/// `mcw run` over the child that records each signal it gets in `work/signals.log`, with a
+/// one-token template (memcache.test at 10.4.0.1, TTL `ttl`); returns the command and the log.
+fn recorder(
+    work: &Workdir,
+    dns: &DnsServer,
+    ttl: u32,
+    extra: &[&str],
+) -> (Command, std::path::PathBuf) {
+    dns.set_addrs("memcache.test", &["10.4.0.1"], ttl);
+    work.write("template.json", ONE_TOKEN);
+    let log = work.path("signals.log");
+    let child = child_py();
+    let cmd = mcw_run(
+        work,
+        dns,
+        extra,
+        &["python3", &child, "record", log.to_str().unwrap()],
+    );
+    (cmd, log)
+}
+
 /// `mcw run` with a static template in `work`, and `command` after `--`.
 fn mcw_run(work: &Workdir, dns: &DnsServer, extra: &[&str], command: &[&str]) -> Command {
     let mut cmd = work.mcw("run", dns);
@@ -130,10 +154,7 @@ fn the_config_is_written_before_the_child_starts_and_passed_with_f() {
     let dns = DnsServer::start();
     dns.set_addrs("memcache.test", &["10.4.0.1"], 3600);
     let work = Workdir::new();
-    work.write(
-        "template.json",
-        r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#,
-    );
+    work.write("template.json", ONE_TOKEN);
     // The child prints its arguments and the file -f names.
     let script = r#"echo "args: $*"; cat "$2""#;
     let out = run(&mut mcw_run(&work, &dns, &[], &["sh", "-c", script, "sh"]));
@@ -155,19 +176,8 @@ fn the_config_is_written_before_the_child_starts_and_passed_with_f() {
 #[test]
 fn every_catchable_signal_but_hup_reaches_the_child_and_hup_re_renders() {
     let dns = DnsServer::start();
-    dns.set_addrs("memcache.test", &["10.4.0.1"], 3600);
     let work = Workdir::new();
-    work.write(
-        "template.json",
-        r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#,
-    );
-    let log = work.path("signals.log");
-    let cmd = mcw_run(
-        &work,
-        &dns,
-        &[],
-        &["python3", &child_py(), "record", log.to_str().unwrap()],
-    );
+    let (cmd, log) = recorder(&work, &dns, 3600, &[]);
     let mut w = Watcher::spawn(cmd, work.path("mcw.log"));
     wait_file_contains(&log, "ready", WAIT);
 
@@ -212,14 +222,7 @@ fn every_catchable_signal_but_hup_reaches_the_child_and_hup_re_renders() {
 fn a_real_time_signal_reaches_the_child() {
     let dns = DnsServer::start();
     let work = Workdir::new();
-    work.write("template.json", STATIC);
-    let log = work.path("signals.log");
-    let cmd = mcw_run(
-        &work,
-        &dns,
-        &[],
-        &["python3", &child_py(), "record", log.to_str().unwrap()],
-    );
+    let (cmd, log) = recorder(&work, &dns, 3600, &[]);
     let mut w = Watcher::spawn(cmd, work.path("mcw.log"));
     wait_file_contains(&log, "ready", WAIT);
     w.signal(rtmin_plus_3());
@@ -233,19 +236,8 @@ fn a_real_time_signal_reaches_the_child() {
 #[test]
 fn sigpipe_from_mcws_own_write_stays_with_mcw_and_kill_pipe_is_forwarded() {
     let dns = DnsServer::start();
-    dns.set_addrs("memcache.test", &["10.4.0.1"], 1);
     let work = Workdir::new();
-    work.write(
-        "template.json",
-        r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#,
-    );
-    let log = work.path("signals.log");
-    let mut cmd = mcw_run(
-        &work,
-        &dns,
-        &["--min-refresh", "100ms"],
-        &["python3", &child_py(), "record", log.to_str().unwrap()],
-    );
+    let (mut cmd, log) = recorder(&work, &dns, 1, &["--min-refresh", "100ms"]);
     let mut child = cmd
         .stderr(std::process::Stdio::piped())
         .spawn()

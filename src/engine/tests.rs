@@ -87,6 +87,26 @@ impl Run {
         actions
     }
 
+    /// `run` mode: the first write of `ip`, mcrouter started and running it.
+    fn confirmed_start(&mut self, ip: &str) -> Vec<u8> {
+        let bytes = self.first_write(ip);
+        self.act(Event::ChildStarted);
+        self.act(Event::Tick);
+        self.act(Event::Running(Ok(md5(&bytes))));
+        bytes
+    }
+
+    /// SIGHUP, DNS answers `ip`, and the write of `generation` succeeds; returns its bytes.
+    fn next_write(&mut self, ip: &str, generation: u64) -> Vec<u8> {
+        self.act(Event::Refresh);
+        let bytes = written(&self.act(answer(ip)), generation);
+        self.act(Event::Wrote {
+            generation,
+            result: Ok(true),
+        });
+        bytes
+    }
+
     /// Start, resolve `ip`, write it; returns its bytes.
     fn first_write(&mut self, ip: &str) -> Vec<u8> {
         assert_eq!(self.act(Event::Tick), [Action::Lookup(vec![query()])]);
@@ -249,26 +269,12 @@ fn run_mode_starts_mcrouter_after_the_first_write_and_confirms_it() {
 #[test]
 fn a_rejection_restores_the_bytes_mcrouter_reports_running_not_the_last_confirmed() {
     let mut r = Run::new(run_settings());
-    let z = r.first_write("10.0.0.1");
-    r.act(Event::ChildStarted);
-    r.act(Event::Tick);
-    r.act(Event::Running(Ok(md5(&z))));
+    r.confirmed_start("10.0.0.1");
     // A, then B before mcrouter has loaded A.
-    r.at(MIN * 7);
-    r.act(Event::Tick);
-    let a = written(&r.act(answer("10.0.0.2")), 2);
-    r.act(Event::Wrote {
-        generation: 2,
-        result: Ok(true),
-    });
-    r.at(MIN * 7 + Duration::from_secs(1));
-    r.act(Event::Refresh);
-    let b = written(&r.act(answer("10.0.0.3")), 3);
+    let a = r.next_write("10.0.0.2", 2);
+    r.at(Duration::from_secs(1));
+    let b = r.next_write("10.0.0.3", 3);
     let b_written_at = r.now;
-    r.act(Event::Wrote {
-        generation: 3,
-        result: Ok(true),
-    });
     // mcrouter loads A, and never B.
     r.act(Event::Tick);
     let earlier = r.feed(Event::Running(Ok(md5(&a))));
@@ -298,13 +304,7 @@ fn a_rejection_restores_the_bytes_mcrouter_reports_running_not_the_last_confirme
     // after another answer.
     r.act(Event::Refresh);
     assert_eq!(r.feed(answer("10.0.0.3")), []);
-    r.act(Event::Refresh);
-    let c = r.act(answer("10.0.0.4"));
-    r.act(Event::Wrote {
-        generation: 5,
-        result: Ok(true),
-    });
-    written(&c, 5);
+    r.next_write("10.0.0.4", 5);
     r.act(Event::Refresh);
     let again = r.feed(answer("10.0.0.3"));
     assert!(
@@ -317,16 +317,8 @@ fn a_rejection_restores_the_bytes_mcrouter_reports_running_not_the_last_confirme
 #[test]
 fn a_confirmation_that_arrives_after_a_newer_write_confirms_the_newer_one_later() {
     let mut r = Run::new(run_settings());
-    let z = r.first_write("10.0.0.1");
-    r.act(Event::ChildStarted);
-    r.act(Event::Tick);
-    r.act(Event::Running(Ok(md5(&z))));
-    r.act(Event::Refresh);
-    let b = written(&r.act(answer("10.0.0.2")), 2);
-    r.act(Event::Wrote {
-        generation: 2,
-        result: Ok(true),
-    });
+    let z = r.confirmed_start("10.0.0.1");
+    let b = r.next_write("10.0.0.2", 2);
     r.act(Event::Tick);
     // Still the old one: no verdict before the deadline.
     assert_eq!(r.feed(Event::Running(Ok(md5(&z)))), []);
@@ -341,16 +333,8 @@ fn a_confirmation_that_arrives_after_a_newer_write_confirms_the_newer_one_later(
 #[test]
 fn an_answer_that_is_no_digest_is_cannot_tell_and_never_a_rollback() {
     let mut r = Run::new(run_settings());
-    let z = r.first_write("10.0.0.1");
-    r.act(Event::ChildStarted);
-    r.act(Event::Tick);
-    r.act(Event::Running(Ok(md5(&z))));
-    r.act(Event::Refresh);
-    written(&r.act(answer("10.0.0.2")), 2);
-    r.act(Event::Wrote {
-        generation: 2,
-        result: Ok(true),
-    });
+    r.confirmed_start("10.0.0.1");
+    r.next_write("10.0.0.2", 2);
     r.act(Event::Tick);
     r.feed(Event::Running(Err("mcrouter answered \"ERROR\"".into())));
     r.at(CONFIRM);
