@@ -124,6 +124,11 @@ pub enum Report {
     TemplateUnreadable {
         reason: String,
     },
+    /// No plain alias matched the routing prefix, and this many routes are macro calls that
+    /// cannot be checked.
+    PrefixUnchecked {
+        routes: usize,
+    },
     LookupFailed {
         token: String,
         failure: Failure,
@@ -144,6 +149,10 @@ pub enum Report {
         md5: String,
         pools: usize,
         servers: usize,
+    },
+    /// Something in the written config is not as the template asked.
+    RenderNote {
+        note: String,
     },
     /// The output already held the rendered bytes (found on disk at start, say).
     AlreadyOnDisk {
@@ -283,11 +292,15 @@ impl Engine {
     /// or the template, and mcrouter would fail on it.
     pub fn new(s: Settings, text: String, now: Instant, seed: u64) -> Result<Engine, EngineError> {
         let template = Template::parse(&s.template, &text)?;
+        let mut out = Vec::new();
         if let Some(p) = &s.route_prefix {
-            prefix::check_aliases(template.value(), p).map_err(|source| EngineError::Prefix {
-                path: s.template.clone(),
-                source,
+            let aliases = prefix::check_aliases(template.value(), p).map_err(|source| {
+                EngineError::Prefix {
+                    path: s.template.clone(),
+                    source,
+                }
             })?;
+            out.extend(unchecked(aliases));
         }
         let states = template
             .queries()
@@ -320,7 +333,7 @@ impl Engine {
             child_started: false,
             confirm,
             rng: seed | 1,
-            out: Vec::new(),
+            out,
         })
     }
 
@@ -504,12 +517,15 @@ impl Engine {
         let parsed = Template::parse(&self.s.template, &self.seen_text).map_err(|e| e.to_string());
         let checked = parsed.and_then(|t| match &self.s.route_prefix {
             Some(p) => prefix::check_aliases(t.value(), p)
-                .map(|()| t)
+                .map(|aliases| (t, unchecked(aliases)))
                 .map_err(|e| format!("template {}: {e}", self.s.template.display())),
-            None => Ok(t),
+            None => Ok((t, None)),
         });
         let template = match checked {
-            Ok(t) => t,
+            Ok((t, unchecked)) => {
+                self.out.extend(unchecked);
+                t
+            }
             Err(reason) => {
                 self.out
                     .push(Action::Report(Report::TemplateRejected { reason }));
@@ -614,6 +630,10 @@ impl Engine {
             },
             (false, true) => {
                 self.report_pool_changes(&config.rendered);
+                for note in &config.rendered.notes {
+                    let note = note.clone();
+                    self.out.push(Action::Report(Report::RenderNote { note }));
+                }
                 let r = &config.rendered;
                 Report::Wrote {
                     generation,
@@ -862,6 +882,16 @@ impl Confirming {
         });
         if !self.asking {
             self.next_ask = Some(now);
+        }
+    }
+}
+
+/// The report that the routing prefix could not be checked against some routes, if so.
+fn unchecked(aliases: prefix::Aliases) -> Option<Action> {
+    match aliases {
+        prefix::Aliases::Match => None,
+        prefix::Aliases::Unverifiable(routes) => {
+            Some(Action::Report(Report::PrefixUnchecked { routes }))
         }
     }
 }

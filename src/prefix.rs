@@ -43,13 +43,23 @@ pub fn normalise(raw: &str) -> Result<String, PrefixError> {
     Ok(p)
 }
 
+/// How a config passed the alias check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aliases {
+    /// A single `route`, or an alias equal to the prefix.
+    Match,
+    /// No plain alias matched, but this many route entries or aliases are macro calls or hold
+    /// macro parameters, which cannot be checked: let through (callers say so at debug level).
+    Unverifiable(usize),
+}
+
 /// Check that a config with `routes` has an alias equal to `prefix` (already normalised), byte
 /// for byte. Configs with a single `route` accept any prefix. Route entries that are macro
 /// calls, and aliases holding macro parameters, cannot be checked; when such entries exist and
-/// nothing else matched, the check passes and says so at debug level.
-pub fn check_aliases(config: &Value, prefix: &str) -> Result<(), PrefixError> {
+/// nothing else matched, the check passes as [`Aliases::Unverifiable`].
+pub fn check_aliases(config: &Value, prefix: &str) -> Result<Aliases, PrefixError> {
     let Some(Value::Array(routes)) = config.get("routes") else {
-        return Ok(());
+        return Ok(Aliases::Match);
     };
     let mut aliases = Vec::new();
     let mut unverifiable = 0;
@@ -68,15 +78,10 @@ pub fn check_aliases(config: &Value, prefix: &str) -> Result<(), PrefixError> {
         }
     }
     if aliases.iter().any(|a| a == prefix) {
-        return Ok(());
+        return Ok(Aliases::Match);
     }
     if unverifiable > 0 {
-        tracing::debug!(
-            prefix,
-            unverifiable,
-            "routing prefix matches no plain alias; some routes are macro calls and cannot be checked"
-        );
-        return Ok(());
+        return Ok(Aliases::Unverifiable(unverifiable));
     }
     Err(PrefixError::NoAlias {
         prefix: prefix.to_string(),
@@ -123,10 +128,17 @@ mod tests {
 
     #[test]
     fn single_route_and_macro_routes_pass() {
-        assert!(check_aliases(&json!({"route": "PoolRoute|a"}), "/x/y/").is_ok());
+        let single = check_aliases(&json!({"route": "PoolRoute|a"}), "/x/y/");
+        assert_eq!(single.unwrap(), Aliases::Match);
         let macros = json!({"routes": ["@cluster_route(0)", "@cluster_route(1)"]});
-        assert!(check_aliases(&macros, "/x/y/").is_ok());
+        assert_eq!(
+            check_aliases(&macros, "/x/y/").unwrap(),
+            Aliases::Unverifiable(2)
+        );
         let params = json!({"routes": [{"aliases": ["/dc/cluster%id%/"]}]});
-        assert!(check_aliases(&params, "/dc/cluster3/").is_ok());
+        assert_eq!(
+            check_aliases(&params, "/dc/cluster3/").unwrap(),
+            Aliases::Unverifiable(1)
+        );
     }
 }

@@ -435,6 +435,9 @@ impl Loop {
             Report::TemplateUnreadable { reason } => {
                 tracing::warn!(%template, reason, "cannot read the template; keeping the last good config")
             }
+            Report::PrefixUnchecked { routes } => {
+                tracing::debug!(%template, routes, "routing prefix matches no plain alias; some routes are macro calls and cannot be checked")
+            }
             Report::LookupFailed {
                 token,
                 failure,
@@ -474,6 +477,9 @@ impl Loop {
                 servers,
             } => {
                 tracing::info!(%output, generation, %md5, pools, servers, "wrote config")
+            }
+            Report::RenderNote { note } => {
+                tracing::warn!(%template, reason = %note, "rendered with a caveat")
             }
             Report::AlreadyOnDisk { md5 } => {
                 tracing::info!(%output, %md5, "output already holds this config")

@@ -22,6 +22,9 @@ pub struct Rendered {
     /// Servers of every `servers` array, keyed by a readable pool label (the pool's name when
     /// it has one, else the array's JSON pointer). Used to log what changed.
     pub pools: BTreeMap<String, Vec<String>>,
+    /// What the render could not do as the template asked (a Rendezvous route without a pool
+    /// to tag), for the caller to warn about.
+    pub notes: Vec<String>,
 }
 
 /// A token whose query has no answer: the caller must resolve every query first.
@@ -89,11 +92,15 @@ pub fn render(
         return Err(MissingAnswer(query));
     }
 
-    add_rendezvous_tags(&mut value, &identities);
+    let notes = add_rendezvous_tags(&mut value, &identities);
 
     let mut bytes = serde_json::to_vec_pretty(&value).expect("a JSON tree always serialises");
     bytes.push(b'\n');
-    Ok(Rendered { bytes, pools })
+    Ok(Rendered {
+        bytes,
+        pools,
+        notes,
+    })
 }
 
 /// The servers one token stands for, in canonical order.
@@ -149,19 +156,24 @@ fn unescape(segment: &str) -> String {
 }
 
 /// Give every object that hashes a pool with `"hash_func": "Rendezvous"` and has no `tags` one
-/// tag per server of that pool, in server order.
-fn add_rendezvous_tags(root: &mut Value, identities: &HashMap<String, Vec<String>>) {
+/// tag per server of that pool, in server order. Returns why some got none.
+fn add_rendezvous_tags(root: &mut Value, identities: &HashMap<String, Vec<String>>) -> Vec<String> {
     let pools = pool_index(root);
+    let mut notes = Vec::new();
     for (at, pool) in find_rendezvous(root) {
         let Some(pool) = pool else {
-            tracing::warn!(route = %at, "Rendezvous hash over something other than one pool; tags not written");
+            notes.push(format!(
+                "{at}: Rendezvous hash over something other than one pool; tags not written"
+            ));
             continue;
         };
         let pointer = match pool {
             PoolRef::Name(name) => match pools.get(&name) {
                 Some(p) => p.clone(),
                 None => {
-                    tracing::warn!(pool = %name, "Rendezvous hash names a pool the template does not define; tags not written");
+                    notes.push(format!(
+                        "{at}: Rendezvous hash names pool {name:?}, which the template does not define; tags not written"
+                    ));
                     continue;
                 }
             },
@@ -174,6 +186,7 @@ fn add_rendezvous_tags(root: &mut Value, identities: &HashMap<String, Vec<String
             obj.insert("tags".into(), Value::from(unique_tags(ids)));
         }
     }
+    notes
 }
 
 enum PoolRef {
@@ -363,6 +376,31 @@ mod tests {
         assert_eq!(
             out.pointer("/route/hash/tags").unwrap(),
             &serde_json::json!(["mine"])
+        );
+    }
+
+    #[test]
+    fn a_rendezvous_route_over_an_unknown_pool_is_noted_not_tagged() {
+        let text = r#"{"pools": {"p": {"servers": ["dns://a.test"]}},
+            "route": {"type": "HashRoute", "children": "Pool|nope", "hash_func": "Rendezvous"}}"#;
+        let template = Template::parse(Path::new("t.json"), text).unwrap();
+        let a = Answer::new(Records::Addrs(vec!["10.0.0.1".parse().unwrap()]), 30);
+        let answers = template
+            .queries()
+            .into_iter()
+            .map(|q| (q, a.clone()))
+            .collect();
+        let rendered = render(&template, &answers).unwrap();
+        assert_eq!(rendered.notes.len(), 1);
+        assert!(
+            rendered.notes[0].starts_with("/route: "),
+            "{:?}",
+            rendered.notes
+        );
+        assert!(
+            rendered.notes[0].contains("\"nope\""),
+            "{:?}",
+            rendered.notes
         );
     }
 
