@@ -267,6 +267,8 @@ pub struct Engine {
     /// md5 of bytes mcrouter or the validator rejected.
     rejected: Option<String>,
     write_retry: Option<Instant>,
+    /// A restore whose write failed, to be tried again at `write_retry`.
+    failed_restore: Option<Config>,
     template_due: Instant,
     /// Until the first config is written.
     startup_deadline: Option<Instant>,
@@ -329,6 +331,7 @@ impl Engine {
             pending: None,
             rejected: None,
             write_retry: None,
+            failed_restore: None,
             problem: None,
             child_started: false,
             confirm,
@@ -421,7 +424,10 @@ impl Engine {
         }
         if self.write_retry.is_some_and(|t| t <= now) {
             self.write_retry = None;
-            self.dirty = true;
+            match self.failed_restore.take() {
+                Some(config) if self.pending.is_none() => self.restore(config),
+                _ => self.dirty = true,
+            }
         }
         if let Some(Pending::Validating { deadline, .. }) = &self.pending
             && *deadline <= now
@@ -621,6 +627,9 @@ impl Engine {
                 }));
                 self.problem = Some(reason);
                 self.write_retry = Some(now + self.s.min_refresh);
+                // A failed restore is retried as a restore: a fresh render would be the
+                // rejected bytes, which are not written again.
+                self.failed_restore = restore.then_some(config);
                 return;
             }
         };
@@ -807,17 +816,22 @@ impl Engine {
             running,
             restoring: restore.is_some(),
         }));
-        if let Some(mut config) = restore {
-            self.generation += 1;
-            config.generation = self.generation;
-            let bytes = config.rendered.bytes.clone();
-            let generation = config.generation;
-            self.pending = Some(Pending::Writing {
-                config,
-                restore: true,
-            });
-            self.out.push(Action::Write { generation, bytes });
+        if let Some(config) = restore {
+            self.restore(config);
         }
+    }
+
+    /// Write `config` back (it is what mcrouter runs).
+    fn restore(&mut self, mut config: Config) {
+        self.generation += 1;
+        config.generation = self.generation;
+        let bytes = config.rendered.bytes.clone();
+        let generation = config.generation;
+        self.pending = Some(Pending::Writing {
+            config,
+            restore: true,
+        });
+        self.out.push(Action::Write { generation, bytes });
     }
 
     /// Tokens that have never had an answer, with the latest reason.

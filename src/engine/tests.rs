@@ -315,6 +315,35 @@ fn a_rejection_restores_the_bytes_mcrouter_reports_running_not_the_last_confirme
 }
 
 #[test]
+fn a_restore_whose_write_fails_is_retried_as_a_restore() {
+    let mut r = Run::new(run_settings());
+    let a = r.confirmed_start("10.0.0.1");
+    let b_written_at = r.now;
+    r.next_write("10.0.0.2", 2);
+    r.act(Event::Tick);
+    r.feed(Event::Running(Ok(md5(&a))));
+    r.now = b_written_at + CONFIRM;
+    let verdict = r.feed(Event::Tick);
+    assert_eq!(written(&verdict, 3), a);
+    r.feed(Event::Wrote {
+        generation: 3,
+        result: Err("output /x: cannot write: No space left on device".into()),
+    });
+    r.now += MIN;
+    let retry = r.act(Event::Tick);
+    assert_eq!(
+        written(&retry, 4),
+        a,
+        "the retry writes A back again: {retry:?}"
+    );
+    let done = r.feed(Event::Wrote {
+        generation: 4,
+        result: Ok(true),
+    });
+    assert!(matches!(reports(&done)[..], [Report::Restored { .. }]));
+}
+
+#[test]
 fn a_confirmation_that_arrives_after_a_newer_write_confirms_the_newer_one_later() {
     let mut r = Run::new(run_settings());
     let z = r.confirmed_start("10.0.0.1");
