@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::confirm::md5_hex;
-use crate::error::{FailedToken, StartupFailure};
+use crate::error::{Error, FailedToken, StartupFailure, UsageError};
 use crate::prefix;
 use crate::resolve::{self, Answer, Failure};
 use crate::template::{self, Query, Rendered, Template, TemplateError};
@@ -270,7 +270,7 @@ pub struct Engine {
     /// A restore whose write failed, to be tried again at `write_retry`.
     failed_restore: Option<Config>,
     template_due: Instant,
-    /// Until the first config is written.
+    /// When to give up if no config has been written yet; `None` once one has.
     startup_deadline: Option<Instant>,
     /// The last thing that kept a render from the output (for the startup message).
     problem: Option<String>,
@@ -292,18 +292,9 @@ impl Engine {
     /// [`Event::Tick`] starts the lookups. `seed` varies the refresh jitter between processes.
     /// A template whose routes lack the `run` mode's routing prefix is refused: the fix is `-R`
     /// or the template, and mcrouter would fail on it.
-    pub fn new(s: Settings, text: String, now: Instant, seed: u64) -> Result<Engine, EngineError> {
-        let template = Template::parse(&s.template, &text)?;
-        let mut out = Vec::new();
-        if let Some(p) = &s.route_prefix {
-            let aliases = prefix::check_aliases(template.value(), p).map_err(|source| {
-                EngineError::Prefix {
-                    path: s.template.clone(),
-                    source,
-                }
-            })?;
-            out.extend(unchecked(aliases));
-        }
+    pub fn new(s: Settings, text: String, now: Instant, seed: u64) -> Result<Engine, Error> {
+        let (template, unchecked) = checked_template(&s, &text)?;
+        let out = unchecked.into_iter().collect();
         let states = template
             .queries()
             .into_iter()
@@ -365,7 +356,6 @@ impl Engine {
             Some(Pending::Validating { deadline, .. }) => Some(*deadline),
             _ => None,
         };
-        let startup = self.startup_deadline.filter(|_| self.current.is_none());
         let confirm = self.confirm.iter().flat_map(|c| {
             let ask = c.next_ask.filter(|_| !c.asking);
             let verdict = c.awaiting.as_ref().map(|a| a.deadline);
@@ -374,14 +364,9 @@ impl Engine {
         lookups
             .chain(self.write_retry)
             .chain(validation)
-            .chain(startup)
+            .chain(self.startup_deadline)
             .chain(confirm)
             .fold(self.template_due, Instant::min)
-    }
-
-    /// Whether a complete config has been written (or found already on disk).
-    pub fn has_output(&self) -> bool {
-        self.current.is_some()
     }
 
     /// Whether mcrouter was last seen running exactly what the output holds.
@@ -394,10 +379,7 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Instant) {
-        if let Some(deadline) = self.startup_deadline
-            && now >= deadline
-            && self.current.is_none()
-        {
+        if self.startup_deadline.is_some_and(|d| now >= d) {
             let failure = StartupFailure {
                 timeout: self.s.startup_timeout,
                 missing: self.missing(),
@@ -406,18 +388,7 @@ impl Engine {
             self.out.push(Action::GiveUp(failure));
             return;
         }
-        let due: Vec<Query> = self
-            .states
-            .iter_mut()
-            .filter(|(_, s)| !s.in_flight && s.due <= now)
-            .map(|(q, s)| {
-                s.in_flight = true;
-                q.clone()
-            })
-            .collect();
-        if !due.is_empty() {
-            self.out.push(Action::Lookup(due));
-        }
+        self.take_lookups(|s| s.due <= now);
         if self.template_due <= now {
             self.template_due = now + self.s.max_refresh;
             self.out.push(Action::ReadTemplate);
@@ -440,17 +411,22 @@ impl Engine {
 
     /// Every query not already in flight, now (SIGHUP, template change).
     fn lookup_all(&mut self) {
-        let all: Vec<Query> = self
+        self.take_lookups(|_| true);
+    }
+
+    /// Look up the queries not in flight that `pick` wants, marking them in flight.
+    fn take_lookups(&mut self, pick: impl Fn(&QueryState) -> bool) {
+        let queries: Vec<Query> = self
             .states
             .iter_mut()
-            .filter(|(_, s)| !s.in_flight)
+            .filter(|(_, s)| !s.in_flight && pick(s))
             .map(|(q, s)| {
                 s.in_flight = true;
                 q.clone()
             })
             .collect();
-        if !all.is_empty() {
-            self.out.push(Action::Lookup(all));
+        if !queries.is_empty() {
+            self.out.push(Action::Lookup(queries));
         }
     }
 
@@ -520,19 +496,13 @@ impl Engine {
             return;
         }
         self.seen_text = text;
-        let parsed = Template::parse(&self.s.template, &self.seen_text).map_err(|e| e.to_string());
-        let checked = parsed.and_then(|t| match &self.s.route_prefix {
-            Some(p) => prefix::check_aliases(t.value(), p)
-                .map(|aliases| (t, unchecked(aliases)))
-                .map_err(|e| format!("template {}: {e}", self.s.template.display())),
-            None => Ok((t, None)),
-        });
-        let template = match checked {
+        let template = match checked_template(&self.s, &self.seen_text) {
             Ok((t, unchecked)) => {
                 self.out.extend(unchecked);
                 t
             }
-            Err(reason) => {
+            Err(e) => {
+                let reason = e.to_string();
                 self.out
                     .push(Action::Report(Report::TemplateRejected { reason }));
                 return;
@@ -787,18 +757,15 @@ impl Engine {
         c.next_ask = None;
         let running = match &c.last_answer {
             Some(Ok(md5)) => md5.clone(),
-            Some(Err(reason)) => {
-                let reason = reason.clone();
-                return self.out.push(Action::Report(Report::CannotTell {
-                    md5: awaited.md5,
-                    reason,
-                }));
-            }
-            None => {
-                return self.out.push(Action::Report(Report::CannotTell {
-                    md5: awaited.md5,
-                    reason: "no answer yet".into(),
-                }));
+            other => {
+                let reason = match other {
+                    Some(Err(reason)) => reason.clone(),
+                    _ => "no answer yet".into(),
+                };
+                let md5 = awaited.md5;
+                return self
+                    .out
+                    .push(Action::Report(Report::CannotTell { md5, reason }));
             }
         };
         // mcrouter rejected the awaited bytes and still runs `running`: write back the bytes
@@ -900,6 +867,21 @@ impl Confirming {
     }
 }
 
+/// Parse template `text` and, in `run` mode, check it has the routing prefix's alias.
+fn checked_template(s: &Settings, text: &str) -> Result<(Template, Option<Action>), Error> {
+    let template = Template::parse(&s.template, text)?;
+    let Some(p) = &s.route_prefix else {
+        return Ok((template, None));
+    };
+    match prefix::check_aliases(template.value(), p) {
+        Ok(aliases) => Ok((template, unchecked(aliases))),
+        Err(source) => {
+            let path = s.template.clone();
+            Err(UsageError::TemplatePrefix { path, source }.into())
+        }
+    }
+}
+
 /// The report that the routing prefix could not be checked against some routes, if so.
 fn unchecked(aliases: prefix::Aliases) -> Option<Action> {
     match aliases {
@@ -916,18 +898,6 @@ fn token_text(template: &Template, query: &Query) -> String {
         .sites()
         .find(|s| &s.token.query == query)
         .map_or_else(|| query.to_string(), |s| s.text.clone())
-}
-
-/// Why the engine cannot start on a template.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error(transparent)]
-    Template(#[from] TemplateError),
-    #[error("template {}: {source}", .path.display())]
-    Prefix {
-        path: PathBuf,
-        source: prefix::PrefixError,
-    },
 }
 
 /// Multiset difference: what `new` has more of, and what `old` had more of.

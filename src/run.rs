@@ -122,13 +122,7 @@ impl Loop {
                     poll: confirm::POLL,
                 }),
         };
-        let engine = Engine::new(engine_settings, text, Instant::now().into_std(), seed())
-            .map_err(|e| match e {
-                crate::engine::EngineError::Template(t) => Error::Template(t),
-                crate::engine::EngineError::Prefix { path, source } => {
-                    crate::error::UsageError::TemplatePrefix { path, source }.into()
-                }
-            })?;
+        let engine = Engine::new(engine_settings, text, Instant::now().into_std(), seed())?;
         let dns = Dns::new(&s.dns)?;
         for left in s.output.remove_leftovers() {
             tracing::info!(path = %left.display(), "removed a temp file left by an earlier run");

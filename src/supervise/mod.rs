@@ -124,7 +124,7 @@ impl Child {
     pub fn kill(&mut self) {
         if let Some(pid) = self.pid() {
             tracing::warn!(pid, "stop timeout passed; sending SIGKILL");
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = signals::send(pid, Signal::SIGKILL as i32);
             *self = Child::Killed { pid };
         }
     }

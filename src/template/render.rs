@@ -303,16 +303,20 @@ mod tests {
         Answer::new(Records::Srv(targets), 30)
     }
 
-    /// Render `text` with `answer` for every query it holds; the output as JSON.
-    fn render_with(text: &str, answer: &Answer) -> Value {
+    /// Render `text` with `answer` for every query it holds.
+    fn rendered_with(text: &str, answer: &Answer) -> Rendered {
         let template = Template::parse(Path::new("t.json"), text).unwrap();
         let answers = template
             .queries()
             .into_iter()
             .map(|q| (q, answer.clone()))
             .collect();
-        let rendered = render(&template, &answers).unwrap();
-        serde_json::from_slice(&rendered.bytes).unwrap()
+        render(&template, &answers).unwrap()
+    }
+
+    /// The same, the output as JSON.
+    fn render_with(text: &str, answer: &Answer) -> Value {
+        serde_json::from_slice(&rendered_with(text, answer).bytes).unwrap()
     }
 
     fn pods() -> Answer {
@@ -383,14 +387,8 @@ mod tests {
     fn a_rendezvous_route_over_an_unknown_pool_is_noted_not_tagged() {
         let text = r#"{"pools": {"p": {"servers": ["dns://a.test"]}},
             "route": {"type": "HashRoute", "children": "Pool|nope", "hash_func": "Rendezvous"}}"#;
-        let template = Template::parse(Path::new("t.json"), text).unwrap();
         let a = Answer::new(Records::Addrs(vec!["10.0.0.1".parse().unwrap()]), 30);
-        let answers = template
-            .queries()
-            .into_iter()
-            .map(|q| (q, a.clone()))
-            .collect();
-        let rendered = render(&template, &answers).unwrap();
+        let rendered = rendered_with(text, &a);
         assert_eq!(rendered.notes.len(), 1);
         assert!(
             rendered.notes[0].starts_with("/route: "),
