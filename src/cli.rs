@@ -130,6 +130,10 @@ pub struct ServiceArgs {
     /// every 2s only if inotify cannot be set up.
     #[arg(long, env = "MCW_TEMPLATE_POLL", value_name = "DURATION", value_parser = parse_duration)]
     pub template_poll: Option<Duration>,
+    /// Serve /metrics, /healthz, /readyz and /status over HTTP on this address (for example
+    /// 0.0.0.0:9442). Off by default.
+    #[arg(long, env = "MCW_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -52,6 +52,17 @@ pub async fn ask(addr: SocketAddr) -> Result<String, String> {
     }
 }
 
+/// Whether mcrouter answers on its admin port within `limit` (any reply counts: this asks
+/// whether it serves, not what it runs).
+pub async fn answers(addr: SocketAddr, limit: Duration) -> Result<(), String> {
+    match timeout(limit, exchange(addr)).await {
+        Err(_) => Err(format!("no reply within {limit:?}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(reply)) if reply.is_empty() => Err("it closed the connection".into()),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
 /// One `get` of the digest; the reply's lines up to `END` or an error line.
 async fn exchange(addr: SocketAddr) -> std::io::Result<Vec<String>> {
     let stream = TcpStream::connect(addr).await?;

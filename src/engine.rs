@@ -138,6 +138,11 @@ pub enum Report {
     DnsRecovered {
         token: String,
     },
+    /// A new config was rendered (its bytes differ from the output's).
+    Rendered {
+        generation: u64,
+        md5: String,
+    },
     PoolChanged {
         pool: String,
         added: Vec<String>,
@@ -195,9 +200,51 @@ pub enum Report {
     },
 }
 
+/// What the engine knows, as of one moment: for `/status`, `/readyz` and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Each distinct token of the template in force, in template order.
+    pub tokens: Vec<TokenStatus>,
+    /// Each pool's servers in the config the output holds.
+    pub pools: BTreeMap<String, Vec<String>>,
+    /// md5 of the output, as this process last wrote (or found) it.
+    pub written_md5: Option<String>,
+    /// mcrouter's last answer: the md5 it runs, or why mcw cannot tell.
+    pub running: Option<Result<String, String>>,
+    /// mcrouter has reported running a config mcw wrote (`run` mode with an admin port).
+    pub confirmed: bool,
+    /// mcrouter was last seen running exactly what the output holds.
+    pub in_sync: bool,
+    /// Time since a config was last rendered, and since the output was last written.
+    pub since_render: Option<Duration>,
+    pub since_write: Option<Duration>,
+    /// A config has been written (or found on disk) since start.
+    pub written: bool,
+}
+
+/// One token's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenStatus {
+    /// As written in the template.
+    pub token: String,
+    /// The DNS question it asks.
+    pub query: String,
+    /// The servers of its last good answer.
+    pub servers: Vec<String>,
+    pub ttl: Option<u32>,
+    /// Age of the last good answer.
+    pub age: Option<Duration>,
+    /// Why the latest lookup failed, while it does.
+    pub error: Option<String>,
+    /// The latest lookup failed and the last good answer stands in.
+    pub last_good_in_use: bool,
+}
+
 #[derive(Debug)]
 struct QueryState {
     good: Option<Answer>,
+    /// When `good` arrived.
+    answered: Option<Instant>,
     failure: Option<Failure>,
     due: Instant,
     in_flight: bool,
@@ -207,6 +254,7 @@ impl QueryState {
     fn due_at(now: Instant) -> QueryState {
         QueryState {
             good: None,
+            answered: None,
             failure: None,
             due: now,
             in_flight: false,
@@ -248,6 +296,8 @@ struct Confirming {
     awaiting: Option<Awaiting>,
     /// mcrouter's last answer: a digest, or why mcw cannot tell.
     last_answer: Option<Result<String, String>>,
+    /// mcrouter has reported running one of mcw's writes.
+    seen_ours: bool,
     asking: bool,
     next_ask: Option<Instant>,
 }
@@ -275,6 +325,9 @@ pub struct Engine {
     /// The last thing that kept a render from the output (for the startup message).
     problem: Option<String>,
     child_started: bool,
+    /// When a config was last rendered, and last written (or restored).
+    last_render: Option<Instant>,
+    last_write: Option<Instant>,
     confirm: Option<Confirming>,
     rng: u64,
     out: Vec<Action>,
@@ -306,6 +359,7 @@ impl Engine {
             recent: VecDeque::new(),
             awaiting: None,
             last_answer: None,
+            seen_ours: false,
             asking: false,
             next_ask: None,
         });
@@ -325,6 +379,8 @@ impl Engine {
             failed_restore: None,
             problem: None,
             child_started: false,
+            last_render: None,
+            last_write: None,
             confirm,
             rng: seed | 1,
             out,
@@ -376,6 +432,55 @@ impl Engine {
             _ => None,
         });
         matches!((&self.current, running), (Some(c), Some(r)) if &c.md5 == r)
+    }
+
+    /// The token of the template in force that asks `query`, as written.
+    pub fn token_of(&self, query: &Query) -> String {
+        token_text(&self.template, query)
+    }
+
+    /// The state as of `now`.
+    pub fn status(&self, now: Instant) -> Status {
+        let mut seen = BTreeSet::new();
+        let tokens = self
+            .template
+            .sites()
+            .filter(|site| seen.insert(site.text.as_str()))
+            .filter_map(|site| {
+                let state = self.states.get(&site.token.query)?;
+                let servers = state.good.as_ref().map_or_else(Vec::new, |a| {
+                    template::render::expand(&site.token, a)
+                        .into_iter()
+                        .map(|s| s.entry)
+                        .collect()
+                });
+                Some(TokenStatus {
+                    token: site.text.clone(),
+                    query: site.token.query.to_string(),
+                    servers,
+                    ttl: state.good.as_ref().map(Answer::ttl),
+                    age: state.answered.map(|t| now.saturating_duration_since(t)),
+                    error: state.failure.as_ref().map(Failure::to_string),
+                    last_good_in_use: state.failure.is_some() && state.good.is_some(),
+                })
+            })
+            .collect();
+        let since = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t));
+        Status {
+            tokens,
+            pools: self
+                .current
+                .as_ref()
+                .map(|c| c.rendered.pools.clone())
+                .unwrap_or_default(),
+            written_md5: self.current.as_ref().map(|c| c.md5.clone()),
+            running: self.confirm.as_ref().and_then(|c| c.last_answer.clone()),
+            confirmed: self.confirm.as_ref().is_some_and(|c| c.seen_ours),
+            in_sync: self.in_sync(),
+            since_render: since(self.last_render),
+            since_write: since(self.last_write),
+            written: self.current.is_some(),
+        }
     }
 
     fn tick(&mut self, now: Instant) {
@@ -464,6 +569,7 @@ impl Engine {
                         self.dirty = true;
                     }
                     state.good = Some(answer);
+                    state.answered = Some(now);
                 }
                 Err(failure) => {
                     if state.failure.as_ref() != Some(&failure) {
@@ -555,6 +661,11 @@ impl Engine {
         }
         self.generation += 1;
         let generation = self.generation;
+        self.last_render = Some(now);
+        self.out.push(Action::Report(Report::Rendered {
+            generation,
+            md5: md5.clone(),
+        }));
         let bytes = rendered.bytes.clone();
         let config = Config {
             generation,
@@ -626,6 +737,9 @@ impl Engine {
             },
         };
         self.out.push(Action::Report(report));
+        if restore || written {
+            self.last_write = Some(now);
+        }
         self.problem = None;
         self.startup_deadline = None;
         self.current = Some(config.clone());
@@ -707,6 +821,7 @@ impl Engine {
         let Some(c) = &mut self.confirm else { return };
         c.asking = false;
         if let Ok(md5) = &answer {
+            c.seen_ours |= c.recent.iter().any(|r| &r.md5 == md5);
             match &c.awaiting {
                 Some(a) if &a.md5 == md5 => {
                     let after = now.saturating_duration_since(a.since);
@@ -816,7 +931,7 @@ impl Engine {
                     failure: state
                         .failure
                         .clone()
-                        .unwrap_or_else(|| Failure::Transient("no answer yet".into())),
+                        .unwrap_or_else(|| Failure::other("no answer yet")),
                 })
             })
             .collect()

@@ -49,6 +49,11 @@ pub enum Error {
     },
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    #[error("cannot listen on {addr} (--metrics-listen): {source}; pick a free address or stop what holds it")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A command line that cannot work: nothing was started.
@@ -159,7 +164,7 @@ mod tests {
         let token = FailedToken {
             pointer: "/pools/a/servers/0".into(),
             text: "dns://a.test".into(),
-            failure: Failure::Transient("timed out".into()),
+            failure: Failure::Transient(crate::resolve::Trouble::Timeout, "timed out".into()),
         };
         let both = StartupFailure {
             timeout: Duration::from_secs(1),

@@ -28,6 +28,8 @@ pub mod app;
 pub mod cli;
 pub mod confirm;
 pub mod engine;
+pub mod http;
+pub mod metrics;
 pub mod error;
 pub mod output;
 pub mod prefix;

@@ -63,6 +63,6 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(EnvFilter::new(filter));
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }

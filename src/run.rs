@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::{Instant, sleep_until};
 
@@ -18,6 +19,8 @@ use crate::cli::{RunArgs, WatchArgs};
 use crate::confirm;
 use crate::engine::{Action, ConfirmSettings, Engine, Event, Lookups, Report};
 use crate::error::Error;
+use crate::http::{self, Ask, Readiness};
+use crate::metrics::{self, Metrics};
 use crate::output::{Candidate, OutputSpec};
 use crate::resolve::{Dns, Failure};
 use crate::settings::{self, Service, Supervise};
@@ -94,12 +97,20 @@ struct Loop {
     in_flight: HashMap<Id, Vec<Query>>,
     asks: JoinSet<Result<String, String>>,
     sup: Option<Supervisor>,
+    metrics: Metrics,
+    /// Questions from the HTTP endpoint (`--metrics-listen`).
+    http: Option<mpsc::Receiver<Ask>>,
 }
 
 impl Loop {
     /// Load the template, clear leftovers of a crashed run, and start listening for signals
     /// (before any child exists, so none is lost).
     fn new(s: Service, sup: Option<Supervise>) -> Result<Loop, Error> {
+        // First, so a taken port stops mcw before anything else happens.
+        let listener = s
+            .metrics_listen
+            .map(|addr| http::bind(addr).map_err(|source| Error::Listen { addr, source }))
+            .transpose()?;
         let text = Template::read(&s.template)?;
         let admin = sup.as_ref().and_then(|p| p.admin);
         let engine_settings = crate::engine::Settings {
@@ -143,6 +154,18 @@ impl Loop {
             what: "signal handling",
             source,
         })?;
+        let metrics = Metrics::new(metrics::Mode {
+            supervise: sup.is_some(),
+            confirm: admin.is_some(),
+        });
+        let http = listener.map(|listener| {
+            let (tx, rx) = mpsc::channel(16);
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving /metrics, /healthz, /readyz and /status");
+            }
+            http::serve(listener, tx, admin);
+            rx
+        });
         tracing::info!(
             template = %s.template.display(),
             output = %s.output.path.display(),
@@ -164,6 +187,8 @@ impl Loop {
                 child: Child::Pending,
                 validation: None,
             }),
+            metrics,
+            http,
         })
     }
 
@@ -186,6 +211,7 @@ impl Loop {
                 _ = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => {
                     self.stop_timeout_passed()
                 }
+                Some(ask) = next_ask(&mut self.http) => self.answer(ask),
             };
             if let Some(code) = step? {
                 return Ok(code);
@@ -199,6 +225,7 @@ impl Loop {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
             let now = Instant::now().into_std();
+            self.metrics.event(&event, |q| self.engine.token_of(q));
             for action in self.engine.handle(event, now) {
                 if let Some(next) = self.perform(action)? {
                     queue.push_back(next);
@@ -242,6 +269,7 @@ impl Loop {
             Action::StartChild => Some(self.start_child()?),
             Action::GiveUp(failure) => return Err(failure.into()),
             Action::Report(report) => {
+                self.metrics.report(&report);
                 self.log(&report);
                 None
             }
@@ -259,7 +287,7 @@ impl Loop {
             Err(e) => {
                 tracing::error!(reason = %e, "lookup task failed");
                 let queries = self.in_flight.remove(&e.id()).unwrap_or_default();
-                let failure = Failure::Transient(format!("lookup task failed: {e}"));
+                let failure = Failure::other(format!("lookup task failed: {e}"));
                 queries
                     .into_iter()
                     .map(|q| (q, Err(failure.clone())))
@@ -374,7 +402,9 @@ impl Loop {
             (Disposition::Reap, _) => self.reap(),
             (Disposition::Stop, Some(s)) if s.child.pid().is_some() => {
                 tracing::info!(signal = %name, pid = s.child.pid(), timeout = ?s.settings.stop_timeout, "stopping mcrouter");
-                s.child.stop(sig, s.settings.stop_timeout);
+                if s.child.stop(sig, s.settings.stop_timeout) {
+                    self.metrics.forwarded(&name);
+                }
                 Ok(None)
             }
             (Disposition::Stop, _) => {
@@ -384,6 +414,9 @@ impl Loop {
             (Disposition::Forward, Some(s)) => {
                 let sent = s.child.forward(sig);
                 tracing::debug!(signal = %name, sent, "forwarded");
+                if sent {
+                    self.metrics.forwarded(&name);
+                }
                 Ok(None)
             }
             (Disposition::Forward, None) => Ok(None),
@@ -415,6 +448,57 @@ impl Loop {
         }
     }
 
+    /// Answer the HTTP endpoint from the loop's own state.
+    fn answer(&mut self, ask: Ask) -> Result<Option<u8>, Error> {
+        let status = self.engine.status(Instant::now().into_std());
+        let child = self.sup.as_ref().map(|s| s.child);
+        // A requester that gave up meanwhile is no concern of the loop's.
+        match ask {
+            Ask::Health(reply) => {
+                let _ = reply.send(());
+            }
+            Ask::Ready(reply) => {
+                let _ = reply.send(self.readiness(&status));
+            }
+            Ask::Metrics(reply) => {
+                let text = self.metrics.encode(&status, child.as_ref().map(Child::state));
+                let _ = reply.send(text);
+            }
+            Ask::Status(reply) => {
+                let paths = (&self.template, &self.output.path);
+                let _ = reply.send(http::status_json(&status, child.as_ref(), paths));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Can this instance serve traffic? `watch`: once a config is written. `run`: once
+    /// mcrouter has confirmed running a config mcw wrote, and while it answers on its admin
+    /// port (without a port mcw cannot ask: once mcrouter runs). A rejected or unconfirmed
+    /// later config does not count against it: mcrouter serves the previous one.
+    fn readiness(&self, status: &crate::engine::Status) -> Readiness {
+        let Some(s) = &self.sup else {
+            return match status.written {
+                true => Readiness::Ready,
+                false => Readiness::NotReady("no config written yet".into()),
+            };
+        };
+        match (s.child, self.admin) {
+            (Child::Pending, _) => Readiness::NotReady(
+                "mcrouter is not started yet: no config has been written".into(),
+            ),
+            (Child::Running { .. }, None) => Readiness::Ready,
+            (Child::Running { .. }, Some(addr)) if status.confirmed => Readiness::IfAnswers(addr),
+            (Child::Running { .. }, Some(_)) => Readiness::NotReady(
+                "mcrouter has not yet confirmed running a config mcw wrote".into(),
+            ),
+            (Child::Stopping { .. } | Child::Killed { .. }, _) => {
+                Readiness::NotReady("mcrouter is stopping".into())
+            }
+            (Child::Exited { .. }, _) => Readiness::NotReady("mcrouter has exited".into()),
+        }
+    }
+
     /// One log line per report, with STYLE.md's field names.
     fn log(&self, report: &Report) {
         let output = self.output.path.display();
@@ -443,6 +527,9 @@ impl Loop {
                 tracing::warn!(token, reason = %failure, "DNS lookup failed; nothing to write until it answers")
             }
             Report::DnsRecovered { token } => tracing::info!(token, "DNS answers again"),
+            Report::Rendered { generation, md5 } => {
+                tracing::debug!(generation, %md5, "rendered a new config")
+            }
             Report::PoolChanged {
                 pool,
                 added,
@@ -517,6 +604,14 @@ impl Loop {
                 tracing::warn!(%md5, reason, "cannot tell whether mcrouter runs the new config")
             }
         }
+    }
+}
+
+/// The next question from the HTTP endpoint; never, without one.
+async fn next_ask(rx: &mut Option<mpsc::Receiver<Ask>>) -> Option<Ask> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Service {
     pub max_refresh: Duration,
     pub startup_timeout: Duration,
     pub template_poll: Option<Duration>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What `run` adds.
@@ -108,6 +110,7 @@ pub fn service(args: &ServiceArgs) -> Result<Service, Error> {
         max_refresh,
         startup_timeout,
         template_poll,
+        metrics_listen: args.metrics_listen,
     })
 }
 

@@ -66,13 +66,40 @@ pub enum Failure {
     /// The name exists but holds no record of the type asked for.
     NoRecords { tried: Vec<String> },
     /// Timeout, SERVFAIL, REFUSED, a connection error, or an SRV target without addresses.
-    Transient(String),
+    Transient(Trouble, String),
+}
+
+/// The kind of a transient failure, for the lookup-outcome metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trouble {
+    ServFail,
+    Refused,
+    Timeout,
+    Other,
 }
 
 impl Failure {
+    /// A transient failure of no particular kind.
+    pub fn other(why: impl Into<String>) -> Failure {
+        Failure::Transient(Trouble::Other, why.into())
+    }
+
+    /// The outcome label of the lookup metric: `nxdomain`, `nodata`, `servfail`, `refused`,
+    /// `timeout` or `other`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Failure::NxDomain { .. } => "nxdomain",
+            Failure::NoRecords { .. } => "nodata",
+            Failure::Transient(Trouble::ServFail, _) => "servfail",
+            Failure::Transient(Trouble::Refused, _) => "refused",
+            Failure::Transient(Trouble::Timeout, _) => "timeout",
+            Failure::Transient(Trouble::Other, _) => "other",
+        }
+    }
+
     /// NXDOMAIN and empty answers: `--allow-empty` turns these into "no servers".
     pub fn is_empty_answer(&self) -> bool {
-        !matches!(self, Failure::Transient(_))
+        !matches!(self, Failure::Transient(..))
     }
 }
 
@@ -96,7 +123,7 @@ impl fmt::Display for Failure {
             Failure::NoRecords { tried } => {
                 write!(f, "no records of that type (tried {})", tried.join(", "))
             }
-            Failure::Transient(why) => f.write_str(why),
+            Failure::Transient(_, why) => f.write_str(why),
         }
     }
 }
@@ -320,7 +347,7 @@ impl Dns {
         }
         while let Some(joined) = lookups.join_next().await {
             let (target, result) =
-                joined.map_err(|e| Failure::Transient(format!("lookup task failed: {e}")))?;
+                joined.map_err(|e| Failure::other(format!("lookup task failed: {e}")))?;
             match result {
                 Ok((records, _)) => {
                     let entry = addrs.entry(target).or_default();
@@ -332,11 +359,9 @@ impl Dns {
                     }
                 }
                 Err(Failure::NxDomain { .. } | Failure::NoRecords { .. }) => {}
-                Err(Failure::Transient(why)) => {
-                    return Err(Failure::Transient(format!(
-                        "SRV target {}: {why}",
-                        target.to_ascii()
-                    )));
+                Err(Failure::Transient(kind, why)) => {
+                    let why = format!("SRV target {}: {why}", target.to_ascii());
+                    return Err(Failure::Transient(kind, why));
                 }
             }
         }
@@ -348,7 +373,7 @@ impl Dns {
             if ips.is_empty() {
                 // Dropping the target would shift every later server's index; keep the last
                 // good answer instead until DNS is consistent again.
-                return Err(Failure::Transient(format!(
+                return Err(Failure::other(format!(
                     "SRV target {target} has no address"
                 )));
             }
@@ -372,7 +397,7 @@ impl Dns {
     ) -> Result<(Vec<Record>, Vec<Record>), Failure> {
         let tried = || vec![name.to_string()];
         let dns_name = Name::from_ascii(name)
-            .map_err(|e| Failure::Transient(format!("bad name {name}: {e}")))?;
+            .map_err(|e| Failure::other(format!("bad name {name}: {e}")))?;
         // cache_size is 0, and clearing makes sure no answer is ever served from memory.
         self.resolver.clear_cache();
         match self.resolver.lookup(dns_name, rtype).await {
@@ -396,12 +421,20 @@ impl Dns {
             Err(NetError::Dns(DnsError::NoRecordsFound(_))) => {
                 Err(Failure::NoRecords { tried: tried() })
             }
-            Err(NetError::Dns(DnsError::ResponseCode(code))) => Err(Failure::Transient(format!(
-                "{rtype} {name}: server answered {}",
-                rcode_name(code)
-            ))),
-            Err(NetError::Timeout) => Err(Failure::Transient(format!("{rtype} {name}: timed out"))),
-            Err(e) => Err(Failure::Transient(format!("{rtype} {name}: {e}"))),
+            Err(NetError::Dns(DnsError::ResponseCode(code))) => {
+                let kind = match code {
+                    ResponseCode::ServFail => Trouble::ServFail,
+                    ResponseCode::Refused => Trouble::Refused,
+                    _ => Trouble::Other,
+                };
+                let why = format!("{rtype} {name}: server answered {}", rcode_name(code));
+                Err(Failure::Transient(kind, why))
+            }
+            Err(NetError::Timeout) => Err(Failure::Transient(
+                Trouble::Timeout,
+                format!("{rtype} {name}: timed out"),
+            )),
+            Err(e) => Err(Failure::other(format!("{rtype} {name}: {e}"))),
         }
     }
 }

@@ -102,13 +102,26 @@ impl Child {
     }
 
     /// Forward a stop signal and arm the SIGKILL deadline (the first stop signal arms it).
-    pub fn stop(&mut self, sig: i32, timeout: Duration) {
-        self.forward(sig);
+    /// Returns whether the signal was sent.
+    pub fn stop(&mut self, sig: i32, timeout: Duration) -> bool {
+        let sent = self.forward(sig);
         if let Child::Running { pid } = *self {
             *self = Child::Stopping {
                 pid,
                 deadline: Instant::now() + timeout,
             };
+        }
+        sent
+    }
+
+    /// The state's name, as `/status` and the `mcw_child_state` metric show it.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Child::Pending => "pending",
+            Child::Running { .. } => "running",
+            Child::Stopping { .. } => "stopping",
+            Child::Killed { .. } => "killed",
+            Child::Exited { .. } => "exited",
         }
     }
 

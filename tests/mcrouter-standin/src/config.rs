@@ -248,6 +248,23 @@ pub fn parse_server(s: &str) -> Result<String, String> {
 }
 
 impl Config {
+    /// Every destination any route can send to (`ip:port`), each once.
+    pub fn destinations(&self) -> Vec<String> {
+        fn walk(route: &Route, out: &mut std::collections::BTreeSet<String>) {
+            match route {
+                Route::Pool { servers, .. } => out.extend(servers.iter().cloned()),
+                Route::PrefixSelector { policies, wildcard } => {
+                    policies.iter().for_each(|(_, r)| walk(r, out));
+                    walk(wildcard, out);
+                }
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        walk(&self.route, &mut out);
+        self.aliases.values().for_each(|r| walk(r, &mut out));
+        out.into_iter().collect()
+    }
+
     /// The backend for `key`, and the key as it is sent there (explicit prefix stripped).
     pub fn backend<'k>(&self, key: &'k str) -> Option<(String, &'k str)> {
         let (route, key) = match explicit_prefix(key) {

@@ -80,6 +80,12 @@ fn run(o: Options) -> i32 {
         attempts: AtomicU64::new(1),
         last_success: AtomicU64::new(0),
         polls: AtomicU64::new(0),
+        start_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        commandargs: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        clients: AtomicU64::new(0),
+        counts: Default::default(),
     });
     // SIGTERM/SIGINT: graceful exit 0 once startup has finished, which clients see as the port
     // answering, so the handlers go in before the listeners. SIGHUP, SIGUSR1 and SIGUSR2 keep

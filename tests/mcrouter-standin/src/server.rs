@@ -1,12 +1,14 @@
 //! The memcache ASCII front: `get`/`set`/`delete` routed to real memcached backends by the
 //! active config, and the admin commands mcw relies on (`get __mcrouter__.config_md5_digest`,
-//! `stats detailed`). One thread per client connection; backend connections are kept per client.
+//! `stats detailed`, and `stats all`/`stats servers` with live counts of requests and of each
+//! destination's replies). One thread per client connection; backend connections are kept per
+//! client.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
 
@@ -18,6 +20,96 @@ pub struct State {
     /// Times the reload thread checked its watch (stand-in only, not an mcrouter stat): tests
     /// wait on it to see that polls happened without a reload.
     pub polls: AtomicU64,
+    /// Unix time of start, and the command line, for `stats all`.
+    pub start_time: u64,
+    pub commandargs: String,
+    pub clients: AtomicU64,
+    pub counts: Mutex<Counts>,
+}
+
+/// Live counts behind `stats all` and `stats servers`.
+#[derive(Default)]
+pub struct Counts {
+    /// Requests received, by operation (`get` counts each key).
+    pub commands: BTreeMap<&'static str, u64>,
+    /// Replies by destination (`ip:port`), by mcrouter's reply names (`found`, `notfound`, …).
+    pub replies: BTreeMap<String, BTreeMap<&'static str, u64>>,
+}
+
+impl State {
+    fn count_command(&self, op: &'static str) {
+        let mut c = self.counts.lock().expect("counts lock");
+        *c.commands.entry(op).or_default() += 1;
+    }
+
+    /// Count a destination's reply: its first line as memcached sent it.
+    fn count_reply(&self, addr: &str, reply: &str) {
+        let name = match reply.trim_end() {
+            "STORED" => "stored",
+            "NOT_STORED" => "notstored",
+            "EXISTS" => "exists",
+            "DELETED" => "deleted",
+            "NOT_FOUND" => "notfound",
+            "TOUCHED" => "touched",
+            "FOUND" => "found",
+            _ => "remote_error",
+        };
+        let mut c = self.counts.lock().expect("counts lock");
+        *c.replies
+            .entry(addr.to_string())
+            .or_default()
+            .entry(name)
+            .or_default() += 1;
+    }
+
+    /// `stats all`: a subset of mcrouter's names (stat_list.h), the counts live.
+    fn stats_all(&self, config: &Config) -> String {
+        let c = self.counts.lock().expect("counts lock");
+        let mut lines = vec![
+            ("version".to_string(), "41.0.0 mcrouter-standin".to_string()),
+            ("commandargs".into(), self.commandargs.clone()),
+            ("start_time".into(), self.start_time.to_string()),
+            ("num_clients".into(), self.clients.load(Ordering::Relaxed).to_string()),
+        ];
+        let destinations = config.destinations();
+        let up = destinations.iter().filter(|d| c.replies.contains_key(*d)).count();
+        lines.push(("num_servers".into(), destinations.len().to_string()));
+        lines.push(("num_servers_up".into(), up.to_string()));
+        lines.push(("num_servers_new".into(), (destinations.len() - up).to_string()));
+        lines.push(("num_servers_down".into(), "0".into()));
+        for op in ["get", "set", "add", "replace", "delete"] {
+            let n = c.commands.get(op).copied().unwrap_or(0);
+            lines.push((format!("cmd_{op}_count"), n.to_string()));
+            lines.push((format!("cmd_{op}_out_count"), n.to_string()));
+            lines.push((format!("cmd_{op}_out_all_count"), n.to_string()));
+        }
+        let failures = self.failures.load(Ordering::Relaxed);
+        lines.push(("config_failures".into(), failures.to_string()));
+        let success = self.last_success.load(Ordering::Relaxed);
+        lines.push(("config_last_success".into(), success.to_string()));
+        let mut reply: String = lines
+            .iter()
+            .map(|(k, v)| format!("STAT {k} {v}\r\n"))
+            .collect();
+        reply += "END\r\n";
+        reply
+    }
+
+    /// `stats servers`: one line per destination that has been used, connection figures before
+    /// the `;`, reply counts (those above 0) after it.
+    fn stats_servers(&self) -> String {
+        let c = self.counts.lock().expect("counts lock");
+        let mut reply = String::new();
+        for (addr, replies) in &c.replies {
+            let counts: Vec<String> = replies.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            reply += &format!(
+                "STAT {addr}:ascii:plain:notcompressed-1000 avg_latency_us:0 pending_reqs:0 inflight_reqs:0 avg_retrans_ratio:0 max_retrans_ratio:0 min_retrans_ratio:0 up:1; {}\r\n",
+                counts.join(" ")
+            );
+        }
+        reply += "END\r\n";
+        reply
+    }
 }
 
 impl State {
@@ -57,6 +149,7 @@ fn backend<'a>(pool: &'a mut HashMap<String, Backend>, addr: &str) -> io::Result
 
 /// Send `request(key as sent)` to `key`'s backend and return its one-line reply.
 fn one_line(
+    state: &State,
     config: &Config,
     backends: &mut HashMap<String, Backend>,
     key: &str,
@@ -71,10 +164,18 @@ fn one_line(
     b.writer.write_all(&request(sent))?;
     let mut line = String::new();
     b.reader.read_line(&mut line)?;
+    state.count_reply(&addr, &line);
     Ok(line)
 }
 
 fn handle(stream: TcpStream, state: &State) -> io::Result<()> {
+    state.clients.fetch_add(1, Ordering::Relaxed);
+    let result = converse(stream, state);
+    state.clients.fetch_sub(1, Ordering::Relaxed);
+    result
+}
+
+fn converse(stream: TcpStream, state: &State) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     let mut backends: HashMap<String, Backend> = HashMap::new();
@@ -97,6 +198,7 @@ fn handle(stream: TcpStream, state: &State) -> io::Result<()> {
                         );
                         continue;
                     }
+                    state.count_command("get");
                     let Some((addr, sent)) = config.backend(key) else {
                         continue;
                     };
@@ -105,12 +207,15 @@ fn handle(stream: TcpStream, state: &State) -> io::Result<()> {
                         Err(_) => continue,
                     };
                     write!(b.writer, "get {sent}\r\n")?;
+                    let mut found = false;
                     loop {
                         let mut l = String::new();
                         b.reader.read_line(&mut l)?;
                         if l.starts_with("END") || l.is_empty() {
+                            state.count_reply(&addr, if found { "FOUND" } else { "NOT_FOUND" });
                             break;
                         }
+                        found = true;
                         // VALUE <key> <flags> <bytes>: relay header (with the client's key) and data.
                         let parts: Vec<&str> = l.split_whitespace().collect();
                         let n: usize = parts.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -137,7 +242,12 @@ fn handle(stream: TcpStream, state: &State) -> io::Result<()> {
                 let n: usize = bytes.parse().unwrap_or(0);
                 let mut data = vec![0u8; n + 2];
                 reader.read_exact(&mut data)?;
-                let reply = one_line(&config, &mut backends, key, |sent| {
+                state.count_command(match *cmd {
+                    "set" => "set",
+                    "add" => "add",
+                    _ => "replace",
+                });
+                let reply = one_line(state, &config, &mut backends, key, |sent| {
                     let mut request =
                         format!("{cmd} {sent} {flags} {exptime} {n}\r\n").into_bytes();
                     request.extend(&data);
@@ -146,11 +256,14 @@ fn handle(stream: TcpStream, state: &State) -> io::Result<()> {
                 out.write_all(reply.as_bytes())?;
             }
             ["delete", key, ..] => {
-                let reply = one_line(&config, &mut backends, key, |sent| {
+                state.count_command("delete");
+                let reply = one_line(state, &config, &mut backends, key, |sent| {
                     format!("delete {sent}\r\n").into_bytes()
                 })?;
                 out.write_all(reply.as_bytes())?;
             }
+            ["stats", "all"] => out.write_all(state.stats_all(&config).as_bytes())?,
+            ["stats", "servers"] => out.write_all(state.stats_servers().as_bytes())?,
             ["stats", ..] => {
                 let stat = |name: &str, v: u64| format!("STAT {name} {v}\r\n");
                 let mut reply = String::new();

@@ -1,0 +1,381 @@
+//! mcw's own Prometheus metrics, and the exposition of a scrape.
+//!
+//! Owns the metric families (names, types, help, labels), how the engine's events and reports
+//! move them ([`Metrics::event`], [`Metrics::report`]), the gauges read from the engine's
+//! [`Status`] at scrape time, and the text a scrape returns: OpenMetrics for Prometheus, the
+//! classic text format for everything else (`curl`, `promtool check metrics`). Encoding is
+//! `prometheus-client`'s. mcrouter's own stats are [`mcrouter`]'s; process figures are
+//! [`process`]'s.
+
+pub mod mcrouter;
+pub mod process;
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::engine::{Event, Report, Status};
+
+/// Label pairs of one series.
+type Labels = Vec<(&'static str, String)>;
+type Counters = Family<Labels, Counter>;
+type Seconds = Gauge<f64, AtomicU64>;
+
+/// Content types of the two exposition formats.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The child's states, as `mcw_child_state{state}` shows them.
+pub const CHILD_STATES: [&str; 5] = ["pending", "running", "stopping", "killed", "exited"];
+
+/// mcw's metric families.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    renders: Counter,
+    render_failures: Counters,
+    lookups: Counters,
+    tokens_last_good: Gauge,
+    pool_servers: Family<Labels, Gauge>,
+    since_render: Seconds,
+    since_write: Seconds,
+    writes: Counter,
+    write_failures: Counter,
+    reloads: Counters,
+    validations: Counters,
+    signals: Counters,
+    child_state: Family<Labels, Gauge>,
+    in_sync: Gauge,
+}
+
+/// Which families apply.
+#[derive(Clone, Copy, Debug)]
+pub struct Mode {
+    /// `run`: the child, signals, validation.
+    pub supervise: bool,
+    /// mcrouter's admin port is known: reloads are confirmed.
+    pub confirm: bool,
+}
+
+impl Metrics {
+    pub fn new(mode: Mode) -> Metrics {
+        let mut root = Registry::default();
+        // Process figures keep their customary unprefixed names.
+        root.register_collector(Box::new(process::Process));
+        let r = root.sub_registry_with_prefix("mcw");
+        let build: Family<Labels, Gauge> = Family::default();
+        build
+            .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
+            .set(1);
+        r.register("build_info", "mcw's version (always 1)", build);
+
+        let renders = Counter::default();
+        r.register(
+            "renders",
+            "Configs rendered whose bytes differed from the output's",
+            renders.clone(),
+        );
+        let render_failures = Counters::default();
+        r.register(
+            "render_failures",
+            "Template reads that could not be rendered, by reason (template_invalid: parse error, bad token or missing routing prefix; template_unreadable)",
+            render_failures.clone(),
+        );
+        let lookups = Counters::default();
+        r.register(
+            "dns_lookups",
+            "DNS lookups per token, by outcome (ok, nxdomain, nodata, servfail, refused, timeout, other)",
+            lookups.clone(),
+        );
+        let tokens_last_good = Gauge::default();
+        r.register(
+            "tokens_last_good",
+            "Tokens whose latest lookup failed, served from their last good answer",
+            tokens_last_good.clone(),
+        );
+        let pool_servers = Family::default();
+        r.register(
+            "pool_servers",
+            "Servers per pool in the config the output holds",
+            pool_servers.clone(),
+        );
+        let since_render = Seconds::default();
+        r.register_with_unit(
+            "last_render_age",
+            "Time since mcw last rendered a new config (grows while nothing changes)",
+            Unit::Seconds,
+            since_render.clone(),
+        );
+        let since_write = Seconds::default();
+        r.register_with_unit(
+            "last_write_age",
+            "Time since mcw last wrote the output file",
+            Unit::Seconds,
+            since_write.clone(),
+        );
+        let writes = Counter::default();
+        r.register(
+            "writes",
+            "Output files written (new configs and restorations)",
+            writes.clone(),
+        );
+        let write_failures = Counter::default();
+        r.register(
+            "write_failures",
+            "Writes of the output that failed (the old file stayed intact)",
+            write_failures.clone(),
+        );
+        let reloads = Counters::default();
+        let validations = Counters::default();
+        let signals = Counters::default();
+        let child_state = Family::default();
+        let in_sync = Gauge::default();
+        if mode.confirm {
+            r.register(
+                "reloads",
+                "Verdicts on written configs from mcrouter's reported md5, by outcome (confirmed, rejected, cannot_tell)",
+                reloads.clone(),
+            );
+            r.register(
+                "config_in_sync",
+                "1 when mcrouter was last seen running the bytes the output holds, else 0",
+                in_sync.clone(),
+            );
+        }
+        if mode.supervise {
+            r.register(
+                "validations",
+                "Verdicts of mcrouter --validate-config on candidate configs, by verdict (accepted, rejected)",
+                validations.clone(),
+            );
+            r.register(
+                "signals_forwarded",
+                "Signals passed on to mcrouter, by name",
+                signals.clone(),
+            );
+            r.register(
+                "child_state",
+                "mcrouter's state under mcw: 1 for the current state (pending, running, stopping, killed, exited)",
+                child_state.clone(),
+            );
+        }
+        Metrics {
+            registry: root,
+            renders,
+            render_failures,
+            lookups,
+            tokens_last_good,
+            pool_servers,
+            since_render,
+            since_write,
+            writes,
+            write_failures,
+            reloads,
+            validations,
+            signals,
+            child_state,
+            in_sync,
+        }
+    }
+
+    /// Count what an event says by itself: the outcome of every lookup, and validator
+    /// approvals. `token` names the token of a query.
+    pub fn event(&self, event: &Event, token: impl Fn(&crate::template::Query) -> String) {
+        match event {
+            Event::Looked(results) => {
+                for (query, result) in results {
+                    let outcome = match result {
+                        Ok(_) => "ok",
+                        Err(f) => f.outcome(),
+                    };
+                    let labels = vec![("token", token(query)), ("outcome", outcome.to_string())];
+                    self.lookups.get_or_create(&labels).inc();
+                }
+            }
+            Event::Validated { result: Ok(()), .. } => {
+                self.count(&self.validations, "verdict", "accepted");
+            }
+            _ => {}
+        }
+    }
+
+    /// Count what a report tells.
+    pub fn report(&self, report: &Report) {
+        match report {
+            Report::Rendered { .. } => {
+                self.renders.inc();
+            }
+            Report::TemplateRejected { .. } => {
+                self.count(&self.render_failures, "reason", "template_invalid")
+            }
+            Report::TemplateUnreadable { .. } => {
+                self.count(&self.render_failures, "reason", "template_unreadable")
+            }
+            Report::Wrote { .. } | Report::Restored { .. } => {
+                self.writes.inc();
+            }
+            Report::WriteFailed { .. } => {
+                self.write_failures.inc();
+            }
+            Report::ValidatorRejected { .. } => {
+                self.count(&self.validations, "verdict", "rejected")
+            }
+            Report::Confirmed { .. } => self.count(&self.reloads, "outcome", "confirmed"),
+            Report::Rejected { .. } => self.count(&self.reloads, "outcome", "rejected"),
+            Report::CannotTell { .. } => self.count(&self.reloads, "outcome", "cannot_tell"),
+            _ => {}
+        }
+    }
+
+    /// A signal was passed on to mcrouter.
+    pub fn forwarded(&self, signal: &str) {
+        self.count(&self.signals, "signal", signal);
+    }
+
+    fn count(&self, family: &Counters, label: &'static str, value: &str) {
+        family.get_or_create(&vec![(label, value.to_string())]).inc();
+    }
+
+    /// mcw's families as OpenMetrics text (without the closing `# EOF`), with the gauges read
+    /// from `status` and `child` (the child's state name, in `run` mode).
+    pub fn encode(&self, status: &Status, child: Option<&str>) -> String {
+        let last_good = status.tokens.iter().filter(|t| t.last_good_in_use).count();
+        self.tokens_last_good.set(last_good as i64);
+        self.pool_servers.clear();
+        for (pool, servers) in &status.pools {
+            self.pool_servers
+                .get_or_create(&vec![("pool", pool.clone())])
+                .set(servers.len() as i64);
+        }
+        self.since_render
+            .set(status.since_render.map_or(f64::NAN, |d| d.as_secs_f64()));
+        self.since_write
+            .set(status.since_write.map_or(f64::NAN, |d| d.as_secs_f64()));
+        self.in_sync.set(i64::from(status.in_sync));
+        if let Some(current) = child {
+            for state in CHILD_STATES {
+                self.child_state
+                    .get_or_create(&vec![("state", state.to_string())])
+                    .set(i64::from(state == current));
+            }
+        }
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode_registry(&mut text, &self.registry);
+        text
+    }
+}
+
+/// The closing line of an OpenMetrics exposition.
+pub fn eof() -> String {
+    let mut text = String::new();
+    let _ = encode_eof(&mut text);
+    text
+}
+
+/// The same exposition in the classic text format (0.0.4), for clients that do not ask for
+/// OpenMetrics: a counter's HELP and TYPE name its `_total` series (as the format wants),
+/// and the OpenMetrics-only `# UNIT` and `# EOF` lines go.
+pub fn classic(openmetrics: &str) -> String {
+    let counters: HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64);
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{tag}{name}_total {tail}"))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether an `Accept` header asks for OpenMetrics (Prometheus does).
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classic_format_names_counter_series_in_help_and_type() {
+        let om = "# HELP mcw_writes Output files written.\n# TYPE mcw_writes counter\nmcw_writes_total 3\n# HELP mcw_last_write_age_seconds Age.\n# TYPE mcw_last_write_age_seconds gauge\n# UNIT mcw_last_write_age_seconds seconds\nmcw_last_write_age_seconds 1.5\n# EOF\n";
+        assert_eq!(
+            classic(om),
+            "# HELP mcw_writes_total Output files written.\n# TYPE mcw_writes_total counter\nmcw_writes_total 3\n# HELP mcw_last_write_age_seconds Age.\n# TYPE mcw_last_write_age_seconds gauge\nmcw_last_write_age_seconds 1.5\n"
+        );
+    }
+
+    #[test]
+    fn prometheus_gets_openmetrics_and_curl_the_classic_format() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(wants_openmetrics(Some(prometheus)));
+        assert!(!wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(None));
+    }
+
+    #[test]
+    fn every_family_has_help_and_counters_end_in_total() {
+        let m = Metrics::new(Mode {
+            supervise: true,
+            confirm: true,
+        });
+        m.forwarded("SIGUSR1");
+        m.report(&Report::Confirmed {
+            md5: "x".into(),
+            after: std::time::Duration::ZERO,
+        });
+        let status = Status {
+            tokens: Vec::new(),
+            pools: [("a".to_string(), vec!["10.0.0.1:11211".to_string()])].into(),
+            written_md5: None,
+            running: None,
+            confirmed: false,
+            in_sync: true,
+            since_render: None,
+            since_write: None,
+            written: true,
+        };
+        let text = classic(&m.encode(&status, Some("running")));
+        for needle in [
+            "mcw_signals_forwarded_total{signal=\"SIGUSR1\"} 1",
+            "mcw_reloads_total{outcome=\"confirmed\"} 1",
+            "mcw_pool_servers{pool=\"a\"} 1",
+            "mcw_config_in_sync 1",
+            "mcw_child_state{state=\"running\"} 1",
+            "mcw_child_state{state=\"pending\"} 0",
+            "# TYPE process_cpu_seconds_total counter",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+        let typed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        for t in &typed {
+            let name = t.split(' ').next().unwrap();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no help"
+            );
+            assert_eq!(t.ends_with(" counter"), name.ends_with("_total"), "{t}");
+        }
+    }
+}
