@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod dns;
+pub mod http;
 mod ports;
 pub use ports::free_port;
 

@@ -1,0 +1,245 @@
+//! `--metrics-listen`: health, readiness and status as an operator's probes and scripts see
+//! them, mcrouter's stats in the scrape, a taken port, JSON logs. Against the built binary,
+//! the mcrouter stand-in and real memcached.
+
+mod common;
+
+use std::time::Duration;
+
+use common::http::{self, sample};
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+const GOOD: &str =
+    r#"{"pools": {"a": {"servers": ["dns+PORT://memcache.test"]}}, "route": "PoolRoute|a"}"#;
+
+struct Setup {
+    w: Watcher,
+    work: Workdir,
+    /// mcw's HTTP endpoint.
+    web: String,
+    /// mcrouter's port.
+    router: String,
+    /// memcached's port (the token's).
+    mc_port: String,
+    _memcached: Daemon,
+}
+
+/// `mcw run --metrics-listen` over the stand-in and one memcached, with `memcache.test`
+/// failing (NXDOMAIN) until the test sets it.
+fn start(dns: &DnsServer, extra: &[&str]) -> Setup {
+    let mc_port = free_port();
+    let memcached = memcached("127.0.0.1", mc_port);
+    let work = Workdir::new();
+    work.write(
+        "template.json",
+        &GOOD.replace("PORT", &mc_port.to_string()),
+    );
+    let web = format!("127.0.0.1:{}", free_port());
+    let port = free_port();
+    let mut cmd = work.mcw("run", dns);
+    cmd.arg("--output")
+        .arg(work.path("out.json"))
+        .args(["--metrics-listen", &web, "--min-refresh", "100ms"])
+        .args(extra)
+        .arg("--")
+        .arg(standin())
+        .args([
+            "-p",
+            &port.to_string(),
+            "--listen-addresses=127.0.0.1",
+            "--reconfiguration-delay-ms=50",
+        ]);
+    let w = Watcher::spawn(cmd, work.path("mcw.log"));
+    wait_for("the metrics endpoint", WAIT, || {
+        http::try_request(&web, "GET", "/healthz", &[]).is_ok()
+    });
+    Setup {
+        w,
+        work,
+        web,
+        router: format!("127.0.0.1:{port}"),
+        mc_port: mc_port.to_string(),
+        _memcached: memcached,
+    }
+}
+
+fn metrics(web: &str) -> String {
+    let r = http::get(web, "/metrics");
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+fn in_sync(web: &str) -> Option<f64> {
+    sample(&metrics(web), "mcw_config_in_sync")
+}
+
+#[test]
+fn readiness_follows_mcrouter_not_config_rejections() {
+    let dns = DnsServer::start();
+    dns.fault("memcache.test", Some(Fault::NxDomain));
+    let s = start(&dns, &["--confirm-timeout", "1s"]);
+
+    // Before any config: alive, not ready, and says why.
+    assert_eq!(http::get(&s.web, "/healthz").status, 200);
+    let r = http::get(&s.web, "/readyz");
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("not started yet"), "{}", r.body);
+
+    dns.fault("memcache.test", None);
+    dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
+    wait_for("readiness", WAIT, || http::get(&s.web, "/readyz").status == 200);
+    assert_eq!(in_sync(&s.web), Some(1.0));
+
+    // /status names the token's servers and the md5s.
+    let status: serde_json::Value =
+        serde_json::from_str(&http::get(&s.web, "/status").body).expect("/status is JSON");
+    let token = &status["tokens"][0];
+    assert_eq!(token["token"], format!("dns+{}://memcache.test", s.mc_port));
+    assert_eq!(token["query"], "address lookup of memcache.test");
+    let server = format!("127.0.0.1:{}", s.mc_port);
+    assert_eq!(token["servers"], serde_json::json!([server]));
+    assert_eq!(token["last_good_in_use"], false);
+    assert_eq!(status["pools"]["a"], serde_json::json!([server]));
+    assert_eq!(status["mcrouter"]["state"], "running");
+    assert_eq!(status["mcrouter"]["running_md5"], status["written_md5"]);
+
+    // A config mcrouter rejects: in_sync drops to 0 and comes back with the restoration, while
+    // the pod stays ready throughout (mcrouter serves the previous config).
+    let mut seen = Vec::new();
+    s.work.write(
+        "template.json",
+        &r#"{"pools": {"a": {"servers": ["dns+PORT://memcache.test"]}}, "route": {"type": "NoSuchRoute"}}"#
+            .replace("PORT", &s.mc_port),
+    );
+    wait_for("the restoration", WAIT, || {
+        assert_eq!(http::get(&s.web, "/readyz").status, 200, "ready throughout");
+        let v = in_sync(&s.web);
+        if seen.last() != Some(&v) {
+            seen.push(v);
+        }
+        s.w.log().contains("wrote the running config back to the output") && v == Some(1.0)
+    });
+    assert!(seen.contains(&Some(0.0)), "in_sync never dropped: {seen:?}");
+    let text = metrics(&s.web);
+    assert_eq!(sample(&text, "mcw_reloads_total{outcome=\"rejected\"}"), Some(1.0));
+
+    // mcrouter frozen: not ready, with the reason; thawed: ready again.
+    let pid = child_pid(&s);
+    mcw::supervise::signals::send(pid, libc::SIGSTOP).unwrap();
+    wait_for("unreadiness", WAIT, || http::get(&s.web, "/readyz").status == 503);
+    let r = http::get(&s.web, "/readyz");
+    assert!(r.body.contains("does not answer on its admin port"), "{}", r.body);
+    // Its stats are gone too, and the rest of the scrape is still there.
+    let text = metrics(&s.web);
+    assert_eq!(sample(&text, "mcrouter_up"), Some(0.0));
+    assert!(sample(&text, "mcw_writes_total").is_some_and(|v| v >= 2.0), "{text}");
+    assert_eq!(http::get(&s.web, "/healthz").status, 200);
+    mcw::supervise::signals::send(pid, libc::SIGCONT).unwrap();
+    wait_for("readiness again", WAIT, || http::get(&s.web, "/readyz").status == 200);
+    assert_eq!(sample(&metrics(&s.web), "mcrouter_up"), Some(1.0));
+}
+
+fn child_pid(s: &Setup) -> i32 {
+    let status: serde_json::Value =
+        serde_json::from_str(&http::get(&s.web, "/status").body).unwrap();
+    status["mcrouter"]["pid"].as_i64().unwrap() as i32
+}
+
+#[test]
+fn mcrouters_stats_count_live_traffic_per_destination() {
+    let dns = DnsServer::start();
+    dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
+    let s = start(&dns, &[]);
+    wait_for("readiness", WAIT, || http::get(&s.web, "/readyz").status == 200);
+    let dest = format!("127.0.0.1:{}:ascii:plain:notcompressed-1000", s.mc_port);
+    let found = format!("mcrouter_server_memcached_found_count{{server=\"{dest}\"}}");
+    let missed = format!("mcrouter_server_memcached_not_found_count{{server=\"{dest}\"}}");
+
+    assert!(memcache(&s.router, "set k 0 0 1\r\nv\r\n").starts_with("STORED"));
+    memcache(&s.router, "get k\r\n");
+    memcache(&s.router, "get k\r\n");
+    memcache(&s.router, "get nope\r\n");
+    let text = metrics(&s.web);
+    assert_eq!(sample(&text, "mcrouter_up"), Some(1.0));
+    assert_eq!(sample(&text, "mcrouter_command_count{cmd=\"get\"}"), Some(3.0));
+    assert_eq!(sample(&text, "mcrouter_command_count{cmd=\"set\"}"), Some(1.0));
+    assert_eq!(sample(&text, &found), Some(2.0), "{text}");
+    assert_eq!(sample(&text, &missed), Some(1.0), "{text}");
+    let stored = format!("mcrouter_server_memcached_stored_count{{server=\"{dest}\"}}");
+    assert_eq!(sample(&text, &stored), Some(1.0));
+    assert!(text.contains("mcrouter_version{version=\"41.0.0 mcrouter-standin\"} 1"));
+}
+
+#[test]
+fn unknown_paths_and_other_methods_are_refused() {
+    let dns = DnsServer::start();
+    dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
+    let s = start(&dns, &[]);
+    assert_eq!(http::get(&s.web, "/nope").status, 404);
+    let r = http::request(&s.web, "POST", "/metrics", &[]);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    // Prometheus asks for OpenMetrics and gets it; curl gets the classic format.
+    let om = http::request(
+        &s.web,
+        "GET",
+        "/metrics",
+        &[("Accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")],
+    );
+    assert!(om.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    assert!(om.body.ends_with("# EOF\n"));
+    assert!(om.body.contains("# TYPE mcw_writes counter"));
+    let classic = http::get(&s.web, "/metrics");
+    assert!(classic.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(classic.body.contains("# TYPE mcw_writes_total counter"));
+    assert!(!classic.body.contains("# EOF"));
+}
+
+#[test]
+fn a_taken_port_stops_mcw_before_mcrouter_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let work = Workdir::new();
+    work.write("template.json", r#"{"pools": {"a": {"servers": ["127.0.0.1:1"]}}, "route": "PoolRoute|a"}"#);
+    let marker = work.path("started");
+    let out = run(work
+        .mcw_at("run", "127.0.0.1:1")
+        .arg("--output")
+        .arg(work.path("out.json"))
+        .args(["--metrics-listen", &addr, "--"])
+        .arg("touch")
+        .arg(&marker));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("cannot listen on {addr} (--metrics-listen)")), "{err}");
+    assert!(!marker.exists(), "the command ran");
+    assert!(!work.path("out.json").exists(), "a config was written");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_field_vocabulary() {
+    let dns = DnsServer::start();
+    dns.set_addrs("memcache.test", &["127.0.0.1"], 30);
+    let work = Workdir::new();
+    work.write("template.json", &GOOD.replace("PORT", "11211"));
+    let mut w = Watcher::start(&work, &dns, &["--log-format", "json"]);
+    w.wait_log("wrote config", WAIT);
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.wait_exit(WAIT), Some(0));
+    let log = w.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    let wrote = lines
+        .iter()
+        .find(|l| l["message"] == "wrote config")
+        .expect("a wrote-config line");
+    assert_eq!(wrote["level"], "INFO");
+    assert_eq!(wrote["output"], work.path("out.json").display().to_string());
+    assert_eq!(wrote["md5"].as_str().map(str::len), Some(32));
+    assert!(wrote["timestamp"].is_string());
+}
