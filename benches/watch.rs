@@ -4,11 +4,20 @@
 //! (b) idle cost: RSS and CPU time over 60 s watching 50 tokens whose answers never change
 //!     (TTL 5 s, so every token is asked again every 5 s), and the number of writes
 //!     (targets < 15 MiB, < 0.5 s CPU, 0 writes).
-//! Run with `cargo bench --bench watch`; `MCW_BENCH_IDLE_SECS` shortens (b).
+//! (c) the same idle run with `--metrics-listen`, scraped every second (targets: under 10 %
+//!     more CPU, under 2 MiB more RSS than (b));
+//! (d) RSS before and after 1,000 back-to-back scrapes (target: grows by under 1 MiB).
+//! Run with `cargo bench --bench watch`; `MCW_BENCH_IDLE_SECS` shortens (b) and (c).
 
 #[path = "../tests/common/dns.rs"]
 #[allow(dead_code)]
 mod dns;
+#[path = "../tests/common/http.rs"]
+#[allow(dead_code)]
+mod http;
+#[path = "../tests/common/ports.rs"]
+#[allow(dead_code)]
+mod ports;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -17,7 +26,9 @@ use std::time::{Duration, Instant};
 
 fn main() {
     propagation();
-    idle();
+    idle(false);
+    idle(true);
+    scrapes();
 }
 
 struct Killed(Child);
@@ -92,7 +103,17 @@ fn propagation() {
     );
 }
 
-/// utime+stime and VmRSS of a process, from /proc.
+/// VmRSS of a process now, in KiB.
+fn rss_now(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// utime+stime and peak RSS (VmHWM, KiB) of a process, from /proc.
 fn usage(pid: u32) -> (Duration, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
@@ -110,12 +131,9 @@ fn usage(pid: u32) -> (Duration, u64) {
     (Duration::from_millis(ticks * 1000 / hz), rss_kib)
 }
 
-fn idle() {
-    let secs: u64 = std::env::var("MCW_BENCH_IDLE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
-    let server = dns::DnsServer::start();
+/// A `watch` of 50 tokens (TTL 5 s) in `dir`, its first output written; with `metrics`, it
+/// serves `--metrics-listen` on the returned address.
+fn fifty_tokens(dir: &Path, server: &dns::DnsServer, metrics: bool) -> (Killed, String) {
     let mut pools = Vec::new();
     for i in 0..50 {
         server.set_addrs(
@@ -125,34 +143,91 @@ fn idle() {
         );
         pools.push(format!("\"p{i}\": {{\"servers\": [\"dns://t{i}.bench\"]}}"));
     }
-    let dir = tempfile::tempdir().unwrap();
     std::fs::write(
-        dir.path().join("template.json"),
+        dir.join("template.json"),
         format!(
             "{{\"pools\": {{{}}}, \"route\": \"PoolRoute|p0\"}}",
             pools.join(",")
         ),
     )
     .unwrap();
-    let mcw = watch(dir.path(), &server, &[]);
+    let web = format!("127.0.0.1:{}", ports::free_port());
+    let extra: &[&str] = if metrics {
+        &["--metrics-listen", &web]
+    } else {
+        &[]
+    };
+    let mcw = watch(dir, server, extra);
+    wait_contains(&dir.join("out.json"), "10.2.0.49:", Duration::from_secs(10));
+    (mcw, web)
+}
+
+fn idle(metrics: bool) {
+    let secs: u64 = std::env::var("MCW_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let server = dns::DnsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (mcw, web) = fifty_tokens(dir.path(), &server, metrics);
     let out = dir.path().join("out.json");
-    wait_contains(&out, "10.2.0.49:", Duration::from_secs(10));
     let meta = std::fs::metadata(&out).unwrap();
     let (cpu0, _) = usage(mcw.0.id());
     let asked0 = (0..50)
         .map(|i| server.queries(&format!("t{i}.bench"), dns::RecordType::A))
         .sum::<usize>();
-    std::thread::sleep(Duration::from_secs(secs));
+    let start = Instant::now();
+    let mut scraped = 0;
+    if metrics {
+        // Prometheus' way: one scrape a second.
+        for n in 1..=secs {
+            let next = start + Duration::from_secs(n);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            assert_eq!(http::get(&web, "/metrics").status, 200);
+            scraped += 1;
+        }
+    } else {
+        std::thread::sleep(Duration::from_secs(secs));
+    }
     let (cpu1, hwm) = usage(mcw.0.id());
     let asked1 = (0..50)
         .map(|i| server.queries(&format!("t{i}.bench"), dns::RecordType::A))
         .sum::<usize>();
     let after = std::fs::metadata(&out).unwrap();
     let writes = usize::from((after.ino(), after.mtime_nsec()) != (meta.ino(), meta.mtime_nsec()));
+    let with = if metrics {
+        format!(" with --metrics-listen, {scraped} scrapes")
+    } else {
+        String::new()
+    };
     println!(
-        "idle {secs}s, 50 tokens (TTL 5s): {} lookups, CPU {:.3} s, peak RSS {:.1} MiB, writes {writes}",
+        "idle {secs}s, 50 tokens (TTL 5s){with}: {} lookups, CPU {:.3} s, peak RSS {:.1} MiB, writes {writes}",
         asked1 - asked0,
         (cpu1 - cpu0).as_secs_f64(),
         hwm as f64 / 1024.0
+    );
+}
+
+/// RSS before and after 1,000 scrapes in a row (after 20 to warm up).
+fn scrapes() {
+    let server = dns::DnsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (mcw, web) = fifty_tokens(dir.path(), &server, true);
+    for _ in 0..20 {
+        http::get(&web, "/metrics");
+    }
+    let before = rss_now(mcw.0.id());
+    let start = Instant::now();
+    for _ in 0..1000 {
+        assert_eq!(http::get(&web, "/metrics").status, 200);
+    }
+    let took = start.elapsed();
+    let after = rss_now(mcw.0.id());
+    println!(
+        "1000 scrapes (50 tokens): RSS {:.2} MiB -> {:.2} MiB ({:+.2} MiB), {:.3} ms per scrape",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        (after as f64 - before as f64) / 1024.0,
+        took.as_secs_f64()
     );
 }

@@ -12,7 +12,8 @@ fi
 
 # package:command pairs; install only what is missing.
 missing=()
-for pair in dnsmasq-base:dnsmasq knot:knotd memcached:memcached tini:tini dumb-init:dumb-init; do
+for pair in dnsmasq-base:dnsmasq knot:knotd memcached:memcached tini:tini dumb-init:dumb-init \
+  prometheus:prometheus; do
   command -v "${pair#*:}" >/dev/null 2>&1 || [[ -x /usr/sbin/${pair#*:} ]] || missing+=("${pair%%:*}")
 done
 if ((${#missing[@]})); then
@@ -22,7 +23,7 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts services on install; tests start their own on loopback ports.
-for svc in memcached knot dnsmasq; do
+for svc in memcached knot dnsmasq prometheus; do
   systemctl stop "$svc" >/dev/null 2>&1 || true
 done
 

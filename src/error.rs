@@ -49,7 +49,9 @@ pub enum Error {
     },
     #[error(transparent)]
     Spawn(#[from] SpawnError),
-    #[error("cannot listen on {addr} (--metrics-listen): {source}; pick a free address or stop what holds it")]
+    #[error(
+        "cannot listen on {addr} (--metrics-listen): {source}; pick a free address or stop what holds it"
+    )]
     Listen {
         addr: std::net::SocketAddr,
         source: std::io::Error,

@@ -102,7 +102,10 @@ const PATHS: [&str; 4] = ["/metrics", "/healthz", "/readyz", "/status"];
 async fn respond(ctx: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if !PATHS.contains(&path) {
-        return text(StatusCode::NOT_FOUND, "not found; try /metrics, /healthz, /readyz or /status\n");
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /healthz, /readyz or /status\n",
+        );
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
@@ -164,7 +167,11 @@ async fn scrape(ctx: &Context, openmetrics: bool) -> Response<Full<Bytes>> {
     if openmetrics {
         body(StatusCode::OK, metrics::OPENMETRICS, exposition)
     } else {
-        body(StatusCode::OK, metrics::CLASSIC, metrics::classic(&exposition))
+        body(
+            StatusCode::OK,
+            metrics::CLASSIC,
+            metrics::classic(&exposition),
+        )
     }
 }
 

@@ -461,7 +461,9 @@ impl Loop {
                 let _ = reply.send(self.readiness(&status));
             }
             Ask::Metrics(reply) => {
-                let text = self.metrics.encode(&status, child.as_ref().map(Child::state));
+                let text = self
+                    .metrics
+                    .encode(&status, child.as_ref().map(Child::state));
                 let _ = reply.send(text);
             }
             Ask::Status(reply) => {

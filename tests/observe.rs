@@ -32,10 +32,7 @@ fn start(dns: &DnsServer, extra: &[&str]) -> Setup {
     let mc_port = free_port();
     let memcached = memcached("127.0.0.1", mc_port);
     let work = Workdir::new();
-    work.write(
-        "template.json",
-        &GOOD.replace("PORT", &mc_port.to_string()),
-    );
+    work.write("template.json", &GOOD.replace("PORT", &mc_port.to_string()));
     let web = format!("127.0.0.1:{}", free_port());
     let port = free_port();
     let mut cmd = work.mcw("run", dns);
@@ -89,7 +86,9 @@ fn readiness_follows_mcrouter_not_config_rejections() {
 
     dns.fault("memcache.test", None);
     dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
-    wait_for("readiness", WAIT, || http::get(&s.web, "/readyz").status == 200);
+    wait_for("readiness", WAIT, || {
+        http::get(&s.web, "/readyz").status == 200
+    });
     assert_eq!(in_sync(&s.web), Some(1.0));
 
     // /status names the token's servers and the md5s.
@@ -119,25 +118,41 @@ fn readiness_follows_mcrouter_not_config_rejections() {
         if seen.last() != Some(&v) {
             seen.push(v);
         }
-        s.w.log().contains("wrote the running config back to the output") && v == Some(1.0)
+        s.w.log()
+            .contains("wrote the running config back to the output")
+            && v == Some(1.0)
     });
     assert!(seen.contains(&Some(0.0)), "in_sync never dropped: {seen:?}");
     let text = metrics(&s.web);
-    assert_eq!(sample(&text, "mcw_reloads_total{outcome=\"rejected\"}"), Some(1.0));
+    assert_eq!(
+        sample(&text, "mcw_reloads_total{outcome=\"rejected\"}"),
+        Some(1.0)
+    );
 
     // mcrouter frozen: not ready, with the reason; thawed: ready again.
     let pid = child_pid(&s);
     mcw::supervise::signals::send(pid, libc::SIGSTOP).unwrap();
-    wait_for("unreadiness", WAIT, || http::get(&s.web, "/readyz").status == 503);
+    wait_for("unreadiness", WAIT, || {
+        http::get(&s.web, "/readyz").status == 503
+    });
     let r = http::get(&s.web, "/readyz");
-    assert!(r.body.contains("does not answer on its admin port"), "{}", r.body);
+    assert!(
+        r.body.contains("does not answer on its admin port"),
+        "{}",
+        r.body
+    );
     // Its stats are gone too, and the rest of the scrape is still there.
     let text = metrics(&s.web);
     assert_eq!(sample(&text, "mcrouter_up"), Some(0.0));
-    assert!(sample(&text, "mcw_writes_total").is_some_and(|v| v >= 2.0), "{text}");
+    assert!(
+        sample(&text, "mcw_writes_total").is_some_and(|v| v >= 2.0),
+        "{text}"
+    );
     assert_eq!(http::get(&s.web, "/healthz").status, 200);
     mcw::supervise::signals::send(pid, libc::SIGCONT).unwrap();
-    wait_for("readiness again", WAIT, || http::get(&s.web, "/readyz").status == 200);
+    wait_for("readiness again", WAIT, || {
+        http::get(&s.web, "/readyz").status == 200
+    });
     assert_eq!(sample(&metrics(&s.web), "mcrouter_up"), Some(1.0));
 }
 
@@ -152,7 +167,9 @@ fn mcrouters_stats_count_live_traffic_per_destination() {
     let dns = DnsServer::start();
     dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
     let s = start(&dns, &[]);
-    wait_for("readiness", WAIT, || http::get(&s.web, "/readyz").status == 200);
+    wait_for("readiness", WAIT, || {
+        http::get(&s.web, "/readyz").status == 200
+    });
     let dest = format!("127.0.0.1:{}:ascii:plain:notcompressed-1000", s.mc_port);
     let found = format!("mcrouter_server_memcached_found_count{{server=\"{dest}\"}}");
     let missed = format!("mcrouter_server_memcached_not_found_count{{server=\"{dest}\"}}");
@@ -163,8 +180,14 @@ fn mcrouters_stats_count_live_traffic_per_destination() {
     memcache(&s.router, "get nope\r\n");
     let text = metrics(&s.web);
     assert_eq!(sample(&text, "mcrouter_up"), Some(1.0));
-    assert_eq!(sample(&text, "mcrouter_command_count{cmd=\"get\"}"), Some(3.0));
-    assert_eq!(sample(&text, "mcrouter_command_count{cmd=\"set\"}"), Some(1.0));
+    assert_eq!(
+        sample(&text, "mcrouter_command_count{cmd=\"get\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&text, "mcrouter_command_count{cmd=\"set\"}"),
+        Some(1.0)
+    );
     assert_eq!(sample(&text, &found), Some(2.0), "{text}");
     assert_eq!(sample(&text, &missed), Some(1.0), "{text}");
     let stored = format!("mcrouter_server_memcached_stored_count{{server=\"{dest}\"}}");
@@ -186,13 +209,25 @@ fn unknown_paths_and_other_methods_are_refused() {
         &s.web,
         "GET",
         "/metrics",
-        &[("Accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")],
+        &[(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )],
     );
-    assert!(om.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    assert!(
+        om.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
     assert!(om.body.ends_with("# EOF\n"));
     assert!(om.body.contains("# TYPE mcw_writes counter"));
     let classic = http::get(&s.web, "/metrics");
-    assert!(classic.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(
+        classic
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
     assert!(classic.body.contains("# TYPE mcw_writes_total counter"));
     assert!(!classic.body.contains("# EOF"));
 }
@@ -202,7 +237,10 @@ fn a_taken_port_stops_mcw_before_mcrouter_starts() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let work = Workdir::new();
-    work.write("template.json", r#"{"pools": {"a": {"servers": ["127.0.0.1:1"]}}, "route": "PoolRoute|a"}"#);
+    work.write(
+        "template.json",
+        r#"{"pools": {"a": {"servers": ["127.0.0.1:1"]}}, "route": "PoolRoute|a"}"#,
+    );
     let marker = work.path("started");
     let out = run(work
         .mcw_at("run", "127.0.0.1:1")
@@ -213,7 +251,10 @@ fn a_taken_port_stops_mcw_before_mcrouter_starts() {
         .arg(&marker));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains(&format!("cannot listen on {addr} (--metrics-listen)")), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {addr} (--metrics-listen)")),
+        "{err}"
+    );
     assert!(!marker.exists(), "the command ran");
     assert!(!work.path("out.json").exists(), "a config was written");
 }

@@ -35,7 +35,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stderr(log)
             .spawn()
@@ -53,7 +56,10 @@ impl Prometheus {
 
     /// The value of an instant query with one result, if it has one.
     fn value(&self, query: &str) -> Option<f64> {
-        let r = http::get(&self.addr, &format!("/api/v1/query?query={}", encode(query)));
+        let r = http::get(
+            &self.addr,
+            &format!("/api/v1/query?query={}", encode(query)),
+        );
         let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
         let result = v["data"]["result"].as_array()?;
         match result.as_slice() {
@@ -92,7 +98,9 @@ fn prometheus_sees_mcw_and_mcrouter_series_move() {
     let _memcached = memcached("127.0.0.1", mc_port);
     let work = Workdir::new();
     let template = |route: &str| {
-        format!(r#"{{"pools": {{"a": {{"servers": ["dns+{mc_port}://memcache.test"]}}}}, "route": {route}}}"#)
+        format!(
+            r#"{{"pools": {{"a": {{"servers": ["dns+{mc_port}://memcache.test"]}}}}, "route": {route}}}"#
+        )
     };
     work.write("template.json", &template(r#""PoolRoute|a""#));
     let web = format!("127.0.0.1:{}", free_port());
@@ -101,10 +109,22 @@ fn prometheus_sees_mcw_and_mcrouter_series_move() {
     let mut cmd = work.mcw("run", &dns);
     cmd.arg("--output")
         .arg(work.path("out.json"))
-        .args(["--metrics-listen", &web, "--min-refresh", "200ms", "--confirm-timeout", "1s"])
+        .args([
+            "--metrics-listen",
+            &web,
+            "--min-refresh",
+            "200ms",
+            "--confirm-timeout",
+            "1s",
+        ])
         .arg("--")
         .arg(standin())
-        .args(["-p", &port.to_string(), "--listen-addresses=127.0.0.1", "--reconfiguration-delay-ms=50"]);
+        .args([
+            "-p",
+            &port.to_string(),
+            "--listen-addresses=127.0.0.1",
+            "--reconfiguration-delay-ms=50",
+        ]);
     let w = Watcher::spawn(cmd, work.path("mcw.log"));
     w.wait_log("mcrouter runs the new config", WAIT);
     let prom = Prometheus::start(&web);
@@ -122,7 +142,9 @@ fn prometheus_sees_mcw_and_mcrouter_series_move() {
         memcache(&router, "get some-key\r\n");
     }
     prom.wait("mcrouter_command_count{cmd=\"get\"}", |v| v == 5.0);
-    prom.wait("sum(mcrouter_server_memcached_not_found_count)", |v| v == 5.0);
+    prom.wait("sum(mcrouter_server_memcached_not_found_count)", |v| {
+        v == 5.0
+    });
 
     // A DNS change: a second server.
     let writes = prom.value("mcw_writes_total").unwrap();
@@ -170,7 +192,9 @@ fn promtool_finds_no_problem_in_mcws_own_families() {
     // Some of every labelled family, so promtool sees samples, not only descriptors.
     w.signal(libc::SIGWINCH); // ignored by mcrouter (and the stand-in)
     wait_for("a forwarded signal", WAIT, || {
-        http::get(&web, "/metrics").body.contains("mcw_signals_forwarded_total{signal=\"SIGWINCH\"}")
+        http::get(&web, "/metrics")
+            .body
+            .contains("mcw_signals_forwarded_total{signal=\"SIGWINCH\"}")
     });
     let scrape = http::get(&web, "/metrics").body;
 
@@ -181,19 +205,33 @@ fn promtool_finds_no_problem_in_mcws_own_families() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool comes with Debian's prometheus package");
-    lint.stdin.take().unwrap().write_all(scrape.as_bytes()).unwrap();
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
     let out = lint.wait_with_output().unwrap();
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!report.contains("error while linting"), "the scrape does not parse:\n{report}");
+    assert!(
+        !report.contains("error while linting"),
+        "the scrape does not parse:\n{report}"
+    );
     let ours: Vec<&str> = report
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("mcrouter_"))
         .collect();
-    assert!(ours.is_empty(), "promtool on mcw's families:\n{}", ours.join("\n"));
+    assert!(
+        ours.is_empty(),
+        "promtool on mcw's families:\n{}",
+        ours.join("\n")
+    );
     // mcrouter's families keep the exporter's names, which the lint would name otherwise.
-    assert!(report.contains("mcrouter_command_count"), "{report}\n{scrape}");
+    assert!(
+        report.contains("mcrouter_command_count"),
+        "{report}\n{scrape}"
+    );
 }

@@ -347,8 +347,8 @@ fn json_logs_are_one_object_per_line() {
         .collect();
     let rendered = lines
         .iter()
-        .find(|l| l["fields"]["message"] == "rendered config")
+        .find(|l| l["message"] == "rendered config")
         .expect("a rendered config line");
     assert_eq!(rendered["level"], "INFO");
-    assert_eq!(rendered["fields"]["servers"], 3);
+    assert_eq!(rendered["servers"], 3, "fields sit at the top level");
 }

@@ -179,7 +179,10 @@ fn an_answer_with_the_same_records_costs_no_write_and_a_failure_keeps_the_last_g
     assert_eq!(r.act(answer("10.0.0.1")), []);
     r.at(MIN * 14);
     r.act(Event::Tick);
-    let failed = r.feed(failure(Failure::Transient(resolve::Trouble::ServFail, "SERVFAIL".into())));
+    let failed = r.feed(failure(Failure::Transient(
+        resolve::Trouble::ServFail,
+        "SERVFAIL".into(),
+    )));
     assert!(matches!(
         reports(&failed)[..],
         [Report::LookupFailed { kept: true, .. }]
@@ -189,7 +192,13 @@ fn an_answer_with_the_same_records_costs_no_write_and_a_failure_keeps_the_last_g
     assert_eq!(r.engine.next_wake(), r.now + MIN);
     r.at(MIN * 15);
     r.act(Event::Tick);
-    assert_eq!(r.feed(failure(Failure::Transient(resolve::Trouble::ServFail, "SERVFAIL".into()))), []);
+    assert_eq!(
+        r.feed(failure(Failure::Transient(
+            resolve::Trouble::ServFail,
+            "SERVFAIL".into()
+        ))),
+        []
+    );
     let recovered = r.feed(answer("10.0.0.2"));
     assert!(matches!(
         reports(&recovered)[0],
@@ -503,7 +512,10 @@ fn startup_gives_up_naming_a_failing_write_and_retries_it_meanwhile() {
 fn startup_gives_up_naming_each_token_that_never_answered() {
     let mut r = Run::new(settings());
     r.act(Event::Tick);
-    r.act(failure(Failure::Transient(resolve::Trouble::Timeout, "timed out".into())));
+    r.act(failure(Failure::Transient(
+        resolve::Trouble::Timeout,
+        "timed out".into(),
+    )));
     r.at(Duration::from_secs(60));
     match &r.act(Event::Tick)[..] {
         [Action::GiveUp(f)] => {

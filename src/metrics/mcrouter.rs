@@ -327,7 +327,11 @@ impl Collector for Exported {
                 "",
                 "Replies per second to normal requests, by result",
             ),
-            ("result_count", "_count", "Replies to normal requests, by result"),
+            (
+                "result_count",
+                "_count",
+                "Replies to normal requests, by result",
+            ),
             (
                 "result_failover",
                 "_failover",
@@ -338,8 +342,16 @@ impl Collector for Exported {
                 "_shadow",
                 "Replies per second to shadow requests, by result",
             ),
-            ("result_all", "_all", "Replies per second to all requests, by result"),
-            ("result_all_count", "_all_count", "Replies to all requests, by result"),
+            (
+                "result_all",
+                "_all",
+                "Replies per second to all requests, by result",
+            ),
+            (
+                "result_all_count",
+                "_all_count",
+                "Replies to all requests, by result",
+            ),
         ];
         for (name, suffix, help) in results {
             let samples = per(&RESULTS, &|r| format!("result_{r}{suffix}"));

@@ -238,7 +238,9 @@ impl Metrics {
     }
 
     fn count(&self, family: &Counters, label: &'static str, value: &str) {
-        family.get_or_create(&vec![(label, value.to_string())]).inc();
+        family
+            .get_or_create(&vec![(label, value.to_string())])
+            .inc();
     }
 
     /// mcw's families as OpenMetrics text (without the closing `# EOF`), with the gauges read

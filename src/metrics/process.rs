@@ -88,15 +88,31 @@ impl Collector for Process {
             cpu.metric_type(),
         )?)?;
         let gauges = [
-            ("process_resident_memory_bytes", "Resident memory of mcw", f.resident_bytes),
-            ("process_virtual_memory_bytes", "Virtual memory of mcw", f.virtual_bytes),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory of mcw",
+                f.resident_bytes,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory of mcw",
+                f.virtual_bytes,
+            ),
             (
                 "process_start_time_seconds",
                 "When mcw started, in seconds since the Unix epoch",
                 f.start_time_seconds,
             ),
-            ("process_open_fds", "File descriptors mcw has open", f.open_fds),
-            ("process_max_fds", "The most file descriptors mcw may open", f.max_fds),
+            (
+                "process_open_fds",
+                "File descriptors mcw has open",
+                f.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "The most file descriptors mcw may open",
+                f.max_fds,
+            ),
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);

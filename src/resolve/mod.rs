@@ -396,8 +396,8 @@ impl Dns {
         rtype: RecordType,
     ) -> Result<(Vec<Record>, Vec<Record>), Failure> {
         let tried = || vec![name.to_string()];
-        let dns_name = Name::from_ascii(name)
-            .map_err(|e| Failure::other(format!("bad name {name}: {e}")))?;
+        let dns_name =
+            Name::from_ascii(name).map_err(|e| Failure::other(format!("bad name {name}: {e}")))?;
         // cache_size is 0, and clearing makes sure no answer is ever served from memory.
         self.resolver.clear_cache();
         match self.resolver.lookup(dns_name, rtype).await {

@@ -69,13 +69,22 @@ impl State {
             ("version".to_string(), "41.0.0 mcrouter-standin".to_string()),
             ("commandargs".into(), self.commandargs.clone()),
             ("start_time".into(), self.start_time.to_string()),
-            ("num_clients".into(), self.clients.load(Ordering::Relaxed).to_string()),
+            (
+                "num_clients".into(),
+                self.clients.load(Ordering::Relaxed).to_string(),
+            ),
         ];
         let destinations = config.destinations();
-        let up = destinations.iter().filter(|d| c.replies.contains_key(*d)).count();
+        let up = destinations
+            .iter()
+            .filter(|d| c.replies.contains_key(*d))
+            .count();
         lines.push(("num_servers".into(), destinations.len().to_string()));
         lines.push(("num_servers_up".into(), up.to_string()));
-        lines.push(("num_servers_new".into(), (destinations.len() - up).to_string()));
+        lines.push((
+            "num_servers_new".into(),
+            (destinations.len() - up).to_string(),
+        ));
         lines.push(("num_servers_down".into(), "0".into()));
         for op in ["get", "set", "add", "replace", "delete"] {
             let n = c.commands.get(op).copied().unwrap_or(0);
