@@ -284,3 +284,48 @@ fn json_logs_are_one_object_per_line_with_the_field_vocabulary() {
     assert_eq!(wrote["md5"].as_str().map(str::len), Some(32));
     assert!(wrote["timestamp"].is_string());
 }
+
+#[test]
+fn in_watch_mode_ready_means_a_config_is_written() {
+    let dns = DnsServer::start();
+    dns.fault("memcache.test", Some(Fault::NxDomain));
+    let work = Workdir::new();
+    work.write("template.json", &GOOD.replace("PORT", "11211"));
+    let web = format!("127.0.0.1:{}", free_port());
+    let _w = Watcher::start(
+        &work,
+        &dns,
+        &["--metrics-listen", &web, "--min-refresh", "100ms"],
+    );
+    wait_for("the metrics endpoint", WAIT, || {
+        http::try_request(&web, "GET", "/healthz", &[]).is_ok()
+    });
+    let r = http::get(&web, "/readyz");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "no config written yet\n")
+    );
+    let text = metrics(&web);
+    let nx = "mcw_dns_lookups_total{token=\"dns+11211://memcache.test\",outcome=\"nxdomain\"}";
+    assert!(sample(&text, nx).is_some_and(|v| v >= 1.0), "{text}");
+
+    dns.fault("memcache.test", None);
+    dns.set_addrs("memcache.test", &["127.0.0.1", "127.0.0.2"], 30);
+    wait_for("readiness", WAIT, || {
+        http::get(&web, "/readyz").status == 200
+    });
+    let text = metrics(&web);
+    assert_eq!(sample(&text, "mcw_pool_servers{pool=\"a\"}"), Some(2.0));
+    assert_eq!(sample(&text, "mcw_writes_total"), Some(1.0));
+    // Nothing about a child or mcrouter: watch mode has neither.
+    assert!(
+        !text.contains("mcrouter_") && !text.contains("mcw_child_state"),
+        "{text}"
+    );
+    let status: serde_json::Value = serde_json::from_str(&http::get(&web, "/status").body).unwrap();
+    assert!(status.get("mcrouter").is_none());
+    assert_eq!(
+        status["pools"]["a"],
+        serde_json::json!(["127.0.0.1:11211", "127.0.0.2:11211"])
+    );
+}
