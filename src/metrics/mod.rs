@@ -66,7 +66,7 @@ impl Metrics {
     pub fn new(mode: Mode) -> Metrics {
         let mut root = Registry::default();
         // Process figures keep their customary unprefixed names.
-        root.register_collector(Box::new(process::Process));
+        root.register_collector(Box::new(process::Process::new()));
         let r = root.sub_registry_with_prefix("mcw");
         let build: Family<Labels, Gauge> = Family::default();
         build

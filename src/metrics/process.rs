@@ -1,16 +1,35 @@
 //! Figures about mcw's own process, read from `/proc/self` at scrape time, under the names
 //! every Prometheus client library uses (`process_cpu_seconds_total`, …).
 
+use nix::sys::resource::{Resource, getrlimit};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-/// The collector; it holds nothing, it reads `/proc` on every scrape.
+/// The collector: it reads `/proc/self` on every scrape; the boot time (for the start time)
+/// once.
 #[derive(Debug)]
-pub struct Process;
+pub struct Process {
+    boot_time: Option<f64>,
+}
 
-/// What `/proc/self/stat`, `/proc/self/fd`, `/proc/self/limits` and `/proc/stat` say.
+impl Process {
+    pub fn new() -> Process {
+        let boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|text| boot_time(&text));
+        Process { boot_time }
+    }
+}
+
+impl Default for Process {
+    fn default() -> Process {
+        Process::new()
+    }
+}
+
+/// What `/proc/self/stat`, `/proc/self/fd` and the open-files limit say.
 #[derive(Debug, Default, PartialEq)]
 pub struct Figures {
     pub cpu_seconds: f64,
@@ -22,38 +41,39 @@ pub struct Figures {
 }
 
 impl Figures {
-    /// The figures of this process now; any that cannot be read are left out (`None`).
-    pub fn read() -> Option<Figures> {
+    /// The figures of this process now (`None` if `/proc/self/stat` cannot be read), for a
+    /// machine booted at `boot` (Unix time).
+    pub fn read(boot: f64) -> Option<Figures> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        let boot = std::fs::read_to_string("/proc/stat").ok()?;
         let mut f = from_stat(
             &stat,
-            &boot,
+            boot,
             rustix::param::clock_ticks_per_second() as f64,
             rustix::param::page_size() as f64,
         )?;
         f.open_fds = std::fs::read_dir("/proc/self/fd").map_or(f64::NAN, |d| d.count() as f64);
-        f.max_fds = std::fs::read_to_string("/proc/self/limits")
-            .ok()
-            .and_then(|l| max_open_files(&l))
-            .unwrap_or(f64::NAN);
+        f.max_fds = getrlimit(Resource::RLIMIT_NOFILE).map_or(f64::NAN, |(soft, _)| soft as f64);
         Some(f)
     }
 }
 
-/// CPU time, memory and start time from `/proc/self/stat` (fields after the command name,
-/// which may hold spaces and parentheses) and the boot time in `/proc/stat`.
-fn from_stat(stat: &str, proc_stat: &str, ticks: f64, page: f64) -> Option<Figures> {
-    let after_comm = &stat[stat.rfind(')')? + 2..];
-    // Field 3 (state) is the first here; utime is field 14, rss field 24.
-    let fields: Vec<&str> = after_comm.split(' ').collect();
-    let field = |n: usize| fields.get(n - 3)?.parse::<f64>().ok();
-    let boot: f64 = proc_stat
+/// The boot time (Unix time) in `/proc/stat`.
+fn boot_time(proc_stat: &str) -> Option<f64> {
+    proc_stat
         .lines()
         .find_map(|l| l.strip_prefix("btime "))?
         .trim()
         .parse()
-        .ok()?;
+        .ok()
+}
+
+/// CPU time, memory and start time from `/proc/self/stat` (fields after the command name,
+/// which may hold spaces and parentheses).
+fn from_stat(stat: &str, boot: f64, ticks: f64, page: f64) -> Option<Figures> {
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    // Field 3 (state) is the first here; utime is field 14, rss field 24.
+    let fields: Vec<&str> = after_comm.split(' ').collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<f64>().ok();
     Some(Figures {
         cpu_seconds: (field(14)? + field(15)?) / ticks,
         start_time_seconds: boot + field(22)? / ticks,
@@ -64,19 +84,9 @@ fn from_stat(stat: &str, proc_stat: &str, ticks: f64, page: f64) -> Option<Figur
     })
 }
 
-/// The soft limit on open files, from `/proc/self/limits`.
-fn max_open_files(limits: &str) -> Option<f64> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 impl Collector for Process {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(f) = Figures::read() else {
+        let Some(f) = self.boot_time.and_then(Figures::read) else {
             return Ok(());
         };
         let cpu = ConstCounter::new(f.cpu_seconds);
@@ -130,16 +140,11 @@ mod tests {
     fn stat_fields_count_from_after_the_command_name() {
         // A command name with a space and a parenthesis must not shift the fields.
         let stat = "42 (mc w) x) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1000 8192000 300 18446744073709551615";
-        let f = from_stat(stat, "cpu 1 2 3\nbtime 1700000000\n", 100.0, 4096.0).unwrap();
+        let boot = boot_time("cpu 1 2 3\nbtime 1700000000\n").unwrap();
+        let f = from_stat(stat, boot, 100.0, 4096.0).unwrap();
         assert_eq!(f.cpu_seconds, 3.0);
         assert_eq!(f.start_time_seconds, 1_700_000_010.0);
         assert_eq!(f.virtual_bytes, 8_192_000.0);
         assert_eq!(f.resident_bytes, 300.0 * 4096.0);
-    }
-
-    #[test]
-    fn the_open_files_limit_is_the_soft_one() {
-        let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n";
-        assert_eq!(max_open_files(limits), Some(1024.0));
     }
 }
