@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use md5::{Digest, Md5};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -70,10 +70,19 @@ async fn exchange(addr: SocketAddr) -> std::io::Result<Vec<String>> {
     write
         .write_all(b"get __mcrouter__.config_md5_digest\r\n")
         .await?;
-    let mut lines = BufReader::new(read).lines();
+    reply(&mut BufReader::new(read).lines()).await
+}
+
+/// The lines of one reply on mcrouter's admin port, up to and including the one that ends it
+/// (`END`, `ERROR`, `CLIENT_ERROR …`, `SERVER_ERROR …`), or all there were if the connection
+/// closed first.
+pub async fn reply<R: AsyncBufRead + Unpin>(lines: &mut Lines<R>) -> std::io::Result<Vec<String>> {
     let mut reply = Vec::new();
     while let Some(line) = lines.next_line().await? {
-        let last = line == "END" || line.ends_with("ERROR") || line.contains("ERROR ");
+        let last = line == "END"
+            || line == "ERROR"
+            || line.starts_with("CLIENT_ERROR")
+            || line.starts_with("SERVER_ERROR");
         reply.push(line);
         if last {
             break;

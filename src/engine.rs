@@ -207,7 +207,7 @@ pub struct Status {
     pub tokens: Vec<TokenStatus>,
     /// Each pool's servers in the config the output holds.
     pub pools: BTreeMap<String, Vec<String>>,
-    /// md5 of the output, as this process last wrote (or found) it.
+    /// md5 of the output, as this process last wrote (or found) it; `None` before the first.
     pub written_md5: Option<String>,
     /// mcrouter's last answer: the md5 it runs, or why mcw cannot tell.
     pub running: Option<Result<String, String>>,
@@ -218,8 +218,6 @@ pub struct Status {
     /// Time since a config was last rendered, and since the output was last written.
     pub since_render: Option<Duration>,
     pub since_write: Option<Duration>,
-    /// A config has been written (or found on disk) since start.
-    pub written: bool,
 }
 
 /// One token's state.
@@ -434,6 +432,16 @@ impl Engine {
         matches!((&self.current, running), (Some(c), Some(r)) if &c.md5 == r)
     }
 
+    /// A config has been written (or found on disk) since start.
+    pub fn written(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// mcrouter has reported running a config mcw wrote (`run` mode with an admin port).
+    pub fn confirmed(&self) -> bool {
+        self.confirm.as_ref().is_some_and(|c| c.seen_ours)
+    }
+
     /// The token of the template in force that asks `query`, as written.
     pub fn token_of(&self, query: &Query) -> String {
         token_text(&self.template, query)
@@ -475,11 +483,10 @@ impl Engine {
                 .unwrap_or_default(),
             written_md5: self.current.as_ref().map(|c| c.md5.clone()),
             running: self.confirm.as_ref().and_then(|c| c.last_answer.clone()),
-            confirmed: self.confirm.as_ref().is_some_and(|c| c.seen_ours),
+            confirmed: self.confirmed(),
             in_sync: self.in_sync(),
             since_render: since(self.last_render),
             since_write: since(self.last_write),
-            written: self.current.is_some(),
         }
     }
 

@@ -450,7 +450,8 @@ impl Loop {
 
     /// Answer the HTTP endpoint from the loop's own state.
     fn answer(&mut self, ask: Ask) -> Result<Option<u8>, Error> {
-        let status = self.engine.status(Instant::now().into_std());
+        // Health and readiness need no snapshot; metrics and /status take one.
+        let status = || self.engine.status(Instant::now().into_std());
         let child = self.sup.as_ref().map(|s| s.child);
         // A requester that gave up meanwhile is no concern of the loop's.
         match ask {
@@ -458,17 +459,17 @@ impl Loop {
                 let _ = reply.send(());
             }
             Ask::Ready(reply) => {
-                let _ = reply.send(self.readiness(&status));
+                let _ = reply.send(self.readiness());
             }
             Ask::Metrics(reply) => {
                 let text = self
                     .metrics
-                    .encode(&status, child.as_ref().map(Child::state));
+                    .encode(&status(), child.as_ref().map(Child::state));
                 let _ = reply.send(text);
             }
             Ask::Status(reply) => {
                 let paths = (&self.template, &self.output.path);
-                let _ = reply.send(http::status_json(&status, child.as_ref(), paths));
+                let _ = reply.send(http::status_json(&status(), child.as_ref(), paths));
             }
         }
         Ok(None)
@@ -478,9 +479,9 @@ impl Loop {
     /// mcrouter has confirmed running a config mcw wrote, and while it answers on its admin
     /// port (without a port mcw cannot ask: once mcrouter runs). A rejected or unconfirmed
     /// later config does not count against it: mcrouter serves the previous one.
-    fn readiness(&self, status: &crate::engine::Status) -> Readiness {
+    fn readiness(&self) -> Readiness {
         let Some(s) = &self.sup else {
-            return match status.written {
+            return match self.engine.written() {
                 true => Readiness::Ready,
                 false => Readiness::NotReady("no config written yet".into()),
             };
@@ -490,7 +491,9 @@ impl Loop {
                 "mcrouter is not started yet: no config has been written".into(),
             ),
             (Child::Running { .. }, None) => Readiness::Ready,
-            (Child::Running { .. }, Some(addr)) if status.confirmed => Readiness::IfAnswers(addr),
+            (Child::Running { .. }, Some(addr)) if self.engine.confirmed() => {
+                Readiness::IfAnswers(addr)
+            }
             (Child::Running { .. }, Some(_)) => Readiness::NotReady(
                 "mcrouter has not yet confirmed running a config mcw wrote".into(),
             ),

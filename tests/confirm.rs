@@ -10,32 +10,6 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn run_standin(work: &Workdir, dns: &DnsServer, extra: &[&str], port: u16) -> Watcher {
-    run_mcrouter(work, dns, extra, &standin(), port)
-}
-
-/// `mcw run` over `mcrouter` (the stand-in, or a wrapper named mcrouter) on `port`.
-fn run_mcrouter(
-    work: &Workdir,
-    dns: &DnsServer,
-    extra: &[&str],
-    mcrouter: &std::path::Path,
-    port: u16,
-) -> Watcher {
-    let mut cmd = work.mcw("run", dns);
-    cmd.arg("--output")
-        .arg(work.path("out.json"))
-        .args(extra)
-        .arg("--");
-    cmd.arg(mcrouter).args([
-        "-p",
-        &port.to_string(),
-        "--listen-addresses=127.0.0.1",
-        "--reconfiguration-delay-ms=50",
-    ]);
-    Watcher::spawn(cmd, work.path("mcw.log"))
-}
-
 /// mcw run over the stand-in with a one-token template (memcache.test at `ttl`), once the
 /// first config is confirmed; returns it, the work dir, and mcrouter's address.
 fn confirmed_standin(dns: &DnsServer, ttl: u32, extra: &[&str]) -> (Watcher, Workdir, String) {

@@ -35,20 +35,9 @@ fn start(dns: &DnsServer, extra: &[&str]) -> Setup {
     work.write("template.json", &GOOD.replace("PORT", &mc_port.to_string()));
     let web = format!("127.0.0.1:{}", free_port());
     let port = free_port();
-    let mut cmd = work.mcw("run", dns);
-    cmd.arg("--output")
-        .arg(work.path("out.json"))
-        .args(["--metrics-listen", &web, "--min-refresh", "100ms"])
-        .args(extra)
-        .arg("--")
-        .arg(standin())
-        .args([
-            "-p",
-            &port.to_string(),
-            "--listen-addresses=127.0.0.1",
-            "--reconfiguration-delay-ms=50",
-        ]);
-    let w = Watcher::spawn(cmd, work.path("mcw.log"));
+    let mut args = vec!["--metrics-listen", &web, "--min-refresh", "100ms"];
+    args.extend(extra);
+    let w = run_standin(&work, dns, &args, port);
     wait_for("the metrics endpoint", WAIT, || {
         http::try_request(&web, "GET", "/healthz", &[]).is_ok()
     });

@@ -106,26 +106,15 @@ fn prometheus_sees_mcw_and_mcrouter_series_move() {
     let web = format!("127.0.0.1:{}", free_port());
     let port = free_port();
     let router = format!("127.0.0.1:{port}");
-    let mut cmd = work.mcw("run", &dns);
-    cmd.arg("--output")
-        .arg(work.path("out.json"))
-        .args([
-            "--metrics-listen",
-            &web,
-            "--min-refresh",
-            "200ms",
-            "--confirm-timeout",
-            "1s",
-        ])
-        .arg("--")
-        .arg(standin())
-        .args([
-            "-p",
-            &port.to_string(),
-            "--listen-addresses=127.0.0.1",
-            "--reconfiguration-delay-ms=50",
-        ]);
-    let w = Watcher::spawn(cmd, work.path("mcw.log"));
+    let extra = [
+        "--metrics-listen",
+        &web,
+        "--min-refresh",
+        "200ms",
+        "--confirm-timeout",
+        "1s",
+    ];
+    let w = run_standin(&work, &dns, &extra, port);
     w.wait_log("mcrouter runs the new config", WAIT);
     let prom = Prometheus::start(&web);
 
@@ -180,14 +169,7 @@ fn promtool_finds_no_problem_in_mcws_own_families() {
     );
     let web = format!("127.0.0.1:{}", free_port());
     let port = free_port();
-    let mut cmd = work.mcw("run", &dns);
-    cmd.arg("--output")
-        .arg(work.path("out.json"))
-        .args(["--metrics-listen", &web])
-        .arg("--")
-        .arg(standin())
-        .args(["-p", &port.to_string(), "--listen-addresses=127.0.0.1"]);
-    let w = Watcher::spawn(cmd, work.path("mcw.log"));
+    let w = run_standin(&work, &dns, &["--metrics-listen", &web], port);
     w.wait_log("mcrouter runs the new config", WAIT);
     // Some of every labelled family, so promtool sees samples, not only descriptors.
     w.signal(libc::SIGWINCH); // ignored by mcrouter (and the stand-in)

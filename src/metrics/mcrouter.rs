@@ -19,6 +19,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::confirm;
 use tokio::net::TcpStream;
 
 /// How long a scrape waits for mcrouter's stats.
@@ -71,42 +73,29 @@ pub struct Stats {
 /// Ask mcrouter for `stats all` and `stats servers` on one connection, within
 /// [`STATS_TIMEOUT`]; `Err` says why there are no stats.
 pub async fn fetch(addr: SocketAddr) -> Result<Stats, String> {
-    match tokio::time::timeout(STATS_TIMEOUT, exchange(addr)).await {
-        Err(_) => Err(format!("no stats within {STATS_TIMEOUT:?}")),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok((all, servers))) => Ok(Stats {
-            all: parse_all(&all)?,
-            servers: parse_servers(&servers)?,
-        }),
-    }
+    tokio::time::timeout(STATS_TIMEOUT, exchange(addr))
+        .await
+        .unwrap_or_else(|_| Err(format!("no stats within {STATS_TIMEOUT:?}")))
 }
 
-async fn exchange(addr: SocketAddr) -> std::io::Result<(Vec<String>, Vec<String>)> {
-    let stream = TcpStream::connect(addr).await?;
+async fn exchange(addr: SocketAddr) -> Result<Stats, String> {
+    let io = |e: std::io::Error| e.to_string();
+    let stream = TcpStream::connect(addr).await.map_err(io)?;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
-    write.write_all(b"stats all\r\n").await?;
-    let all = until_end(&mut lines).await?;
-    write.write_all(b"stats servers\r\n").await?;
-    let servers = until_end(&mut lines).await?;
-    Ok((all, servers))
+    write.write_all(b"stats all\r\n").await.map_err(io)?;
+    let all = parse_all(body(&confirm::reply(&mut lines).await.map_err(io)?)?)?;
+    write.write_all(b"stats servers\r\n").await.map_err(io)?;
+    let servers = parse_servers(body(&confirm::reply(&mut lines).await.map_err(io)?)?)?;
+    Ok(Stats { all, servers })
 }
 
-async fn until_end<R: tokio::io::AsyncBufRead + Unpin>(
-    lines: &mut tokio::io::Lines<R>,
-) -> std::io::Result<Vec<String>> {
-    let mut out = Vec::new();
-    loop {
-        match lines.next_line().await? {
-            Some(line) if line == "END" => return Ok(out),
-            Some(line) => out.push(line),
-            None => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "mcrouter closed the connection before END",
-                ));
-            }
-        }
+/// The lines of a reply before its `END`; any other ending is mcrouter refusing.
+fn body(reply: &[String]) -> Result<&[String], String> {
+    match reply.split_last() {
+        Some((end, body)) if end == "END" => Ok(body),
+        Some((last, _)) => Err(format!("mcrouter answered {last:?}")),
+        None => Err("mcrouter closed the connection without answering".into()),
     }
 }
 
@@ -480,6 +469,17 @@ mod tests {
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_reply_that_does_not_end_in_end_is_no_stats() {
+        assert_eq!(body(&lines("STAT a 1\nEND")), Ok(&lines("STAT a 1")[..]));
+        assert_eq!(
+            body(&lines("ERROR")),
+            Err("mcrouter answered \"ERROR\"".into())
+        );
+        assert!(body(&lines("STAT a 1")).is_err(), "cut off before END");
+        assert!(body(&[]).is_err());
     }
 
     #[test]

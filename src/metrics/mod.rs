@@ -17,7 +17,7 @@ use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::engine::{Event, Report, Status};
 
@@ -73,113 +73,94 @@ impl Metrics {
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
             .set(1);
         r.register("build_info", "mcw's version (always 1)", build);
-
-        let renders = Counter::default();
-        r.register(
-            "renders",
-            "Configs rendered whose bytes differed from the output's",
-            renders.clone(),
-        );
-        let render_failures = Counters::default();
-        r.register(
-            "render_failures",
-            "Template reads that could not be rendered, by reason (template_invalid: parse error, bad token or missing routing prefix; template_unreadable)",
-            render_failures.clone(),
-        );
-        let lookups = Counters::default();
-        r.register(
-            "dns_lookups",
-            "DNS lookups per token, by outcome (ok, nxdomain, nodata, servfail, refused, timeout, other)",
-            lookups.clone(),
-        );
-        let tokens_last_good = Gauge::default();
-        r.register(
-            "tokens_last_good",
-            "Tokens whose latest lookup failed, served from their last good answer",
-            tokens_last_good.clone(),
-        );
-        let pool_servers = Family::default();
-        r.register(
-            "pool_servers",
-            "Servers per pool in the config the output holds",
-            pool_servers.clone(),
-        );
-        let since_render = Seconds::default();
-        r.register_with_unit(
-            "last_render_age",
-            "Time since mcw last rendered a new config (grows while nothing changes)",
-            Unit::Seconds,
-            since_render.clone(),
-        );
-        let since_write = Seconds::default();
-        r.register_with_unit(
-            "last_write_age",
-            "Time since mcw last wrote the output file",
-            Unit::Seconds,
-            since_write.clone(),
-        );
-        let writes = Counter::default();
-        r.register(
-            "writes",
-            "Output files written (new configs and restorations)",
-            writes.clone(),
-        );
-        let write_failures = Counter::default();
-        r.register(
-            "write_failures",
-            "Writes of the output that failed (the old file stayed intact)",
-            write_failures.clone(),
-        );
-        let reloads = Counters::default();
-        let validations = Counters::default();
-        let signals = Counters::default();
-        let child_state = Family::default();
-        let in_sync = Gauge::default();
-        if mode.confirm {
-            r.register(
+        let (all, confirm, supervise) = (true, mode.confirm, mode.supervise);
+        Metrics {
+            renders: add(
+                r,
+                all,
+                "renders",
+                "Configs rendered whose bytes differed from the output's",
+            ),
+            render_failures: add(
+                r,
+                all,
+                "render_failures",
+                "Template reads that could not be rendered, by reason (template_invalid: parse error, bad token or missing routing prefix; template_unreadable)",
+            ),
+            lookups: add(
+                r,
+                all,
+                "dns_lookups",
+                "DNS lookups per token, by outcome (ok, nxdomain, nodata, servfail, refused, timeout, other)",
+            ),
+            tokens_last_good: add(
+                r,
+                all,
+                "tokens_last_good",
+                "Tokens whose latest lookup failed, served from their last good answer",
+            ),
+            pool_servers: add(
+                r,
+                all,
+                "pool_servers",
+                "Servers per pool in the config the output holds",
+            ),
+            since_render: add(
+                r,
+                all,
+                "last_render_age_seconds",
+                "Time since mcw last rendered a new config (grows while nothing changes)",
+            ),
+            since_write: add(
+                r,
+                all,
+                "last_write_age_seconds",
+                "Time since mcw last wrote the output file",
+            ),
+            writes: add(
+                r,
+                all,
+                "writes",
+                "Output files written (new configs and restorations)",
+            ),
+            write_failures: add(
+                r,
+                all,
+                "write_failures",
+                "Writes of the output that failed (the old file stayed intact)",
+            ),
+            reloads: add(
+                r,
+                confirm,
                 "reloads",
                 "Verdicts on written configs from mcrouter's reported md5, by outcome (confirmed, rejected, cannot_tell)",
-                reloads.clone(),
-            );
-            r.register(
+            ),
+            in_sync: add(
+                r,
+                confirm,
                 "config_in_sync",
                 "1 when mcrouter was last seen running the bytes the output holds, else 0",
-                in_sync.clone(),
-            );
-        }
-        if mode.supervise {
-            r.register(
+            ),
+            validations: add(
+                r,
+                supervise,
                 "validations",
                 "Verdicts of mcrouter --validate-config on candidate configs, by verdict (accepted, rejected)",
-                validations.clone(),
-            );
-            r.register(
+            ),
+            signals: add(
+                r,
+                supervise,
                 "signals_forwarded",
                 "Signals passed on to mcrouter, by name",
-                signals.clone(),
-            );
-            r.register(
+            ),
+            child_state: add(
+                r,
+                supervise,
                 "child_state",
                 "mcrouter's state under mcw: 1 for the current state (pending, running, stopping, killed, exited)",
-                child_state.clone(),
-            );
-        }
-        Metrics {
+            ),
+            // Last: the registrations above borrow it.
             registry: root,
-            renders,
-            render_failures,
-            lookups,
-            tokens_last_good,
-            pool_servers,
-            since_render,
-            since_write,
-            writes,
-            write_failures,
-            reloads,
-            validations,
-            signals,
-            child_state,
-            in_sync,
         }
     }
 
@@ -273,6 +254,16 @@ impl Metrics {
     }
 }
 
+/// A new metric, registered under `name` (units and `_total` are part of the name as given or
+/// added by the type) when `on`; unregistered ones are kept but never shown.
+fn add<M: Metric + Clone + Default>(r: &mut Registry, on: bool, name: &str, help: &str) -> M {
+    let metric = M::default();
+    if on {
+        r.register(name, help, metric.clone());
+    }
+    metric
+}
+
 /// The closing line of an OpenMetrics exposition.
 pub fn eof() -> String {
     let mut text = String::new();
@@ -353,7 +344,6 @@ mod tests {
             in_sync: true,
             since_render: None,
             since_write: None,
-            written: true,
         };
         let text = classic(&m.encode(&status, Some("running")));
         for needle in [

@@ -294,6 +294,33 @@ pub fn standin() -> PathBuf {
         .clone()
 }
 
+/// `mcw run` over the mcrouter stand-in on `port`, writing `out.json`, logging to `mcw.log`.
+pub fn run_standin(work: &Workdir, dns: &DnsServer, extra: &[&str], port: u16) -> Watcher {
+    run_mcrouter(work, dns, extra, &standin(), port)
+}
+
+/// `mcw run` over `mcrouter` (the stand-in, or a wrapper named mcrouter) on `port`.
+pub fn run_mcrouter(
+    work: &Workdir,
+    dns: &DnsServer,
+    extra: &[&str],
+    mcrouter: &std::path::Path,
+    port: u16,
+) -> Watcher {
+    let mut cmd = work.mcw("run", dns);
+    cmd.arg("--output")
+        .arg(work.path("out.json"))
+        .args(extra)
+        .arg("--");
+    cmd.arg(mcrouter).args([
+        "-p",
+        &port.to_string(),
+        "--listen-addresses=127.0.0.1",
+        "--reconfiguration-delay-ms=50",
+    ]);
+    Watcher::spawn(cmd, work.path("mcw.log"))
+}
+
 /// memcached on `ip:port`, killed when dropped.
 pub fn memcached(ip: &str, port: u16) -> Daemon {
     let child = Command::new("memcached")
