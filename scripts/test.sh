@@ -12,8 +12,11 @@ fi
 
 # package:command pairs; install only what is missing.
 missing=()
+# The packaging tests (packaging/test/run.sh) build and lint the packages, build a Debian base
+# image, and run systemd and mcw's image under podman.
 for pair in dnsmasq-base:dnsmasq knot:knotd memcached:memcached tini:tini dumb-init:dumb-init \
-  prometheus:prometheus; do
+  prometheus:prometheus podman:podman runc:runc mmdebstrap:mmdebstrap lintian:lintian \
+  rpm:rpm rpm2cpio:rpm2archive rpmlint:rpmlint; do
   command -v "${pair#*:}" >/dev/null 2>&1 || [[ -x /usr/sbin/${pair#*:} ]] || missing+=("${pair%%:*}")
 done
 if ((${#missing[@]})); then
@@ -22,9 +25,24 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Kubernetes' schemas, for the manifests in packaging/kubernetes.
+KUBERNETES_VALIDATE=1.37.0
+if ! kubernetes-validate --version 2>/dev/null | grep -qF "$KUBERNETES_VALIDATE"; then
+  echo "test.sh: installing kubernetes-validate $KUBERNETES_VALIDATE (PyPI)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    "kubernetes-validate==$KUBERNETES_VALIDATE"
+fi
 # Debian starts services on install; tests start their own on loopback ports.
 for svc in memcached knot dnsmasq prometheus; do
   systemctl stop "$svc" >/dev/null 2>&1 || true
 done
 
-cargo test --locked --workspace --lib --bins --tests "$@"
+stage() {
+  local name=$1 start=$SECONDS
+  shift
+  echo "== test.sh: $name"
+  "$@"
+  echo "== test.sh: $name: $((SECONDS - start)) s"
+}
+stage "cargo tests" cargo test --locked --workspace --lib --bins --tests "$@"
+stage "packaging tests (packaging/test/run.sh)" ./packaging/test/run.sh
