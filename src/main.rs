@@ -62,7 +62,19 @@ fn init_logging(format: LogFormat) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(EnvFilter::new(filter));
     match format {
+        // The journal stamps every line itself: a second timestamp is noise there.
+        LogFormat::Text if stderr_is_the_journal() => builder.without_time().init(),
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+/// True when stderr is connected to systemd's journal: systemd then sets JOURNAL_STREAM to
+/// the stream's "device:inode", which a redirected stderr no longer matches.
+fn stderr_is_the_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| stream == format!("{}:{}", m.dev(), m.ino()))
 }

@@ -116,4 +116,47 @@ mod tests {
             .unwrap();
         assert!(status.success(), "the bash completion does not parse");
     }
+
+    /// The environment file installed as /etc/default/mcw and /etc/sysconfig/mcw names every
+    /// variable `mcw run` reads and no other; a commented-out `#VAR=value` shows the default.
+    #[test]
+    fn the_environment_file_documents_every_variable_of_run() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../mcw.env");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut file: Vec<(String, String)> = Vec::new();
+        for line in text.lines() {
+            let line = line.strip_prefix('#').unwrap_or(line);
+            if let Some((name, value)) = line.split_once('=')
+                && name.starts_with("MCW_")
+                && !name.contains(' ')
+            {
+                file.push((name.to_string(), value.to_string()));
+            }
+        }
+        let root = mcw::cli::Cli::command();
+        let run = root.find_subcommand("run").unwrap();
+        let mut from_cli = vec!["MCW_LOG".to_string()];
+        // `--log-format` is global: it is the root command's.
+        for arg in run.get_arguments().chain(root.get_arguments()) {
+            let Some(env) = arg.get_env() else { continue };
+            let env = env.to_string_lossy().into_owned();
+            let Some((_, shown)) = file.iter().find(|(n, _)| *n == env) else {
+                panic!("{path} does not document {env}");
+            };
+            if let Some(default) = arg.get_default_values().first() {
+                assert_eq!(
+                    shown,
+                    &*default.to_string_lossy(),
+                    "{env}'s default in {path}"
+                );
+            }
+            from_cli.push(env);
+        }
+        for (name, _) in &file {
+            assert!(
+                from_cli.contains(name),
+                "{path} names {name}, which mcw run does not read"
+            );
+        }
+    }
 }
