@@ -41,6 +41,9 @@ fail() {
   exit 1
 }
 
+# (A `| grep -q` would end the pipe early, and `pipefail` would count the writer's SIGPIPE
+# as a failure: pipes below are read to the end with `grep -c … >/dev/null`.)
+
 # wait_until DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
 wait_until() {
   local what=$1 deadline=$((SECONDS + $2))
@@ -201,7 +204,7 @@ systemd_deb() {
   wait_until "mcw.service active" 30 inside $c 'systemctl is-active mcw'
   wait_until "the config rendered into /run/mcw" 30 rendered_has $c 10.9.0.1:11311
   wait_until "mcrouter running the rendered config (md5 over its admin port)" 30 mcrouter_runs_file $c
-  inside $c 'stat -c "%U %a" /run/mcw /run/mcw/mcrouter.json' | grep -vq '^mcw ' &&
+  inside $c 'stat -c "%U %a" /run/mcw /run/mcw/mcrouter.json' | grep -vc '^mcw ' >/dev/null &&
     fail "/run/mcw or the rendered config not owned by mcw"
   local mcrouter_pid main_pid
   mcrouter_pid=$(inside $c 'pgrep -x -u mcw mcrouter') || fail "mcrouter is not running as mcw"
@@ -214,8 +217,19 @@ systemd_deb() {
   wait_until "mcrouter running the re-rendered config" 30 mcrouter_runs_file $c
   [[ $(inside $c 'pgrep -x -u mcw mcrouter') == "$mcrouter_pid" ]] || fail "reload restarted mcrouter"
   [[ $(inside $c 'systemctl show -p MainPID --value mcw') == "$main_pid" ]] || fail "reload restarted mcw"
-  inside $c 'journalctl -u mcw -o cat' | grep -q '^ INFO mcw::run: re-resolving every token.*signal=SIGHUP' ||
+  inside $c 'journalctl -u mcw -o cat' | grep -c '^ INFO mcw::run: re-resolving every token.*signal=SIGHUP' >/dev/null ||
     fail "mcw did not log the SIGHUP of systemctl reload (without a timestamp of its own)"
+
+  # upgrade (the same package again takes the upgrade path): a running service restarts on
+  # the new binary; the operator's edits of both conffiles are kept.
+  inside $c 'dpkg -i /tmp/mcw.deb' >/dev/null
+  wait_until "mcw.service active after the upgrade" 30 inside $c 'systemctl is-active mcw'
+  [[ $(inside $c 'systemctl show -p MainPID --value mcw') != "$main_pid" ]] ||
+    fail "upgrading did not restart the running service"
+  inside $c 'grep -qx MCW_DNS_SERVER=127.0.0.1:5353 /etc/default/mcw && grep -q cache.test /etc/mcw/template.json' ||
+    fail "upgrading lost the edits of /etc/default/mcw or /etc/mcw/template.json"
+  wait_until "mcrouter running the config after the upgrade" 30 mcrouter_runs_file $c
+  mcrouter_pid=$(inside $c 'pgrep -x -u mcw mcrouter')
 
   inside $c 'systemd-analyze verify /usr/lib/systemd/system/mcw.service' || fail "systemd-analyze verify"
   echo "systemd-analyze security mcw: $(inside $c 'systemd-analyze security --no-pager mcw' | grep 'Overall exposure')"
@@ -225,7 +239,7 @@ systemd_deb() {
   show=$(inside $c 'systemctl show -p Result -p ExecMainStatus mcw' | paste -sd' ')
   [[ $show == 'Result=success ExecMainStatus=0' ]] ||
     fail "mcw.service did not stop cleanly: $show"
-  inside $c 'journalctl -u mcw -o cat' | grep -q "mcrouter exited pid=$mcrouter_pid exit_code=0" ||
+  inside $c 'journalctl -u mcw -o cat' | grep -c "mcrouter exited pid=$mcrouter_pid exit_code=0" >/dev/null ||
     fail "mcrouter did not exit 0 on stop"
   if inside $c 'journalctl -u mcw -o cat' | grep -E 'SIGKILL|Killing process|Failed with result'; then
     fail "stopping mcw.service killed something"
@@ -288,8 +302,8 @@ container() {
   podman stop -t 20 $c >/dev/null
   [[ $(podman inspect -f '{{.State.ExitCode}}' $c) == 0 ]] ||
     fail "podman stop: container exited $(podman inspect -f '{{.State.ExitCode}}' $c), not 0"
-  podman logs $c 2>&1 | grep -q "stopping mcrouter signal=SIGTERM" || fail "mcw did not forward SIGTERM"
-  podman logs $c 2>&1 | grep -q "mcrouter exited pid=$mcrouter_pid exit_code=0" || fail "mcrouter did not exit 0"
+  podman logs $c 2>&1 | grep -c "stopping mcrouter signal=SIGTERM" >/dev/null || fail "mcw did not forward SIGTERM"
+  podman logs $c 2>&1 | grep -c "mcrouter exited pid=$mcrouter_pid exit_code=0" >/dev/null || fail "mcrouter did not exit 0"
 
   # A child that ignores SIGTERM: mcw SIGKILLs it after --stop-timeout; the container exits 137.
   c=mcw-c-stubborn
@@ -298,7 +312,7 @@ container() {
   podman stop -t 20 $c >/dev/null
   [[ $(podman inspect -f '{{.State.ExitCode}}' $c) == 137 ]] ||
     fail "a child ignoring SIGTERM: container exited $(podman inspect -f '{{.State.ExitCode}}' $c), not 137"
-  podman logs $c 2>&1 | grep -q "stop timeout passed; sending SIGKILL" || fail "mcw did not SIGKILL the child"
+  podman logs $c 2>&1 | grep -c "stop timeout passed; sending SIGKILL" >/dev/null || fail "mcw did not SIGKILL the child"
 }
 
 # ---------------------------------------------------------------------------------------
