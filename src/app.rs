@@ -1,4 +1,5 @@
-//! The one-shot commands, `render` and `check`: load, resolve, render, then write or report.
+//! The one-shot commands, `render`, `check` and `diff`: load, resolve, render, then write or
+//! report.
 //!
 //! Owns the order of those steps and the messages that close them. Long-running modes reuse
 //! the same pieces through their own loop.
@@ -7,11 +8,13 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use crate::cli::{CheckArgs, RenderArgs};
+use crate::cli::{CheckArgs, DiffArgs, DiffFormat, RenderArgs};
 use crate::error::{Error, FailedToken};
+use crate::placement;
 use crate::prefix;
 use crate::resolve::{self, Answer, Dns, Failure};
 use crate::settings;
+use crate::template::render::{Pool, pools_of};
 use crate::template::{self, Query, Template};
 
 /// Answers per query, plus the tokens that failed. NXDOMAIN and empty answers count as "no
@@ -178,4 +181,165 @@ fn structure_problems(config: &serde_json::Value) -> Vec<String> {
         ],
         _ => Vec::new(),
     }
+}
+
+/// One pool's difference between the config on disk and a fresh render.
+struct PoolDiff {
+    label: String,
+    before: Option<Pool>,
+    after: Option<Pool>,
+}
+
+impl PoolDiff {
+    fn servers(pool: &Option<Pool>) -> &[String] {
+        pool.as_ref().map_or(&[], |p| &p.servers)
+    }
+
+    fn remapped(&self) -> Result<placement::Share, String> {
+        match (&self.before, &self.after) {
+            (Some(was), Some(is)) => {
+                placement::remapped((&was.servers, &was.hashing), (&is.servers, &is.hashing))
+            }
+            (None, _) => Err("a new pool".into()),
+            (_, None) => Err("the pool is gone".into()),
+        }
+    }
+
+    fn hashing(&self) -> &str {
+        self.after
+            .as_ref()
+            .or(self.before.as_ref())
+            .map_or("unknown", |p| p.hashing.name())
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let (old, new) = (Self::servers(&self.before), Self::servers(&self.after));
+        let (added, removed) = placement::added_removed(old, new);
+        let moved: Vec<_> = placement::moved(old, new)
+            .into_iter()
+            .map(|(server, from, to)| serde_json::json!({"server": server, "from": from, "to": to}))
+            .collect();
+        let (remapped, why) = match self.remapped() {
+            Ok(share) => (serde_json::json!(share.ratio()), None),
+            Err(why) => (serde_json::Value::Null, Some(why)),
+        };
+        serde_json::json!({
+            "pool": self.label,
+            "hash": self.hashing(),
+            "servers_before": self.before.as_ref().map(|p| p.servers.len()),
+            "servers_after": self.after.as_ref().map(|p| p.servers.len()),
+            "added": added,
+            "removed": removed,
+            "moved": moved,
+            "remapped": remapped,
+            "remapped_unknown": why,
+        })
+    }
+
+    fn to_text(&self, out: &mut String) {
+        let (old, new) = (Self::servers(&self.before), Self::servers(&self.after));
+        let remapped = match self.remapped() {
+            Ok(share) => format!("{share} of keys remapped"),
+            Err(why) => format!("keys remapped: unknown ({why})"),
+        };
+        let _ = writeln!(
+            out,
+            "pool {} ({}): {} -> {} servers, {remapped}",
+            self.label,
+            self.hashing(),
+            old.len(),
+            new.len()
+        );
+        let (added, removed) = placement::added_removed(old, new);
+        for s in added {
+            let _ = writeln!(out, "  + {s}");
+        }
+        for s in removed {
+            let _ = writeln!(out, "  - {s}");
+        }
+        for (s, from, to) in placement::moved(old, new) {
+            let _ = writeln!(out, "  ~ {s}  (slot {from} -> {to})");
+        }
+    }
+}
+
+/// `mcw diff`: 0 when a fresh render equals the config on disk, 1 when it differs (the
+/// difference printed), an error (exit 2) when either side cannot be had.
+pub async fn diff(args: &DiffArgs) -> Result<u8, Error> {
+    let path = args.template.path();
+    let template = Template::load(path)?;
+    let output = &args.output.path;
+    let on_disk = std::fs::read(output).map_err(|source| Error::DiffInput {
+        path: output.clone(),
+        source,
+        hint: "pass --output with the file mcw watch or mcw run writes",
+    })?;
+    let before: serde_json::Value =
+        serde_json::from_slice(&on_disk).map_err(|e| Error::DiffInput {
+            path: output.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            hint: "it is not a config mcw wrote",
+        })?;
+    let dns = Dns::new(&settings::dns(&args.dns)?)?;
+    let results = dns.resolve_all(template.queries()).await;
+    let (answers, failed) = settle(&template, results, args.dns.allow_empty);
+    if !failed.is_empty() {
+        return Err(Error::Resolve {
+            path: path.clone(),
+            failed,
+        });
+    }
+    let rendered = template::render(&template, &answers)
+        .expect("settle gives every query an answer or a failure");
+    let after: serde_json::Value =
+        serde_json::from_slice(&rendered.bytes).expect("mcw's own render is JSON");
+
+    let (mut was, mut is) = (pools_of(&before), pools_of(&after));
+    let labels: std::collections::BTreeSet<String> = was.keys().chain(is.keys()).cloned().collect();
+    let changed: Vec<PoolDiff> = labels
+        .into_iter()
+        .map(|label| PoolDiff {
+            before: was.remove(&label),
+            after: is.remove(&label),
+            label,
+        })
+        .filter(|d| d.before != d.after)
+        .collect();
+    let differs = on_disk != rendered.bytes;
+    let outside = differs && changed.is_empty();
+
+    let text = match args.format {
+        DiffFormat::Json => {
+            let report = serde_json::json!({
+                "output": output.display().to_string(),
+                "template": path.display().to_string(),
+                "changed": differs,
+                "outside_pools": outside,
+                "pools": changed.iter().map(PoolDiff::to_json).collect::<Vec<_>>(),
+            });
+            format!("{report:#}\n")
+        }
+        DiffFormat::Text => {
+            let mut out = String::new();
+            for d in &changed {
+                d.to_text(&mut out);
+            }
+            if outside {
+                out.push_str("the config differs outside the pools' server lists\n");
+            }
+            if !differs {
+                let _ = writeln!(
+                    out,
+                    "no change: {} is what the template renders to now",
+                    output.display()
+                );
+            }
+            out
+        }
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(Error::Stdout)?;
+    Ok(u8::from(differs))
 }

@@ -37,6 +37,9 @@ pub enum Command {
     Render(RenderArgs),
     /// Parse, resolve and validate the template; print each token's servers; write nothing.
     Check(CheckArgs),
+    /// Render now and compare with the config on disk: per pool the servers added, removed
+    /// and moved, and the share of keys remapped. Exit 0: no change, 1: changes, 2: trouble.
+    Diff(DiffArgs),
     /// Sidecar mode: render, then keep the output current until SIGTERM/SIGINT.
     Watch(WatchArgs),
     /// Supervisor mode: everything watch does, plus running mcrouter with -f on the output.
@@ -64,6 +67,31 @@ pub struct CheckArgs {
     pub route_prefix: Option<String>,
     #[command(flatten)]
     pub dns: DnsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub template: TemplateArgs,
+    /// The config to compare with (what watch or run last wrote); never written.
+    #[arg(
+        long,
+        env = "MCW_OUTPUT",
+        value_name = "PATH|URL",
+        default_value = "/run/mcw/mcrouter.json"
+    )]
+    pub output: OutputSpec,
+    /// text for people, json for scripts.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
+    #[command(flatten)]
+    pub dns: DnsArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

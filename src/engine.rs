@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::confirm::md5_hex;
 use crate::error::{Error, FailedToken, StartupFailure, UsageError};
+use crate::placement::{self, Share};
 use crate::prefix;
 use crate::resolve::{self, Answer, Failure};
 use crate::template::{self, Query, Rendered, Template, TemplateError};
@@ -148,6 +149,8 @@ pub enum Report {
         added: Vec<String>,
         removed: Vec<String>,
         servers: usize,
+        /// The share of keys the change sends elsewhere, or why mcw cannot tell.
+        remapped: Result<Share, String>,
     },
     Wrote {
         generation: u64,
@@ -957,12 +960,18 @@ impl Engine {
             if old == new {
                 continue;
             }
-            let (added, removed) = diff(old, new);
+            let (added, removed) = placement::added_removed(old, new);
+            let remapped = match (before.hashing.get(label), after.hashing.get(label)) {
+                (Some(was), Some(is)) => placement::remapped((old, was), (new, is)),
+                (None, _) => Err("a new pool".to_string()),
+                (_, None) => Err("the pool is gone".to_string()),
+            };
             self.out.push(Action::Report(Report::PoolChanged {
                 pool: label.clone(),
                 added: added.into_iter().cloned().collect(),
                 removed: removed.into_iter().cloned().collect(),
                 servers: new.len(),
+                remapped,
             }));
         }
     }
@@ -1023,28 +1032,5 @@ fn token_text(template: &Template, query: &Query) -> String {
 }
 
 /// Multiset difference: what `new` has more of, and what `old` had more of.
-fn diff<'a>(old: &'a [String], new: &'a [String]) -> (Vec<&'a String>, Vec<&'a String>) {
-    let mut count: HashMap<&String, i64> = HashMap::new();
-    for s in old {
-        *count.entry(s).or_default() -= 1;
-    }
-    for s in new {
-        *count.entry(s).or_default() += 1;
-    }
-    let added = new.iter().filter(|s| take_one(&mut count, s, 1)).collect();
-    let removed = old.iter().filter(|s| take_one(&mut count, s, -1)).collect();
-    (added, removed)
-}
-
-fn take_one<'a>(count: &mut HashMap<&'a String, i64>, s: &'a String, sign: i64) -> bool {
-    match count.get_mut(s) {
-        Some(n) if *n * sign > 0 => {
-            *n -= sign;
-            true
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -49,6 +49,15 @@ pub enum Error {
     },
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    #[error("cannot read {} to compare with: {source}; {hint}", .path.display())]
+    DiffInput {
+        path: PathBuf,
+        source: std::io::Error,
+        hint: &'static str,
+    },
+    /// `mcw diff` failed: whatever the cause, its exit status is 2, as `diff`'s.
+    #[error(transparent)]
+    Trouble(Box<Error>),
     #[error(
         "cannot listen on {addr} (--metrics-listen): {source}; pick a free address or stop what holds it"
     )]
@@ -91,7 +100,7 @@ impl Error {
     /// 2 for usage errors, 126/127 when mcrouter cannot be started, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) => 2,
+            Error::Usage(_) | Error::Trouble(_) => 2,
             Error::Spawn(e) => e.code,
             _ => 1,
         }

@@ -22,6 +22,8 @@
 //! - [`supervise`]: mcrouter's lifecycle ([`supervise::Child`]), argument vetting, the signal
 //!   table and stream, the only `waitpid`.
 //! - [`confirm`]: one question to mcrouter about the config it runs; what counts as a digest.
+//! - [`placement`]: mcrouter's hash functions (Ch3, Rendezvous) and the share of keys a
+//!   change of a pool remaps (pure).
 //! - [`app`]: the one-shot commands `render` and `check`.
 
 pub mod app;
@@ -32,6 +34,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod output;
+pub mod placement;
 pub mod prefix;
 pub mod resolve;
 pub mod run;

@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Render(args) => mcw::app::render(args).await.map(|()| 0),
             Command::Check(args) => mcw::app::check(args).await.map(|()| 0),
+            Command::Diff(args) => mcw::app::diff(args)
+                .await
+                .map_err(|e| mcw::error::Error::Trouble(Box::new(e))),
             Command::Watch(args) => mcw::run::watch(args).await,
             Command::Run(args) => mcw::run::run(args).await,
         }

@@ -540,7 +540,12 @@ impl Loop {
                 added,
                 removed,
                 servers,
+                remapped,
             } => {
+                let remapped = match remapped {
+                    Ok(share) => share.to_string(),
+                    Err(why) => format!("unknown ({why})"),
+                };
                 let added = added.iter().map(|s| format!("+{s}")).collect::<Vec<_>>();
                 let removed = removed.iter().map(|s| format!("-{s}")).collect::<Vec<_>>();
                 let message = if added.is_empty() && removed.is_empty() {
@@ -553,6 +558,7 @@ impl Loop {
                     added = %added.join(" "),
                     removed = %removed.join(" "),
                     servers,
+                    %remapped,
                     "{message}"
                 );
             }

@@ -25,6 +25,7 @@ use crate::engine::{Event, Report, Status};
 type Labels = Vec<(&'static str, String)>;
 type Counters = Family<Labels, Counter>;
 type Seconds = Gauge<f64, AtomicU64>;
+type Ratio = Gauge<f64, AtomicU64>;
 
 /// Content types of the two exposition formats.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -42,6 +43,7 @@ pub struct Metrics {
     lookups: Counters,
     tokens_last_good: Gauge,
     pool_servers: Family<Labels, Gauge>,
+    pool_remapped: Family<Labels, Ratio>,
     since_render: Seconds,
     since_write: Seconds,
     writes: Counter,
@@ -104,6 +106,12 @@ impl Metrics {
                 all,
                 "pool_servers",
                 "Servers per pool in the config the output holds",
+            ),
+            pool_remapped: add(
+                r,
+                all,
+                "pool_remapped_keys_ratio",
+                "Share of keys the pool's last change sent to another server (NaN: mcw cannot model its hash)",
             ),
             since_render: add(
                 r,
@@ -209,6 +217,11 @@ impl Metrics {
             Report::Confirmed { .. } => self.count(&self.reloads, "outcome", "confirmed"),
             Report::Rejected { .. } => self.count(&self.reloads, "outcome", "rejected"),
             Report::CannotTell { .. } => self.count(&self.reloads, "outcome", "cannot_tell"),
+            Report::PoolChanged { pool, remapped, .. } => {
+                self.pool_remapped
+                    .get_or_create(&vec![("pool", pool.clone())])
+                    .set(remapped.as_ref().map_or(f64::NAN, |share| share.ratio()));
+            }
             _ => {}
         }
     }

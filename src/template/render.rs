@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::token::{DEFAULT_PORT, Query, Token};
 use super::{Template, for_each_servers_array, pointer_escape, walk};
+use crate::placement::Hashing;
 use crate::resolve::{Answer, Records};
 
 /// The output of one render.
@@ -22,6 +23,9 @@ pub struct Rendered {
     /// Servers of every `servers` array, keyed by a readable pool label (the pool's name when
     /// it has one, else the array's JSON pointer). Used to log what changed.
     pub pools: BTreeMap<String, Vec<String>>,
+    /// How mcrouter will hash each pool (same labels as `pools`), for the share of keys a
+    /// change remaps.
+    pub hashing: BTreeMap<String, Hashing>,
     /// What the render could not do as the template asked (a Rendezvous route without a pool
     /// to tag), for the caller to warn about.
     pub notes: Vec<String>,
@@ -47,6 +51,7 @@ pub fn render(
     // Identities of each rendered servers array, keyed by the array's pointer.
     let mut identities: HashMap<String, Vec<String>> = HashMap::new();
     let mut pools = BTreeMap::new();
+    let mut labels = HashMap::new();
     let mut missing = None;
 
     let mut arrays = Vec::new();
@@ -81,6 +86,7 @@ pub fn render(
         }
         *items = out;
         let label = pool_label(&template.value, &pointer);
+        labels.insert(pointer.clone(), label.clone());
         let listed = items
             .iter()
             .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
@@ -93,14 +99,134 @@ pub fn render(
     }
 
     let notes = add_rendezvous_tags(&mut value, &identities);
+    let mut by_pointer = pool_hashing(&value);
+    let hashing = labels
+        .into_iter()
+        .map(|(pointer, label)| {
+            let hashing = by_pointer.remove(&pointer).unwrap_or_else(|| {
+                Hashing::Unknown("no PoolRoute or HashRoute hashes this pool".into())
+            });
+            (label, hashing)
+        })
+        .collect();
 
     let mut bytes = serde_json::to_vec_pretty(&value).expect("a JSON tree always serialises");
     bytes.push(b'\n');
     Ok(Rendered {
         bytes,
         pools,
+        hashing,
         notes,
     })
+}
+
+/// One pool of a rendered config: its servers in order, and how mcrouter hashes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    pub servers: Vec<String>,
+    pub hashing: Hashing,
+}
+
+/// Every servers array of a rendered config (one mcw wrote, or a fresh render), under the same
+/// labels [`Rendered::pools`] uses.
+pub fn pools_of(config: &Value) -> BTreeMap<String, Pool> {
+    let mut hashing = pool_hashing(config);
+    let mut pools = BTreeMap::new();
+    for_each_servers_array(config, &mut |pointer, items| {
+        let servers = items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect();
+        let hashing = hashing.remove(pointer).unwrap_or_else(|| {
+            Hashing::Unknown("no PoolRoute or HashRoute hashes this pool".into())
+        });
+        pools.insert(pool_label(config, pointer), Pool { servers, hashing });
+    });
+    pools
+}
+
+/// How each pool (by its servers array's pointer) is hashed in a rendered config, read as
+/// mcrouter reads it: a PoolRoute's `hash` (a name, or an object with `hash_func`), a
+/// HashRoute's `hash_func` over `children`, and the `"PoolRoute|NAME"` shorthand; Ch3 where
+/// none is named. A pool hashed two different ways, or by a function mcw does not model, is
+/// [`Hashing::Unknown`].
+pub fn pool_hashing(root: &Value) -> HashMap<String, Hashing> {
+    let pools = pool_index(root);
+    let mut found: HashMap<String, Hashing> = HashMap::new();
+    let mut record = |pool: Option<PoolRef>, hashing: Hashing| {
+        let pointer = match pool {
+            Some(PoolRef::Name(name)) => match pools.get(&name) {
+                Some(p) => p.clone(),
+                None => return,
+            },
+            Some(PoolRef::Inline(p)) => p,
+            None => return,
+        };
+        let merged = match found.remove(&pointer) {
+            None => hashing,
+            Some(seen) if seen == hashing => seen,
+            Some(seen) => Hashing::Unknown(format!(
+                "hashed two ways ({} and {})",
+                seen.name(),
+                hashing.name()
+            )),
+        };
+        found.insert(pointer, merged);
+    };
+    walk(root, &mut |pointer, node| match node {
+        Value::String(s) => {
+            if let Some(name) = s.strip_prefix("PoolRoute|")
+                && !name.contains('|')
+            {
+                record(Some(PoolRef::Name(name.to_string())), Hashing::Ch3);
+            }
+        }
+        Value::Object(map) => {
+            if let Some(pool) = map.get("pool") {
+                let hashing = match map.get("hash") {
+                    None => Hashing::Ch3,
+                    Some(Value::String(name)) => named_hashing(name, None),
+                    Some(Value::Object(hash)) => {
+                        let name = hash.get("hash_func").and_then(Value::as_str);
+                        named_hashing(name.unwrap_or("Ch3"), Some(hash))
+                    }
+                    Some(other) => Hashing::Unknown(format!("hash {other}")),
+                };
+                record(pool_ref(pool, &format!("{pointer}/pool")), hashing);
+            } else if let Some(children) = map.get("children")
+                && (map.contains_key("hash_func")
+                    || map.get("type").and_then(Value::as_str) == Some("HashRoute"))
+            {
+                let name = map.get("hash_func").and_then(Value::as_str);
+                let hashing = named_hashing(name.unwrap_or("Ch3"), Some(map));
+                record(pool_ref(children, &format!("{pointer}/children")), hashing);
+            }
+        }
+        _ => {}
+    });
+    found
+}
+
+/// A hash function by its name in mcrouter's config; `spec` is the object holding its options.
+fn named_hashing(name: &str, spec: Option<&Map<String, Value>>) -> Hashing {
+    let option = |key: &str| spec.and_then(|s| s.get(key));
+    match name {
+        // A salt changes which keys go where (not how many move), and mcw does not model it.
+        "Ch3" if option("salt").is_some() => Hashing::Unknown("Ch3 with a salt".into()),
+        "Ch3" => Hashing::Ch3,
+        "Rendezvous" => match option("tags").and_then(Value::as_array) {
+            Some(tags) => match tags
+                .iter()
+                .map(|t| t.as_str().map(str::to_string))
+                .collect()
+            {
+                Some(tags) => Hashing::Rendezvous { tags },
+                None => Hashing::Unknown("Rendezvous tags that are not strings".into()),
+            },
+            None => Hashing::Unknown("Rendezvous without tags".into()),
+        },
+        other => Hashing::Unknown(format!("{other} hash")),
+    }
 }
 
 /// The servers one token stands for, in canonical order.
@@ -324,6 +450,44 @@ mod tests {
             ("mc-10.mc.test", 11211, &["10.0.0.10"]),
             ("mc-2.mc.test", 11211, &["10.0.0.2"]),
         ])
+    }
+
+    #[test]
+    fn each_pool_is_known_by_the_hash_mcrouter_will_use() {
+        let text = r#"{
+          "pools": {
+            "plain": {"servers": ["dnssrv://_mc._tcp.mc.test"]},
+            "object": {"servers": ["dnssrv://_mc._tcp.mc.test"]},
+            "hashed": {"servers": ["dnssrv://_mc._tcp.mc.test"]},
+            "tagged": {"servers": ["dnssrv://_mc._tcp.mc.test"]},
+            "crc": {"servers": ["dnssrv://_mc._tcp.mc.test"]},
+            "twice": {"servers": ["dnssrv://_mc._tcp.mc.test"]},
+            "unused": {"servers": ["dnssrv://_mc._tcp.mc.test"]}
+          },
+          "routes": [{"aliases": ["/a/b/"], "route": {"type": "OperationSelectorRoute",
+            "default_policy": "PoolRoute|plain",
+            "operation_policies": {
+              "get": {"type": "PoolRoute", "pool": "object", "hash": {"hash_func": "Ch3"}},
+              "set": {"type": "HashRoute", "children": "Pool|hashed"},
+              "delete": {"type": "PoolRoute", "pool": "tagged", "hash": {"hash_func": "Rendezvous"}},
+              "add": {"type": "PoolRoute", "pool": "crc", "hash": "Crc32"},
+              "incr": {"type": "PoolRoute", "pool": "twice"},
+              "decr": {"type": "PoolRoute", "pool": "twice", "hash": {"hash_func": "Rendezvous"}}
+            }}}]
+        }"#;
+        let hashing = rendered_with(text, &pods()).hashing;
+        assert_eq!(hashing["plain"], Hashing::Ch3);
+        assert_eq!(hashing["object"], Hashing::Ch3);
+        assert_eq!(hashing["hashed"], Hashing::Ch3);
+        assert_eq!(
+            hashing["tagged"],
+            Hashing::Rendezvous {
+                tags: vec!["mc-2.mc.test:11211".into(), "mc-10.mc.test:11211".into()]
+            }
+        );
+        assert_eq!(hashing["crc"], Hashing::Unknown("Crc32 hash".into()));
+        assert!(matches!(&hashing["twice"], Hashing::Unknown(why) if why.contains("two ways")));
+        assert!(matches!(&hashing["unused"], Hashing::Unknown(_)));
     }
 
     #[test]
