@@ -436,6 +436,16 @@ mod tests {
     }
 
     #[test]
+    fn added_removed_reports_each_entry_once() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let old = s(&["a", "b", "b", "c"]);
+        let new = s(&["a", "b", "d", "c", "d"]);
+        let (added, removed) = added_removed(&old, &new);
+        assert_eq!(added, [&"d".to_string(), &"d".to_string()]);
+        assert_eq!(removed, [&"b".to_string()]);
+    }
+
+    #[test]
     fn added_removed_and_moved_servers() {
         let old = servers(4);
         let mut new = old.clone();

@@ -581,13 +581,3 @@ fn refresh_interval_is_the_ttl_clamped_with_a_little_jitter() {
     let fast = refresh_after(0, Duration::from_millis(200), max, 0.0);
     assert_eq!(fast, Duration::from_millis(200));
 }
-
-#[test]
-fn diff_reports_each_added_and_removed_entry_once() {
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let old = s(&["a", "b", "b", "c"]);
-    let new = s(&["a", "b", "d", "c", "d"]);
-    let (added, removed) = diff(&old, &new);
-    assert_eq!(added, [&"d".to_string(), &"d".to_string()]);
-    assert_eq!(removed, [&"b".to_string()]);
-}
