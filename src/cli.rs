@@ -82,7 +82,7 @@ pub struct DiffArgs {
     )]
     pub output: OutputSpec,
     /// text for people, json for scripts.
-    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    #[arg(long, env = "MCW_FORMAT", value_enum, default_value_t = DiffFormat::Text)]
     pub format: DiffFormat,
     #[command(flatten)]
     pub dns: DnsArgs,
