@@ -158,6 +158,11 @@ pub struct ServiceArgs {
     /// every 2s only if inotify cannot be set up.
     #[arg(long, env = "MCW_TEMPLATE_POLL", value_name = "DURATION", value_parser = parse_duration)]
     pub template_poll: Option<Duration>,
+    /// A server that vanishes from a token's answer keeps its slot this long before the pool
+    /// shrinks (mcrouter's health checks cover it meanwhile); one that comes back within it
+    /// changes nothing. Additions apply at once. 0s: off.
+    #[arg(long, env = "MCW_HOLD_REMOVED", value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub hold_removed: Duration,
     /// Serve /metrics, /healthz, /readyz and /status over HTTP on this address (for example
     /// 0.0.0.0:9442). Off by default.
     #[arg(long, env = "MCW_METRICS_LISTEN", value_name = "ADDR")]

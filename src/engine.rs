@@ -21,7 +21,7 @@ use crate::confirm::md5_hex;
 use crate::error::{Error, FailedToken, StartupFailure, UsageError};
 use crate::placement::{self, Share};
 use crate::prefix;
-use crate::resolve::{self, Answer, Failure};
+use crate::resolve::{self, Answer, Failure, Member};
 use crate::template::{self, Query, Rendered, Template, TemplateError};
 
 /// How many recent writes are remembered by md5, to restore what mcrouter reports running.
@@ -44,6 +44,9 @@ pub struct Settings {
     pub supervise: bool,
     /// `run` mode with a known admin port: confirm each write.
     pub confirm: Option<ConfirmSettings>,
+    /// `--hold-removed`: how long a server that vanished from an answer keeps its slot
+    /// (zero: not at all).
+    pub hold_removed: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -135,6 +138,19 @@ pub enum Report {
         failure: Failure,
         /// Whether a last good answer is kept.
         kept: bool,
+    },
+    /// `--hold-removed`: a server vanished from a token's answer and keeps its slot for `hold`.
+    Holding {
+        token: String,
+        server: String,
+        hold: Duration,
+    },
+    /// A held server is back in DNS (`back`: nothing changes), or its hold ran out (it is
+    /// removed).
+    HoldEnded {
+        token: String,
+        server: String,
+        back: bool,
     },
     DnsRecovered {
         token: String,
@@ -239,11 +255,16 @@ pub struct TokenStatus {
     pub error: Option<String>,
     /// The latest lookup failed and the last good answer stands in.
     pub last_good_in_use: bool,
+    /// Servers DNS no longer lists that keep their slot (`--hold-removed`).
+    pub held: Vec<String>,
 }
 
 #[derive(Debug)]
 struct QueryState {
+    /// The last good answer, with any held servers in it.
     good: Option<Answer>,
+    /// `--hold-removed`: servers of `good` that DNS stopped listing, and until when they stay.
+    held: Vec<(Member, Instant)>,
     /// When `good` arrived.
     answered: Option<Instant>,
     failure: Option<Failure>,
@@ -255,6 +276,7 @@ impl QueryState {
     fn due_at(now: Instant) -> QueryState {
         QueryState {
             good: None,
+            held: Vec::new(),
             answered: None,
             failure: None,
             due: now,
@@ -418,7 +440,12 @@ impl Engine {
             let verdict = c.awaiting.as_ref().map(|a| a.deadline);
             ask.into_iter().chain(verdict)
         });
+        let holds = self
+            .states
+            .values()
+            .flat_map(|s| s.held.iter().map(|(_, until)| *until));
         lookups
+            .chain(holds)
             .chain(self.write_retry)
             .chain(validation)
             .chain(self.startup_deadline)
@@ -473,6 +500,7 @@ impl Engine {
                     age: state.answered.map(|t| now.saturating_duration_since(t)),
                     error: state.failure.as_ref().map(Failure::to_string),
                     last_good_in_use: state.failure.is_some() && state.good.is_some(),
+                    held: state.held.iter().map(|(m, _)| m.to_string()).collect(),
                 })
             })
             .collect();
@@ -504,6 +532,7 @@ impl Engine {
             return;
         }
         self.take_lookups(|s| s.due <= now);
+        self.release_holds(now);
         if self.template_due <= now {
             self.template_due = now + self.s.max_refresh;
             self.out.push(Action::ReadTemplate);
@@ -522,6 +551,32 @@ impl Engine {
             self.validation_failed(format!("timed out after {timeout:?}; killed"));
         }
         self.confirm_tick(now);
+    }
+
+    /// Holds that ran out: their servers leave the answers, and the pools shrink.
+    fn release_holds(&mut self, now: Instant) {
+        for (query, state) in &mut self.states {
+            let expired: Vec<Member> = state
+                .held
+                .iter()
+                .filter(|(_, until)| *until <= now)
+                .map(|(m, _)| m.clone())
+                .collect();
+            if expired.is_empty() {
+                continue;
+            }
+            state.held.retain(|(_, until)| *until > now);
+            state.good = state.good.as_ref().map(|g| g.without(&expired));
+            self.dirty = true;
+            let token = token_text(&self.template, query);
+            for m in expired {
+                self.out.push(Action::Report(Report::HoldEnded {
+                    token: token.clone(),
+                    server: m.to_string(),
+                    back: false,
+                }));
+            }
+        }
     }
 
     /// Every query not already in flight, now (SIGHUP, template change).
@@ -559,6 +614,19 @@ impl Engine {
             state.in_flight = false;
             match result {
                 Ok(answer) => {
+                    let answer = if self.s.hold_removed.is_zero() {
+                        answer
+                    } else {
+                        let token = || token_text(template, &query);
+                        hold_vanished(
+                            state,
+                            answer,
+                            now,
+                            self.s.hold_removed,
+                            token,
+                            &mut self.out,
+                        )
+                    };
                     if state.failure.take().is_some() && state.good.is_some() {
                         let token = token_text(template, &query);
                         self.out
@@ -1032,5 +1100,42 @@ fn token_text(template: &Template, query: &Query) -> String {
 }
 
 /// Multiset difference: what `new` has more of, and what `old` had more of.
+/// `--hold-removed`: `fresh` with the servers it dropped (since `state.good`) kept for `hold`,
+/// each in the slot canonical order gives it. A held server that is back is no longer held.
+fn hold_vanished(
+    state: &mut QueryState,
+    fresh: Answer,
+    now: Instant,
+    hold: Duration,
+    token: impl Fn() -> String,
+    out: &mut Vec<Action>,
+) -> Answer {
+    state.held.retain(|(m, _)| {
+        let back = fresh.has(m);
+        if back {
+            out.push(Action::Report(Report::HoldEnded {
+                token: token(),
+                server: m.to_string(),
+                back: true,
+            }));
+        }
+        !back
+    });
+    if let Some(previous) = &state.good {
+        for m in previous.members() {
+            if !fresh.has(&m) && !state.held.iter().any(|(h, _)| h.same(&m)) {
+                out.push(Action::Report(Report::Holding {
+                    token: token(),
+                    server: m.to_string(),
+                    hold,
+                }));
+                state.held.push((m, now + hold));
+            }
+        }
+    }
+    let held: Vec<Member> = state.held.iter().map(|(m, _)| m.clone()).collect();
+    fresh.with(&held)
+}
+
 #[cfg(test)]
 mod tests;

@@ -227,6 +227,7 @@ pub fn status_json(
                 "age_seconds": secs(t.age),
                 "error": t.error,
                 "last_good_in_use": t.last_good_in_use,
+                "held": t.held,
             })
         })
         .collect();

@@ -119,6 +119,7 @@ impl Loop {
             max_refresh: s.max_refresh,
             startup_timeout: s.startup_timeout,
             allow_empty: s.allow_empty,
+            hold_removed: s.hold_removed,
             route_prefix: sup.as_ref().map(|p| p.route_prefix.clone()),
             validate_timeout: sup
                 .as_ref()
@@ -532,6 +533,26 @@ impl Loop {
                 tracing::warn!(token, reason = %failure, "DNS lookup failed; nothing to write until it answers")
             }
             Report::DnsRecovered { token } => tracing::info!(token, "DNS answers again"),
+            Report::Holding {
+                token,
+                server,
+                hold,
+            } => tracing::info!(
+                token,
+                server,
+                hold = ?hold,
+                "server vanished from DNS; holding its slot (--hold-removed)"
+            ),
+            Report::HoldEnded {
+                token,
+                server,
+                back: true,
+            } => tracing::info!(token, server, "held server is back in DNS; nothing changes"),
+            Report::HoldEnded {
+                token,
+                server,
+                back: false,
+            } => tracing::info!(token, server, "hold ran out; removing the server"),
             Report::Rendered { generation, md5 } => {
                 tracing::debug!(generation, %md5, "rendered a new config")
             }

@@ -41,6 +41,8 @@ pub struct Service {
     pub template_poll: Option<Duration>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--hold-removed` (zero: off).
+    pub hold_removed: Duration,
 }
 
 /// What `run` adds.
@@ -111,6 +113,7 @@ pub fn service(args: &ServiceArgs) -> Result<Service, Error> {
         startup_timeout,
         template_poll,
         metrics_listen: args.metrics_listen,
+        hold_removed: bounded("--hold-removed", args.hold_removed, Duration::ZERO)?,
     })
 }
 

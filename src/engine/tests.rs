@@ -21,6 +21,7 @@ fn settings() -> Settings {
         validate_timeout: None,
         supervise: false,
         confirm: None,
+        hold_removed: Duration::ZERO,
     }
 }
 
@@ -580,4 +581,70 @@ fn refresh_interval_is_the_ttl_clamped_with_a_little_jitter() {
     // A sub-second minimum is honoured (tests and fast failover).
     let fast = refresh_after(0, Duration::from_millis(200), max, 0.0);
     assert_eq!(fast, Duration::from_millis(200));
+}
+
+/// One lookup result with several addresses.
+fn addrs(ips: &[&str]) -> Event {
+    let records = Records::Addrs(ips.iter().map(|ip| ip.parse().unwrap()).collect());
+    Event::Looked(HashMap::from([(query(), Ok(Answer::new(records, 30)))]))
+}
+
+fn writes(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Write { .. } | Action::Validate { .. }))
+        .count()
+}
+
+const HOLD: Duration = Duration::from_secs(3);
+
+/// `--hold-removed`: start with three servers written.
+fn held_run() -> Run {
+    let mut r = Run::new(Settings {
+        hold_removed: HOLD,
+        ..settings()
+    });
+    r.act(Event::Tick);
+    let first = r.feed(addrs(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]));
+    assert_eq!(writes(&first), 1);
+    r.feed(Event::Wrote {
+        generation: 1,
+        result: Ok(true),
+    });
+    r
+}
+
+#[test]
+fn a_vanished_server_keeps_its_slot_until_the_hold_runs_out() {
+    let mut r = held_run();
+    r.at(Duration::from_secs(1)).act(Event::Refresh);
+    let gone = r.feed(addrs(&["10.0.0.1", "10.0.0.3"]));
+    assert_eq!(writes(&gone), 0, "{gone:?}");
+    assert!(reports(&gone).iter().any(|rep| matches!(rep,
+        Report::Holding { server, hold, .. } if server == "10.0.0.2" && *hold == HOLD)));
+    assert_eq!(r.engine.status(r.now).tokens[0].held, ["10.0.0.2"]);
+    // The engine wakes when the hold runs out, and the pool shrinks then.
+    assert_eq!(r.engine.next_wake(), r.start + Duration::from_secs(4));
+    let released = r.at(Duration::from_secs(4)).feed(Event::Tick);
+    assert!(reports(&released).iter().any(|rep| matches!(rep,
+        Report::HoldEnded { server, back: false, .. } if server == "10.0.0.2")));
+    assert_eq!(writes(&released), 1);
+    assert!(r.engine.status(r.now).tokens[0].held.is_empty());
+}
+
+#[test]
+fn a_held_server_that_returns_changes_nothing_and_additions_apply_at_once() {
+    let mut r = held_run();
+    r.at(Duration::from_secs(1)).act(Event::Refresh);
+    r.feed(addrs(&["10.0.0.1", "10.0.0.3"]));
+    r.at(Duration::from_secs(2)).act(Event::Refresh);
+    let back = r.feed(addrs(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]));
+    assert_eq!(writes(&back), 0);
+    assert!(reports(&back).iter().any(|rep| matches!(rep,
+        Report::HoldEnded { server, back: true, .. } if server == "10.0.0.2")));
+    assert_eq!(writes(&r.at(Duration::from_secs(10)).feed(Event::Tick)), 0);
+
+    r.act(Event::Refresh);
+    let added = r.feed(addrs(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]));
+    assert_eq!(writes(&added), 1);
 }

@@ -44,6 +44,7 @@ pub struct Metrics {
     tokens_last_good: Gauge,
     pool_servers: Family<Labels, Gauge>,
     pool_remapped: Family<Labels, Ratio>,
+    servers_held: Family<Labels, Gauge>,
     since_render: Seconds,
     since_write: Seconds,
     writes: Counter,
@@ -112,6 +113,12 @@ impl Metrics {
                 all,
                 "pool_remapped_keys_ratio",
                 "Share of keys the pool's last change sent to another server (NaN: mcw cannot model its hash)",
+            ),
+            servers_held: add(
+                r,
+                all,
+                "servers_held",
+                "Servers DNS no longer lists that keep their slot under --hold-removed, per token",
             ),
             since_render: add(
                 r,
@@ -242,6 +249,12 @@ impl Metrics {
     pub fn encode(&self, status: &Status, child: Option<&str>) -> String {
         let last_good = status.tokens.iter().filter(|t| t.last_good_in_use).count();
         self.tokens_last_good.set(last_good as i64);
+        self.servers_held.clear();
+        for t in &status.tokens {
+            self.servers_held
+                .get_or_create(&vec![("token", t.token.clone())])
+                .set(t.held.len() as i64);
+        }
         self.pool_servers.clear();
         for (pool, servers) in &status.pools {
             self.pool_servers

@@ -72,6 +72,85 @@ impl Answer {
     }
 }
 
+/// One server of an answer, as `--hold-removed` keeps it: an address of an A/AAAA answer, or
+/// an SRV record (identified by target and port) with the addresses it had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Member {
+    Addr(IpAddr),
+    Srv(SrvTarget),
+}
+
+impl Member {
+    pub fn same(&self, other: &Member) -> bool {
+        match (self, other) {
+            (Member::Addr(a), Member::Addr(b)) => a == b,
+            (Member::Srv(a), Member::Srv(b)) => a.target == b.target && a.port == b.port,
+            _ => false,
+        }
+    }
+}
+
+/// `10.0.0.1`, or `mc-1.mc.ns.svc:11211` for an SRV record.
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Member::Addr(ip) => write!(f, "{ip}"),
+            Member::Srv(t) => write!(f, "{}:{}", t.target, t.port),
+        }
+    }
+}
+
+impl Answer {
+    /// The servers of this answer, one per address or SRV record.
+    pub fn members(&self) -> Vec<Member> {
+        match &self.records {
+            Records::Addrs(addrs) => addrs.iter().copied().map(Member::Addr).collect(),
+            Records::Srv(targets) => targets.iter().cloned().map(Member::Srv).collect(),
+        }
+    }
+
+    /// Whether this answer has a server that is `member` (an SRV record by target and port).
+    pub fn has(&self, member: &Member) -> bool {
+        self.members().iter().any(|m| m.same(member))
+    }
+
+    /// This answer with `extra` servers added back, each landing where canonical order puts
+    /// it: where it was before it vanished, if nothing else changed.
+    pub fn with(&self, extra: &[Member]) -> Answer {
+        let mut records = self.records.clone();
+        for member in extra.iter().filter(|m| !self.has(m)) {
+            match (&mut records, member) {
+                (Records::Addrs(addrs), Member::Addr(ip)) => addrs.push(*ip),
+                (Records::Srv(targets), Member::Srv(t)) => targets.push(t.clone()),
+                _ => {}
+            }
+        }
+        Answer::new(records, self.ttl)
+    }
+
+    /// This answer without the servers in `gone`.
+    pub fn without(&self, gone: &[Member]) -> Answer {
+        let keep = |m: &Member| !gone.iter().any(|g| g.same(m));
+        let records = match &self.records {
+            Records::Addrs(addrs) => Records::Addrs(
+                addrs
+                    .iter()
+                    .copied()
+                    .filter(|ip| keep(&Member::Addr(*ip)))
+                    .collect(),
+            ),
+            Records::Srv(targets) => Records::Srv(
+                targets
+                    .iter()
+                    .filter(|t| keep(&Member::Srv((*t).clone())))
+                    .cloned()
+                    .collect(),
+            ),
+        };
+        Answer::new(records, self.ttl)
+    }
+}
+
 fn sort_addrs(addrs: &mut Vec<IpAddr>) {
     // IpAddr's own order is numeric with every IPv4 address before every IPv6 one.
     addrs.sort_unstable();

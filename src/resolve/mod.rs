@@ -26,7 +26,7 @@ use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use tokio::task::JoinSet;
 
-pub use answer::{Answer, Records, SrvTarget, natural_cmp};
+pub use answer::{Answer, Member, Records, SrvTarget, natural_cmp};
 pub use search::SearchConfig;
 
 use crate::template::{Family, Query};
