@@ -114,6 +114,7 @@ packages() {
 /usr/share/doc/mcw/copyright
 /usr/share/fish/vendor_completions.d/mcw.fish
 /usr/share/man/man1/mcw-check.1.gz
+/usr/share/man/man1/mcw-diff.1.gz
 /usr/share/man/man1/mcw-render.1.gz
 /usr/share/man/man1/mcw-run.1.gz
 /usr/share/man/man1/mcw-watch.1.gz
@@ -136,6 +137,7 @@ packages() {
 /usr/share/fish/vendor_completions.d/mcw.fish
 /usr/share/licenses/mcw/LICENSE
 /usr/share/man/man1/mcw-check.1.gz
+/usr/share/man/man1/mcw-diff.1.gz
 /usr/share/man/man1/mcw-render.1.gz
 /usr/share/man/man1/mcw-run.1.gz
 /usr/share/man/man1/mcw-watch.1.gz

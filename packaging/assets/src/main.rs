@@ -72,6 +72,7 @@ mod tests {
             "mcw.1",
             "mcw-render.1",
             "mcw-check.1",
+            "mcw-diff.1",
             "mcw-watch.1",
             "mcw-run.1",
             "mcw.bash",
