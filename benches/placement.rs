@@ -1,203 +1,29 @@
-//! Key placement through a real data path: `mcw run` (release) over the mcrouter stand-in,
-//! ten real memcached "pods" on 127.0.1.10–19, an in-process DNS server. For each event, 2,000
-//! keys are set through mcrouter, the DNS change is made, mcw's confirmation of the reload is
-//! awaited, and every key is read back through mcrouter: a key "moved" exactly when the read
-//! misses, since its value lives only on the memcached that first held it.
-//! Run with `cargo bench --bench placement`.
+//! Key placement through a real data path (tests/common/placement.rs): for each event, the
+//! share of keys measured to have moved between real memcached, beside the share mcw predicted
+//! with mcrouter's hash functions. Run with `cargo bench --bench placement`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::time::Duration;
+use common::placement::{Fleet, N, ROWS, scenario};
 
-use common::*;
-
-const N: usize = 10;
-const KEYS: usize = 2000;
-
-#[derive(Clone, Copy, PartialEq)]
-enum Token {
-    Srv,
-    A,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Event {
-    NewIp,
-    JoinAtEnd,
-    MiddleLeaves,
-}
-
-fn pod_ip(i: usize) -> String {
-    format!("127.0.1.{}", 10 + i)
-}
-
-/// The zone for `members` (pod index → IP).
-fn zone(dns: &DnsServer, members: &[(usize, String)], port: u16) {
-    let names: Vec<String> = members
-        .iter()
-        .map(|(i, _)| format!("mc-{i}.mc.test"))
-        .collect();
-    let srv: Vec<(u16, u16, u16, &str)> = names.iter().map(|n| (0, 0, port, n.as_str())).collect();
-    dns.set_srv("_mc._tcp.mc.test", &srv, 1);
-    for (n, (_, ip)) in names.iter().zip(members) {
-        dns.set_addrs(n, &[ip], 1);
-    }
-    let ips: Vec<&str> = members.iter().map(|(_, ip)| ip.as_str()).collect();
-    dns.set_addrs("all.mc.test", &ips, 1);
-}
-
-fn scenario(token: Token, event: Event, rendezvous: bool, mc_port: u16) -> f64 {
-    for ip in (0..N)
-        .map(pod_ip)
-        .chain(["127.0.1.20".into(), "127.0.1.30".into()])
-    {
-        assert_eq!(
-            memcache(&format!("{ip}:{mc_port}"), "flush_all\r\n"),
-            "OK\r\n"
-        );
-    }
-    let dns = DnsServer::start();
-    let mut members: Vec<(usize, String)> = (0..N).map(|i| (i, pod_ip(i))).collect();
-    zone(&dns, &members, mc_port);
-    let work = Workdir::new();
-    let server = match token {
-        Token::Srv => "dnssrv://_mc._tcp.mc.test".to_string(),
-        Token::A => format!("dns+{mc_port}://all.mc.test"),
-    };
-    let route = match rendezvous {
-        true => r#"{"type": "PoolRoute", "pool": "a", "hash": {"hash_func": "Rendezvous"}}"#,
-        false => r#""PoolRoute|a""#,
-    };
-    work.write(
-        "template.json",
-        &format!(r#"{{"pools": {{"a": {{"servers": ["{server}"]}}}}, "route": {route}}}"#),
-    );
-    let port = free_port();
-    let router = format!("127.0.0.1:{port}");
-    let mut cmd = work.mcw("run", &dns);
-    cmd.arg("--output").arg(work.path("out.json")).args([
-        "--min-refresh",
-        "200ms",
-        "--",
-        standin().to_str().unwrap(),
-    ]);
-    cmd.args([
-        "-p",
-        &port.to_string(),
-        "--listen-addresses=127.0.0.1",
-        "--reconfiguration-delay-ms=50",
-    ]);
-    cmd.env("MCW_LOG", "info");
-    let w = Watcher::spawn(cmd, work.path("mcw.log"));
-    let confirmed = |n: usize| w.log().matches("mcrouter runs the new config").count() >= n;
-    wait_for("the first confirmation", Duration::from_secs(20), || {
-        confirmed(1)
-    });
-
-    let keys: Vec<String> = (0..KEYS).map(|i| format!("user:{i}")).collect();
-    for k in &keys {
-        assert_eq!(
-            memcache(&router, &format!("set {k} 0 0 1\r\nx\r\n")),
-            "STORED\r\n"
-        );
-    }
-    match event {
-        Event::NewIp => members[3].1 = "127.0.1.30".into(),
-        Event::JoinAtEnd => members.push((N, "127.0.1.20".into())),
-        Event::MiddleLeaves => {
-            members.remove(4);
-        }
-    }
-    dns.remove("all.mc.test");
-    zone(&dns, &members, mc_port);
-    wait_for("the confirmed reload", Duration::from_secs(20), || {
-        confirmed(2)
-    });
-    let misses = keys
-        .iter()
-        .filter(|k| !memcache(&router, &format!("get {k}\r\n")).contains("VALUE"))
-        .count();
-    misses as f64 / KEYS as f64
-}
+const KEYS: usize = 10_000;
 
 fn main() {
-    let mc_port = free_port();
-    let _mems: Vec<Daemon> = (0..N)
-        .map(pod_ip)
-        .chain(["127.0.1.20".into(), "127.0.1.30".into()])
-        .map(|ip| memcached(&ip, mc_port))
-        .collect();
-    let rows = [
-        (
-            Token::Srv,
-            Event::NewIp,
-            false,
-            "dnssrv://, pod mc-3 gets a new IP",
-            "Ch3",
-            "10.0 % (that pod's keys)",
-        ),
-        (
-            Token::Srv,
-            Event::JoinAtEnd,
-            false,
-            "dnssrv://, mc-10 joins",
-            "Ch3",
-            "9.1 % (1/11)",
-        ),
-        (
-            Token::Srv,
-            Event::MiddleLeaves,
-            true,
-            "dnssrv://, mc-4 leaves",
-            "Rendezvous",
-            "10.0 % (1/10)",
-        ),
-        (
-            Token::Srv,
-            Event::MiddleLeaves,
-            false,
-            "dnssrv://, mc-4 leaves",
-            "Ch3",
-            "most keys (indexes shift)",
-        ),
-        (
-            Token::A,
-            Event::NewIp,
-            false,
-            "dns://, 127.0.1.13 becomes 127.0.1.30",
-            "Ch3",
-            "most keys (it re-sorts last)",
-        ),
-        (
-            Token::A,
-            Event::JoinAtEnd,
-            false,
-            "dns://, 127.0.1.20 joins",
-            "Ch3",
-            "9.1 % (sorts last)",
-        ),
-        (
-            Token::A,
-            Event::MiddleLeaves,
-            true,
-            "dns://, 127.0.1.14 leaves",
-            "Rendezvous",
-            "10.0 % (1/10)",
-        ),
-        (
-            Token::A,
-            Event::NewIp,
-            true,
-            "dns://, 127.0.1.13 becomes 127.0.1.30",
-            "Rendezvous",
-            "about 19 % (a leave plus a join)",
-        ),
-    ];
-    println!("| pool of {N}, {KEYS} keys | hash | keys moved | expected |");
-    println!("|---|---|---|---|");
-    for (token, event, rendezvous, what, hash, expected) in rows {
-        let moved = scenario(token, event, rendezvous, mc_port);
-        println!("| {what} | {hash} | {:.1} % | {expected} |", moved * 100.0);
+    let fleet = Fleet::start();
+    println!(
+        "| pool of {N}, {KEYS} keys | hash | keys moved (measured) | mcw's prediction | expected |"
+    );
+    println!("|---|---|---|---|---|");
+    for row in &ROWS {
+        let (moved, predicted) = scenario(&fleet, row, KEYS);
+        let predicted = predicted.map_or("none".to_string(), |p| format!("{:.1} %", p * 100.0));
+        println!(
+            "| {} | {} | {:.1} % | {predicted} | {} |",
+            row.3,
+            row.4,
+            moved * 100.0,
+            row.5
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod placement;
 mod ports;
 pub use ports::free_port;
 

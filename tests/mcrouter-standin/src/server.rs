@@ -144,6 +144,8 @@ struct Backend {
 fn backend<'a>(pool: &'a mut HashMap<String, Backend>, addr: &str) -> io::Result<&'a mut Backend> {
     if !pool.contains_key(addr) {
         let stream = TcpStream::connect(addr)?;
+        // Requests go out as they are written, as mcrouter's do (no Nagle delay).
+        stream.set_nodelay(true)?;
         let reader = BufReader::new(stream.try_clone()?);
         pool.insert(
             addr.to_string(),
@@ -185,6 +187,7 @@ fn handle(stream: TcpStream, state: &State) -> io::Result<()> {
 }
 
 fn converse(stream: TcpStream, state: &State) -> io::Result<()> {
+    stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     let mut backends: HashMap<String, Backend> = HashMap::new();
@@ -215,7 +218,7 @@ fn converse(stream: TcpStream, state: &State) -> io::Result<()> {
                         Ok(b) => b,
                         Err(_) => continue,
                     };
-                    write!(b.writer, "get {sent}\r\n")?;
+                    b.writer.write_all(format!("get {sent}\r\n").as_bytes())?;
                     let mut found = false;
                     loop {
                         let mut l = String::new();
