@@ -538,8 +538,8 @@ impl Loop {
                 server,
                 hold,
             } => tracing::info!(
-                token,
-                server,
+                %token,
+                %server,
                 hold = ?hold,
                 "server vanished from DNS; holding its slot (--hold-removed)"
             ),
@@ -547,12 +547,12 @@ impl Loop {
                 token,
                 server,
                 back: true,
-            } => tracing::info!(token, server, "held server is back in DNS; nothing changes"),
+            } => tracing::info!(%token, %server, "held server is back in DNS; nothing changes"),
             Report::HoldEnded {
                 token,
                 server,
                 back: false,
-            } => tracing::info!(token, server, "hold ran out; removing the server"),
+            } => tracing::info!(%token, %server, "hold ran out; removing the server"),
             Report::Rendered { generation, md5 } => {
                 tracing::debug!(generation, %md5, "rendered a new config")
             }
