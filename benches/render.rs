@@ -2,6 +2,10 @@
 //! servers), against two DNS servers on loopback: dnsmasq (a real server, started here) and
 //! the tests' in-process hickory-server. Prints wall time and peak RSS of the mcw process; run
 //! with `cargo bench --bench render`. Targets: < 150 ms, < 20 MiB.
+//!
+//! Then `mcw diff` of the same template against a config on disk in which one server of every
+//! pool differs: the render plus the share of keys remapped in all 200 pools (each hashed with
+//! Ch3 by the route), the most work a change can ask of the key-movement code.
 
 #[path = "../tests/common/dns.rs"]
 #[allow(dead_code)]
@@ -37,7 +41,14 @@ fn main() {
             "  \"pool{p}\": {{\"servers\": [\"dnssrv://{name}\"]}}{comma}\n"
         ));
     }
-    template.push_str("}, \"route\": \"PoolRoute|pool0\"}\n");
+    // Every pool behind a PoolRoute, so each one is hashed (Ch3) and its shares are computed.
+    let routes: Vec<String> = (0..POOLS)
+        .map(|p| format!("\"PoolRoute|pool{p}\""))
+        .collect();
+    template.push_str(&format!(
+        "}}, \"route\": {{\"type\": \"AllSyncRoute\", \"children\": [{}]}}}}\n",
+        routes.join(", ")
+    ));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("template.json");
     std::fs::write(&path, template).unwrap();
@@ -74,6 +85,69 @@ fn main() {
     let _ = dnsmasq.kill();
     let _ = dnsmasq.wait();
     measure("hickory-server (in-process)", &server.arg(), dir.path());
+
+    // The config on disk: the render with the fourth server of every pool replaced.
+    let mut disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out1.json")).unwrap()).unwrap();
+    for (p, pool) in disk["pools"]
+        .as_object_mut()
+        .unwrap()
+        .values_mut()
+        .enumerate()
+    {
+        pool["servers"][3] = format!("10.255.{}.{}:11211", p / 250, p % 250).into();
+    }
+    std::fs::write(dir.path().join("disk.json"), disk.to_string()).unwrap();
+    measure_diff("hickory-server (in-process)", &server.arg(), dir.path());
+}
+
+/// `mcw diff` against disk.json: every pool changed, 200 remapped shares.
+fn measure_diff(label: &str, server: &str, dir: &std::path::Path) {
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    let mut peak_kib = 0;
+    for run in 0..=RUNS {
+        let start = Instant::now();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcw"))
+            .arg("diff")
+            .arg("--template")
+            .arg(dir.join("template.json"))
+            .arg("--output")
+            .arg(dir.join("disk.json"))
+            .arg("--resolv-conf")
+            .arg(dir.join("resolv.conf"))
+            .arg("--dns-server")
+            .arg(server)
+            .env("MCW_LOG", "warn")
+            .stdout(std::fs::File::create(dir.join("diff.txt")).unwrap())
+            .spawn()
+            .unwrap();
+        let (status, rss_kib, cpu) = wait_with_rusage(&mut child);
+        let wall = start.elapsed();
+        assert_eq!(status, 1, "mcw diff found no change");
+        let report = std::fs::read_to_string(dir.join("diff.txt")).unwrap();
+        assert_eq!(
+            report.matches("% of keys remapped").count(),
+            POOLS,
+            "{report}"
+        );
+        if run > 0 {
+            walls.push(wall);
+            cpus.push(cpu);
+            peak_kib = peak_kib.max(rss_kib);
+        }
+    }
+    walls.sort();
+    cpus.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{label}: diff {POOLS} pools x {TARGETS} SRV targets, every pool changed ({POOLS} remapped shares on {} keys each), {RUNS} runs: wall p50 {:.1} ms, max {:.1} ms; CPU p50 {:.1} ms; peak RSS {:.1} MiB",
+        mcw::placement::SAMPLE_KEYS,
+        ms(walls[walls.len() / 2]),
+        ms(walls[walls.len() - 1]),
+        ms(cpus[cpus.len() / 2]),
+        peak_kib as f64 / 1024.0
+    );
 }
 
 fn free_port() -> u16 {
