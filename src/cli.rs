@@ -222,6 +222,10 @@ pub struct DnsArgs {
     /// Retries after a failed DNS query.
     #[arg(long, env = "MCW_DNS_RETRIES", value_name = "N", default_value_t = 1)]
     pub dns_retries: usize,
+    /// Ask every DNS query over TCP, never UDP (for networks that drop or truncate UDP;
+    /// the original mcw's FORCE_TCP).
+    #[arg(long, env = "MCW_DNS_TCP")]
+    pub dns_tcp: bool,
     /// Let a token whose name is NXDOMAIN or has no records expand to no servers (by default
     /// that is a failure, and the last good answer is kept).
     #[arg(long, env = "MCW_ALLOW_EMPTY")]

@@ -83,6 +83,7 @@ pub fn dns(args: &DnsArgs) -> Result<DnsSettings, UsageError> {
         resolv_conf: args.resolv_conf.clone(),
         timeout: bounded("--dns-timeout", args.dns_timeout, Duration::from_millis(1))?,
         retries: args.dns_retries,
+        tcp: args.dns_tcp,
     })
 }
 

@@ -124,3 +124,30 @@ fn check_reports_a_config_without_a_route() {
         stdout(&out)
     );
 }
+
+/// `--dns-tcp` asks over TCP only: against a server that answers only there, it renders; without
+/// it, every query times out over UDP and the token fails with a clear reason.
+#[test]
+fn dns_tcp_reaches_a_server_that_answers_only_over_tcp() {
+    let dns = DnsServer::start_tcp_only();
+    dns.set_addrs("tcp.test", &["10.3.0.1"], 30);
+    let work = Workdir::new();
+    work.write(
+        "template.json",
+        r#"{"pools": {"a": {"servers": ["dns://tcp.test"]}}, "route": "PoolRoute|a"}"#,
+    );
+    let out = run(work.mcw("render", &dns).arg("--dns-tcp"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("10.3.0.1:11211"), "{}", stdout(&out));
+
+    let out = run(work
+        .mcw("render", &dns)
+        .args(["--dns-timeout", "300ms", "--dns-retries", "0"]));
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.contains("dns://tcp.test") && message.contains("timed out"),
+        "{message}"
+    );
+    assert!(stdout(&out).is_empty());
+}

@@ -42,6 +42,8 @@ pub struct DnsSettings {
     pub timeout: Duration,
     /// Retries after a failed attempt.
     pub retries: usize,
+    /// `--dns-tcp`: every query over TCP (no UDP at all).
+    pub tcp: bool,
 }
 
 /// The resolver could not be set up.
@@ -162,7 +164,13 @@ impl Dns {
                 udp.port = addr.port();
                 let mut tcp = ConnectionConfig::tcp();
                 tcp.port = addr.port();
-                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+                // UDP first, TCP when an answer comes back truncated; or TCP only.
+                let connections = if settings.tcp {
+                    vec![tcp]
+                } else {
+                    vec![udp, tcp]
+                };
+                NameServerConfig::new(addr.ip(), true, connections)
             })
             .collect();
         // The search list is applied by `SearchConfig`, so hickory only sees absolute names.

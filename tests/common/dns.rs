@@ -59,6 +59,16 @@ fn fqdn(name: &str) -> String {
 
 impl DnsServer {
     pub fn start() -> DnsServer {
+        DnsServer::start_with(true)
+    }
+
+    /// A server that answers over TCP only: its UDP port is bound (so nothing else answers
+    /// there) but never read.
+    pub fn start_tcp_only() -> DnsServer {
+        DnsServer::start_with(false)
+    }
+
+    fn start_with(udp_too: bool) -> DnsServer {
         let zone = Arc::new(Mutex::new(Zone::default()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -72,7 +82,12 @@ impl DnsServer {
                 let (udp, tcp) = bind_pair().await;
                 addr_tx.send(udp.local_addr().unwrap()).unwrap();
                 let mut server = hickory_server::Server::new(handler);
-                server.register_socket(udp);
+                let _unread = if udp_too {
+                    server.register_socket(udp);
+                    None
+                } else {
+                    Some(udp)
+                };
                 server.register_listener(tcp, std::time::Duration::from_secs(5), 64);
                 let _ = shutdown_rx.await;
                 let _ = server.shutdown_gracefully().await;
