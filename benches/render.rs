@@ -103,50 +103,29 @@ fn main() {
 
 /// `mcw diff` against disk.json: every pool changed, 200 remapped shares.
 fn measure_diff(label: &str, server: &str, dir: &std::path::Path) {
-    let mut walls = Vec::new();
-    let mut cpus = Vec::new();
-    let mut peak_kib = 0;
-    for run in 0..=RUNS {
-        let start = Instant::now();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcw"))
-            .arg("diff")
-            .arg("--template")
-            .arg(dir.join("template.json"))
-            .arg("--output")
-            .arg(dir.join("disk.json"))
-            .arg("--resolv-conf")
-            .arg(dir.join("resolv.conf"))
-            .arg("--dns-server")
-            .arg(server)
-            .env("MCW_LOG", "warn")
-            .stdout(std::fs::File::create(dir.join("diff.txt")).unwrap())
-            .spawn()
-            .unwrap();
-        let (status, rss_kib, cpu) = wait_with_rusage(&mut child);
-        let wall = start.elapsed();
-        assert_eq!(status, 1, "mcw diff found no change");
-        let report = std::fs::read_to_string(dir.join("diff.txt")).unwrap();
-        assert_eq!(
-            report.matches("% of keys remapped").count(),
-            POOLS,
-            "{report}"
-        );
-        if run > 0 {
-            walls.push(wall);
-            cpus.push(cpu);
-            peak_kib = peak_kib.max(rss_kib);
-        }
-    }
-    walls.sort();
-    cpus.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let stats = runs(
+        |_| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mcw"));
+            cmd.arg("diff")
+                .arg("--output")
+                .arg(dir.join("disk.json"))
+                .stdout(std::fs::File::create(dir.join("diff.txt")).unwrap());
+            (cmd, 1)
+        },
+        dir,
+        server,
+        |_| {
+            let report = std::fs::read_to_string(dir.join("diff.txt")).unwrap();
+            assert_eq!(
+                report.matches("% of keys remapped").count(),
+                POOLS,
+                "{report}"
+            );
+        },
+    );
     println!(
-        "{label}: diff {POOLS} pools x {TARGETS} SRV targets, every pool changed ({POOLS} remapped shares on {} keys each), {RUNS} runs: wall p50 {:.1} ms, max {:.1} ms; CPU p50 {:.1} ms; peak RSS {:.1} MiB",
+        "{label}: diff {POOLS} pools x {TARGETS} SRV targets, every pool changed ({POOLS} remapped shares on {} keys each), {RUNS} runs: {stats}",
         mcw::placement::SAMPLE_KEYS,
-        ms(walls[walls.len() / 2]),
-        ms(walls[walls.len() - 1]),
-        ms(cpus[cpus.len() / 2]),
-        peak_kib as f64 / 1024.0
     );
 }
 
@@ -161,31 +140,54 @@ fn free_port() -> u16 {
 }
 
 fn measure(label: &str, server: &str, dir: &std::path::Path) {
-    let path = dir.join("template.json");
+    let stats = runs(
+        |run| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mcw"));
+            cmd.arg("render")
+                .arg("--output")
+                .arg(dir.join(format!("out{run}.json")));
+            (cmd, 0)
+        },
+        dir,
+        server,
+        |run| {
+            let written = std::fs::read_to_string(dir.join(format!("out{run}.json"))).unwrap();
+            assert_eq!(written.matches(":11211\"").count(), POOLS * TARGETS);
+        },
+    );
+    println!(
+        "{label}: render {POOLS} pools x {TARGETS} SRV targets = {} servers, {RUNS} runs: {stats}",
+        POOLS * TARGETS,
+    );
+}
+
+/// One warm-up and RUNS counted runs of the command `make(run)` gives (with the template and
+/// DNS options added), each expected to exit with the status it names and to pass `check`.
+/// Returns the wall, CPU and peak-RSS figures as one line.
+fn runs(
+    make: impl Fn(usize) -> (std::process::Command, i32),
+    dir: &std::path::Path,
+    server: &str,
+    check: impl Fn(usize),
+) -> String {
     let mut walls = Vec::new();
     let mut cpus = Vec::new();
     let mut peak_kib = 0;
     for run in 0..=RUNS {
-        let out_path = dir.join(format!("out{run}.json"));
-        let start = Instant::now();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcw"))
-            .arg("render")
-            .arg("--template")
-            .arg(&path)
-            .arg("--output")
-            .arg(&out_path)
+        let (mut cmd, expected) = make(run);
+        cmd.arg("--template")
+            .arg(dir.join("template.json"))
             .arg("--resolv-conf")
             .arg(dir.join("resolv.conf"))
             .arg("--dns-server")
             .arg(server)
-            .env("MCW_LOG", "warn")
-            .spawn()
-            .unwrap();
+            .env("MCW_LOG", "warn");
+        let start = Instant::now();
+        let mut child = cmd.spawn().unwrap();
         let (status, rss_kib, cpu) = wait_with_rusage(&mut child);
         let wall = start.elapsed();
-        assert!(status == 0, "mcw render failed with status {status}");
-        let written = std::fs::read_to_string(&out_path).unwrap();
-        assert_eq!(written.matches(":11211\"").count(), POOLS * TARGETS);
+        assert_eq!(status, expected, "mcw exited {status}");
+        check(run);
         if run > 0 {
             // The first run warms the page cache and the DNS server; it is not counted.
             walls.push(wall);
@@ -196,14 +198,13 @@ fn measure(label: &str, server: &str, dir: &std::path::Path) {
     walls.sort();
     cpus.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{label}: render {POOLS} pools x {TARGETS} SRV targets = {} servers, {RUNS} runs: wall p50 {:.1} ms, max {:.1} ms; CPU p50 {:.1} ms; peak RSS {:.1} MiB",
-        POOLS * TARGETS,
+    format!(
+        "wall p50 {:.1} ms, max {:.1} ms; CPU p50 {:.1} ms; peak RSS {:.1} MiB",
         ms(walls[walls.len() / 2]),
         ms(walls[walls.len() - 1]),
         ms(cpus[cpus.len() / 2]),
         peak_kib as f64 / 1024.0
-    );
+    )
 }
 
 /// Wait for the child and return its exit status, peak RSS in KiB and CPU time (from the

@@ -51,21 +51,31 @@ pub fn settle(
     (answers, failed)
 }
 
+/// Resolve every token of `template` (loaded from `path`) once and render it; any token
+/// that fails fails the whole render.
+async fn render_once(
+    path: &std::path::Path,
+    template: &Template,
+    dns: &crate::cli::DnsArgs,
+) -> Result<template::Rendered, Error> {
+    let resolver = Dns::new(&settings::dns(dns)?)?;
+    let results = resolver.resolve_all(template.queries()).await;
+    let (answers, failed) = settle(template, results, dns.allow_empty);
+    if !failed.is_empty() {
+        return Err(Error::Resolve {
+            path: path.to_path_buf(),
+            failed,
+        });
+    }
+    Ok(template::render(template, &answers)
+        .expect("settle gives every query an answer or a failure"))
+}
+
 /// `mcw render`.
 pub async fn render(args: &RenderArgs) -> Result<(), Error> {
     let path = args.template.path();
     let template = Template::load(path)?;
-    let dns = Dns::new(&settings::dns(&args.dns)?)?;
-    let results = dns.resolve_all(template.queries()).await;
-    let (answers, failed) = settle(&template, results, args.dns.allow_empty);
-    if !failed.is_empty() {
-        return Err(Error::Resolve {
-            path: path.clone(),
-            failed,
-        });
-    }
-    let rendered = template::render(&template, &answers)
-        .expect("settle gives every query an answer or a failure");
+    let rendered = render_once(path, &template, &args.dns).await?;
     for note in &rendered.notes {
         tracing::warn!(template = %path.display(), reason = %note, "rendered with a caveat");
     }
@@ -280,17 +290,7 @@ pub async fn diff(args: &DiffArgs) -> Result<u8, Error> {
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             hint: "it is not a config mcw wrote",
         })?;
-    let dns = Dns::new(&settings::dns(&args.dns)?)?;
-    let results = dns.resolve_all(template.queries()).await;
-    let (answers, failed) = settle(&template, results, args.dns.allow_empty);
-    if !failed.is_empty() {
-        return Err(Error::Resolve {
-            path: path.clone(),
-            failed,
-        });
-    }
-    let rendered = template::render(&template, &answers)
-        .expect("settle gives every query an answer or a failure");
+    let rendered = render_once(path, &template, &args.dns).await?;
     let after: serde_json::Value =
         serde_json::from_slice(&rendered.bytes).expect("mcw's own render is JSON");
 
