@@ -11,10 +11,11 @@ use std::io::Write as _;
 use crate::cli::{CheckArgs, DiffArgs, DiffFormat, RenderArgs};
 use crate::error::{Error, FailedToken};
 use crate::placement;
+use crate::placement::Pool;
 use crate::prefix;
 use crate::resolve::{self, Answer, Dns, Failure};
 use crate::settings;
-use crate::template::render::{Pool, pools_of};
+use crate::template::render::pools_of;
 use crate::template::{self, Query, Template};
 
 /// Answers per query, plus the tokens that failed. NXDOMAIN and empty answers count as "no
@@ -86,7 +87,7 @@ pub async fn render(args: &RenderArgs) -> Result<(), Error> {
             .map_err(Error::Stdout),
         Some(spec) => {
             let written = spec.write_if_changed(&rendered.bytes)?;
-            let servers: usize = rendered.pools.values().map(Vec::len).sum();
+            let servers: usize = rendered.pools.values().map(|p| p.servers.len()).sum();
             tracing::info!(
                 output = %spec.path.display(),
                 written,
@@ -201,18 +202,8 @@ struct PoolDiff {
 }
 
 impl PoolDiff {
-    fn servers(pool: &Option<Pool>) -> &[String] {
-        pool.as_ref().map_or(&[], |p| &p.servers)
-    }
-
     fn remapped(&self) -> Result<placement::Share, String> {
-        match (&self.before, &self.after) {
-            (Some(was), Some(is)) => {
-                placement::remapped((&was.servers, &was.hashing), (&is.servers, &is.hashing))
-            }
-            (None, _) => Err("a new pool".into()),
-            (_, None) => Err("the pool is gone".into()),
-        }
+        placement::remapped(self.before.as_ref(), self.after.as_ref())
     }
 
     fn hashing(&self) -> &str {
@@ -223,7 +214,10 @@ impl PoolDiff {
     }
 
     fn to_json(&self) -> serde_json::Value {
-        let (old, new) = (Self::servers(&self.before), Self::servers(&self.after));
+        let (old, new) = (
+            placement::servers_of(self.before.as_ref()),
+            placement::servers_of(self.after.as_ref()),
+        );
         let (added, removed) = placement::added_removed(old, new);
         let moved: Vec<_> = placement::moved(old, new)
             .into_iter()
@@ -247,7 +241,10 @@ impl PoolDiff {
     }
 
     fn to_text(&self, out: &mut String) {
-        let (old, new) = (Self::servers(&self.before), Self::servers(&self.after));
+        let (old, new) = (
+            placement::servers_of(self.before.as_ref()),
+            placement::servers_of(self.after.as_ref()),
+        );
         let remapped = match self.remapped() {
             Ok(share) => format!("{share} of keys remapped"),
             Err(why) => format!("keys remapped: unknown ({why})"),
@@ -291,10 +288,9 @@ pub async fn diff(args: &DiffArgs) -> Result<u8, Error> {
             hint: "it is not a config mcw wrote",
         })?;
     let rendered = render_once(path, &template, &args.dns).await?;
-    let after: serde_json::Value =
-        serde_json::from_slice(&rendered.bytes).expect("mcw's own render is JSON");
+    let differs = on_disk != rendered.bytes;
 
-    let (mut was, mut is) = (pools_of(&before), pools_of(&after));
+    let (mut was, mut is) = (pools_of(&before), rendered.pools);
     let labels: std::collections::BTreeSet<String> = was.keys().chain(is.keys()).cloned().collect();
     let changed: Vec<PoolDiff> = labels
         .into_iter()
@@ -305,7 +301,6 @@ pub async fn diff(args: &DiffArgs) -> Result<u8, Error> {
         })
         .filter(|d| d.before != d.after)
         .collect();
-    let differs = on_disk != rendered.bytes;
     let outside = differs && changed.is_empty();
 
     let text = match args.format {

@@ -510,7 +510,10 @@ impl Engine {
             pools: self
                 .current
                 .as_ref()
-                .map(|c| c.rendered.pools.clone())
+                .map(|c| {
+                    let pools = c.rendered.pools.iter();
+                    pools.map(|(l, p)| (l.clone(), p.servers.clone())).collect()
+                })
                 .unwrap_or_default(),
             written_md5: self.current.as_ref().map(|c| c.md5.clone()),
             running: self.confirm.as_ref().and_then(|c| c.last_answer.clone()),
@@ -807,7 +810,7 @@ impl Engine {
                     generation,
                     md5: config.md5.clone(),
                     pools: r.pools.len(),
-                    servers: r.pools.values().map(Vec::len).sum(),
+                    servers: r.pools.values().map(|p| p.servers.len()).sum(),
                 }
             }
             (false, false) => Report::AlreadyOnDisk {
@@ -1020,20 +1023,15 @@ impl Engine {
         let Some(before) = self.current.as_ref().map(|c| &c.rendered) else {
             return;
         };
-        let empty = Vec::new();
         let labels: BTreeSet<&String> = before.pools.keys().chain(after.pools.keys()).collect();
         for label in labels {
-            let old = before.pools.get(label).unwrap_or(&empty);
-            let new = after.pools.get(label).unwrap_or(&empty);
+            let (was, is) = (before.pools.get(label), after.pools.get(label));
+            let (old, new) = (placement::servers_of(was), placement::servers_of(is));
             if old == new {
                 continue;
             }
             let (added, removed) = placement::added_removed(old, new);
-            let remapped = match (before.hashing.get(label), after.hashing.get(label)) {
-                (Some(was), Some(is)) => placement::remapped((old, was), (new, is)),
-                (None, _) => Err("a new pool".to_string()),
-                (_, None) => Err("the pool is gone".to_string()),
-            };
+            let remapped = placement::remapped(was, is);
             self.out.push(Action::Report(Report::PoolChanged {
                 pool: label.clone(),
                 added: added.into_iter().cloned().collect(),
@@ -1099,7 +1097,6 @@ fn token_text(template: &Template, query: &Query) -> String {
         .map_or_else(|| query.to_string(), |s| s.text.clone())
 }
 
-/// Multiset difference: what `new` has more of, and what `old` had more of.
 /// `--hold-removed`: `fresh` with the servers it dropped (since `state.good`) kept for `hold`,
 /// each in the slot canonical order gives it. A held server that is back is no longer held.
 fn hold_vanished(

@@ -253,16 +253,31 @@ impl std::fmt::Display for Share {
     }
 }
 
-/// The share of keys that a pool's change sends to a different server, measured on
-/// [`SAMPLE_KEYS`] keys. A key that had no server before, or has none after, counts as
-/// remapped. `Err` says why mcw cannot tell (a hash function it does not model).
-pub fn remapped(
-    before: (&[String], &Hashing),
-    after: (&[String], &Hashing),
-) -> Result<Share, String> {
+/// One pool of a rendered config: its servers in order, and how mcrouter hashes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    pub servers: Vec<String>,
+    pub hashing: Hashing,
+}
+
+/// A pool's servers; none for a pool that does not exist.
+pub fn servers_of(pool: Option<&Pool>) -> &[String] {
+    pool.map_or(&[], |p| &p.servers)
+}
+
+/// The share of keys that a pool's change (`before` → `after`; `None`: the pool did not or
+/// does not exist) sends to a different server, measured on [`SAMPLE_KEYS`] keys. A key that
+/// had no server before, or has none after, counts as remapped. `Err` says why mcw cannot
+/// tell (a new or removed pool, a hash function it does not model).
+pub fn remapped(before: Option<&Pool>, after: Option<&Pool>) -> Result<Share, String> {
+    let (before, after) = match (before, after) {
+        (Some(before), Some(after)) => (before, after),
+        (None, _) => return Err("a new pool".into()),
+        (_, None) => return Err("the pool is gone".into()),
+    };
     let mut ids = HashMap::new();
-    let old = placement(before.0, before.1, &mut ids)?;
-    let new = placement(after.0, after.1, &mut ids)?;
+    let old = placement(&before.servers, &before.hashing, &mut ids)?;
+    let new = placement(&after.servers, &after.hashing, &mut ids)?;
     let moved = old
         .iter()
         .zip(&new)
@@ -359,10 +374,16 @@ mod tests {
         assert_eq!(rendezvous(b"k", &[]), None);
     }
 
+    fn pool(servers: &[String], hashing: Hashing) -> Pool {
+        Pool {
+            servers: servers.to_vec(),
+            hashing,
+        }
+    }
+
     fn ch3(before: &[String], after: &[String]) -> f64 {
-        remapped((before, &Hashing::Ch3), (after, &Hashing::Ch3))
-            .unwrap()
-            .ratio()
+        let (before, after) = (pool(before, Hashing::Ch3), pool(after, Hashing::Ch3));
+        remapped(Some(&before), Some(&after)).unwrap().ratio()
     }
 
     fn near(share: f64, expected: f64) {
@@ -401,11 +422,11 @@ mod tests {
         let old = servers(10);
         let mut new = old.clone();
         new.remove(2);
-        let share = remapped(
-            (&old, &Hashing::Rendezvous { tags: old.clone() }),
-            (&new, &Hashing::Rendezvous { tags: new.clone() }),
-        )
-        .unwrap();
+        let tagged = |servers: &[String]| {
+            let tags = servers.to_vec();
+            pool(servers, Hashing::Rendezvous { tags })
+        };
+        let share = remapped(Some(&tagged(&old)), Some(&tagged(&new))).unwrap();
         near(share.ratio(), 1.0 / 10.0);
     }
 
@@ -425,14 +446,18 @@ mod tests {
     fn unknown_hashing_and_mismatched_tags_cannot_tell() {
         let old = servers(3);
         let unknown = Hashing::Unknown("Crc32 hash".into());
-        assert_eq!(
-            remapped((&old, &unknown), (&old, &Hashing::Ch3)).unwrap_err(),
-            "Crc32 hash"
+        let crc = pool(&old, unknown);
+        let ch3 = pool(&old, Hashing::Ch3);
+        assert_eq!(remapped(Some(&crc), Some(&ch3)).unwrap_err(), "Crc32 hash");
+        let short = pool(
+            &old,
+            Hashing::Rendezvous {
+                tags: vec!["a".into()],
+            },
         );
-        let short = Hashing::Rendezvous {
-            tags: vec!["a".into()],
-        };
-        assert!(remapped((&old, &short), (&old, &short)).is_err());
+        assert!(remapped(Some(&short), Some(&short)).is_err());
+        assert_eq!(remapped(None, Some(&ch3)).unwrap_err(), "a new pool");
+        assert_eq!(remapped(Some(&ch3), None).unwrap_err(), "the pool is gone");
     }
 
     #[test]

@@ -49,6 +49,22 @@ fn diff_shows_what_a_dns_change_would_do_and_writes_nothing() {
     assert_eq!(same.status.code(), Some(0));
     assert!(stdout(&same).starts_with("no change"), "{}", stdout(&same));
 
+    // A template edit that leaves every pool's servers alone still differs.
+    work.write(
+        "template.json",
+        &TEMPLATE.replace(
+            r#""PoolRoute|sts""#,
+            r#"{"type": "PoolRoute", "pool": "sts"}"#,
+        ),
+    );
+    let outside = diff(&work, &dns, &[]);
+    assert_eq!(outside.status.code(), Some(1));
+    assert_eq!(
+        stdout(&outside),
+        "the config differs outside the pools' server lists\n"
+    );
+    work.write("template.json", TEMPLATE);
+
     // Pod mc-1 moves: its slot's keys, a third, go elsewhere.
     dns.set_addrs("mc-1.mc.test", &["10.1.0.9"], 1);
     let before = work.read("out.json");

@@ -81,13 +81,19 @@ pub enum Member {
 }
 
 impl Member {
+    /// The same server: one address, or one SRV record whatever its addresses.
     pub fn same(&self, other: &Member) -> bool {
         match (self, other) {
             (Member::Addr(a), Member::Addr(b)) => a == b,
-            (Member::Srv(a), Member::Srv(b)) => a.target == b.target && a.port == b.port,
+            (Member::Srv(a), Member::Srv(b)) => same_record(a, b),
             _ => false,
         }
     }
+}
+
+/// An SRV record is known by its target and port; its addresses may change.
+fn same_record(a: &SrvTarget, b: &SrvTarget) -> bool {
+    a.target == b.target && a.port == b.port
 }
 
 /// `10.0.0.1`, or `mc-1.mc.ns.svc:11211` for an SRV record.
@@ -111,7 +117,11 @@ impl Answer {
 
     /// Whether this answer has a server that is `member` (an SRV record by target and port).
     pub fn has(&self, member: &Member) -> bool {
-        self.members().iter().any(|m| m.same(member))
+        match (&self.records, member) {
+            (Records::Addrs(addrs), Member::Addr(ip)) => addrs.contains(ip),
+            (Records::Srv(targets), Member::Srv(t)) => targets.iter().any(|x| same_record(x, t)),
+            _ => false,
+        }
     }
 
     /// This answer with `extra` servers added back, each landing where canonical order puts
@@ -130,23 +140,15 @@ impl Answer {
 
     /// This answer without the servers in `gone`.
     pub fn without(&self, gone: &[Member]) -> Answer {
-        let keep = |m: &Member| !gone.iter().any(|g| g.same(m));
-        let records = match &self.records {
-            Records::Addrs(addrs) => Records::Addrs(
-                addrs
+        let mut records = self.records.clone();
+        match &mut records {
+            Records::Addrs(addrs) => addrs.retain(|ip| !gone.contains(&Member::Addr(*ip))),
+            Records::Srv(targets) => targets.retain(|t| {
+                !gone
                     .iter()
-                    .copied()
-                    .filter(|ip| keep(&Member::Addr(*ip)))
-                    .collect(),
-            ),
-            Records::Srv(targets) => Records::Srv(
-                targets
-                    .iter()
-                    .filter(|t| keep(&Member::Srv((*t).clone())))
-                    .cloned()
-                    .collect(),
-            ),
-        };
+                    .any(|g| matches!(g, Member::Srv(h) if same_record(h, t)))
+            }),
+        }
         Answer::new(records, self.ttl)
     }
 }

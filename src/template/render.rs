@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::token::{DEFAULT_PORT, Query, Token};
 use super::{Template, for_each_servers_array, pointer_escape, walk};
-use crate::placement::Hashing;
+use crate::placement::{Hashing, Pool};
 use crate::resolve::{Answer, Records};
 
 /// The output of one render.
@@ -20,12 +20,10 @@ use crate::resolve::{Answer, Records};
 pub struct Rendered {
     /// Exactly the bytes to write.
     pub bytes: Vec<u8>,
-    /// Servers of every `servers` array, keyed by a readable pool label (the pool's name when
-    /// it has one, else the array's JSON pointer). Used to log what changed.
-    pub pools: BTreeMap<String, Vec<String>>,
-    /// How mcrouter will hash each pool (same labels as `pools`), for the share of keys a
-    /// change remaps.
-    pub hashing: BTreeMap<String, Hashing>,
+    /// Every `servers` array with how mcrouter hashes it, keyed by a readable pool label (the
+    /// pool's name when it has one, else the array's JSON pointer): [`pools_of`] the output.
+    /// Used to tell what changed and how many keys that remaps.
+    pub pools: BTreeMap<String, Pool>,
     /// What the render could not do as the template asked (a Rendezvous route without a pool
     /// to tag), for the caller to warn about.
     pub notes: Vec<String>,
@@ -50,8 +48,6 @@ pub fn render(
     let mut value = template.value.clone();
     // Identities of each rendered servers array, keyed by the array's pointer.
     let mut identities: HashMap<String, Vec<String>> = HashMap::new();
-    let mut pools = BTreeMap::new();
-    let mut labels = HashMap::new();
     let mut missing = None;
 
     let mut arrays = Vec::new();
@@ -85,13 +81,6 @@ pub fn render(
             }
         }
         *items = out;
-        let label = pool_label(&template.value, &pointer);
-        labels.insert(pointer.clone(), label.clone());
-        let listed = items
-            .iter()
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-            .collect();
-        pools.insert(label, listed);
         identities.insert(pointer, ids);
     }
     if let Some(query) = missing {
@@ -99,36 +88,18 @@ pub fn render(
     }
 
     let notes = add_rendezvous_tags(&mut value, &identities);
-    let mut by_pointer = pool_hashing(&value);
-    let hashing = labels
-        .into_iter()
-        .map(|(pointer, label)| {
-            let hashing = by_pointer.remove(&pointer).unwrap_or_else(|| {
-                Hashing::Unknown("no PoolRoute or HashRoute hashes this pool".into())
-            });
-            (label, hashing)
-        })
-        .collect();
-
+    let pools = pools_of(&value);
     let mut bytes = serde_json::to_vec_pretty(&value).expect("a JSON tree always serialises");
     bytes.push(b'\n');
     Ok(Rendered {
         bytes,
         pools,
-        hashing,
         notes,
     })
 }
 
-/// One pool of a rendered config: its servers in order, and how mcrouter hashes them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pool {
-    pub servers: Vec<String>,
-    pub hashing: Hashing,
-}
-
-/// Every servers array of a rendered config (one mcw wrote, or a fresh render), under the same
-/// labels [`Rendered::pools`] uses.
+/// Every servers array of a rendered config (a fresh render, or one mcw wrote earlier), by
+/// pool label, with how mcrouter hashes it.
 pub fn pools_of(config: &Value) -> BTreeMap<String, Pool> {
     let mut hashing = pool_hashing(config);
     let mut pools = BTreeMap::new();
@@ -475,19 +446,20 @@ mod tests {
               "decr": {"type": "PoolRoute", "pool": "twice", "hash": {"hash_func": "Rendezvous"}}
             }}}]
         }"#;
-        let hashing = rendered_with(text, &pods()).hashing;
-        assert_eq!(hashing["plain"], Hashing::Ch3);
-        assert_eq!(hashing["object"], Hashing::Ch3);
-        assert_eq!(hashing["hashed"], Hashing::Ch3);
+        let pools = rendered_with(text, &pods()).pools;
+        let hashing = |label: &str| &pools[label].hashing;
+        assert_eq!(*hashing("plain"), Hashing::Ch3);
+        assert_eq!(*hashing("object"), Hashing::Ch3);
+        assert_eq!(*hashing("hashed"), Hashing::Ch3);
         assert_eq!(
-            hashing["tagged"],
+            *hashing("tagged"),
             Hashing::Rendezvous {
                 tags: vec!["mc-2.mc.test:11211".into(), "mc-10.mc.test:11211".into()]
             }
         );
-        assert_eq!(hashing["crc"], Hashing::Unknown("Crc32 hash".into()));
-        assert!(matches!(&hashing["twice"], Hashing::Unknown(why) if why.contains("two ways")));
-        assert!(matches!(&hashing["unused"], Hashing::Unknown(_)));
+        assert_eq!(*hashing("crc"), Hashing::Unknown("Crc32 hash".into()));
+        assert!(matches!(hashing("twice"), Hashing::Unknown(why) if why.contains("two ways")));
+        assert!(matches!(hashing("unused"), Hashing::Unknown(_)));
     }
 
     #[test]

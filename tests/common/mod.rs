@@ -345,21 +345,35 @@ pub fn memcached(ip: &str, port: u16) -> Daemon {
     Daemon(child)
 }
 
-/// One memcache ASCII command; the reply up to END (get/stats) or its first line.
+/// One memcache ASCII command on a new connection; the reply up to END (get/stats) or its
+/// first line.
 pub fn memcache(addr: &str, command: &str) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(command.as_bytes()).unwrap();
-    let multi = matches!(command.split_whitespace().next(), Some("get" | "stats"));
-    let mut r = BufReader::new(s);
-    let mut reply = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap() == 0 || {
-            reply += &line;
-            !multi || line == "END\r\n"
-        } {
-            return reply;
+    MemcacheConn::open(addr).ask(command)
+}
+
+/// One connection to a memcached (or mcrouter), one command at a time.
+pub struct MemcacheConn(std::io::BufReader<std::net::TcpStream>);
+
+impl MemcacheConn {
+    pub fn open(addr: &str) -> MemcacheConn {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        MemcacheConn(std::io::BufReader::new(stream))
+    }
+
+    /// The reply up to END (get/stats) or its first line; what came before the peer closed.
+    pub fn ask(&mut self, command: &str) -> String {
+        use std::io::{BufRead, Write};
+        self.0.get_mut().write_all(command.as_bytes()).unwrap();
+        let multi = matches!(command.split_whitespace().next(), Some("get" | "stats"));
+        let mut reply = String::new();
+        loop {
+            let mut line = String::new();
+            if self.0.read_line(&mut line).unwrap() == 0 || {
+                reply += &line;
+                !multi || line == "END\r\n"
+            } {
+                return reply;
+            }
         }
     }
 }

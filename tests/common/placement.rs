@@ -6,8 +6,6 @@
 //! value lives only on the memcached that first held it. Beside it, the share mcw predicted in
 //! its log line for the change (`remapped=…%`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use super::*;
@@ -135,30 +133,6 @@ fn zone(dns: &DnsServer, members: &[(usize, String)], port: u16) {
     dns.set_addrs("all.mc.test", &ips, 1);
 }
 
-/// One connection to mcrouter, one command at a time.
-struct Conn(BufReader<TcpStream>);
-
-impl Conn {
-    fn open(addr: &str) -> Conn {
-        Conn(BufReader::new(TcpStream::connect(addr).unwrap()))
-    }
-
-    /// The reply's first line (set) or everything up to END (get).
-    fn ask(&mut self, command: &str) -> String {
-        self.0.get_mut().write_all(command.as_bytes()).unwrap();
-        let multi = command.starts_with("get ");
-        let mut reply = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(self.0.read_line(&mut line).unwrap() > 0, "mcrouter closed");
-            reply += &line;
-            if !multi || line == "END\r\n" {
-                return reply;
-            }
-        }
-    }
-}
-
 /// mcw's predicted share for pool `a` in its log (`remapped=12.3%`), if it logged one.
 fn predicted(log: &str) -> Option<f64> {
     let line = log
@@ -220,7 +194,7 @@ pub fn scenario(fleet: &Fleet, row: &Row, keys: usize) -> (f64, Option<f64>) {
     });
 
     let keys: Vec<String> = (0..keys).map(|i| format!("user:{i}")).collect();
-    let mut conn = Conn::open(&router);
+    let mut conn = MemcacheConn::open(&router);
     for k in &keys {
         assert_eq!(conn.ask(&format!("set {k} 0 0 1\r\nx\r\n")), "STORED\r\n");
     }
@@ -236,7 +210,7 @@ pub fn scenario(fleet: &Fleet, row: &Row, keys: usize) -> (f64, Option<f64>) {
     wait_for("the confirmed reload", Duration::from_secs(20), || {
         confirmed(2)
     });
-    let mut conn = Conn::open(&router);
+    let mut conn = MemcacheConn::open(&router);
     let misses = keys
         .iter()
         .filter(|k| !conn.ask(&format!("get {k}\r\n")).contains("VALUE"))
