@@ -138,17 +138,28 @@ pub struct RunArgs {
 /// What `watch` and `run` share.
 #[derive(Debug, Args)]
 pub struct ServiceArgs {
-    #[command(flatten)]
-    pub template: TemplateArgs,
-    /// Where to write the config: a path, or file:///abs/path?mode=0640&uid=N&gid=N. The
-    /// directory is created if missing.
+    /// The config template (JSON with comments and DNS tokens). `watch` takes several, each
+    /// paired with the --output in the same position; `run` takes one.
     #[arg(
-        long,
+        long = "template",
+        env = "MCW_TEMPLATE",
+        value_name = "PATH",
+        default_value = "/etc/mcw/template.json"
+    )]
+    pub templates: Vec<PathBuf>,
+    /// Synonym of --template in the form file:///abs/path (kept from the original mcw);
+    /// repeatable like --template, but the two spellings do not mix.
+    #[arg(long = "source", env = "MCW_SOURCE", value_name = "URL", value_parser = parse_source, conflicts_with = "templates")]
+    pub sources: Vec<PathBuf>,
+    /// Where to write the config: a path, or file:///abs/path?mode=0640&uid=N&gid=N. The
+    /// directory is created if missing. With several --template, one --output each, in order.
+    #[arg(
+        long = "output",
         env = "MCW_OUTPUT",
         value_name = "PATH|URL",
         default_value = "/run/mcw/mcrouter.json"
     )]
-    pub output: OutputSpec,
+    pub outputs: Vec<OutputSpec>,
     #[command(flatten)]
     pub dns: DnsArgs,
     #[command(flatten)]
@@ -200,6 +211,16 @@ pub struct TemplateArgs {
 impl TemplateArgs {
     pub fn path(&self) -> &PathBuf {
         self.source.as_ref().unwrap_or(&self.template)
+    }
+}
+
+impl ServiceArgs {
+    /// The templates, in the order given, whichever spelling was used.
+    pub fn template_paths(&self) -> &[PathBuf] {
+        match self.sources.is_empty() {
+            true => &self.templates,
+            false => &self.sources,
+        }
     }
 }
 

@@ -472,9 +472,13 @@ impl Engine {
         self.confirm.as_ref().is_some_and(|c| c.seen_ours)
     }
 
-    /// The token of the template in force that asks `query`, as written.
-    pub fn token_of(&self, query: &Query) -> String {
-        token_text(&self.template, query)
+    /// The token of the template in force that asks `query`, as written; `None` when the
+    /// template asks no such question.
+    pub fn token_of(&self, query: &Query) -> Option<String> {
+        let mut sites = self.template.sites();
+        sites
+            .find(|s| &s.token.query == query)
+            .map(|s| s.text.clone())
     }
 
     /// The state as of `now`.
@@ -530,6 +534,7 @@ impl Engine {
                 timeout: self.s.startup_timeout,
                 missing: self.missing(),
                 problem: self.problem.clone(),
+                output: None,
             };
             self.out.push(Action::GiveUp(failure));
             return;

@@ -94,6 +94,19 @@ pub enum UsageError {
         "--validate runs mcrouter --validate-config, but no word of the command is named mcrouter (see --mcrouter-name)"
     )]
     ValidateWithoutMcrouter,
+    #[error(
+        "{} (--template/--source) but {} (--output): give one --output per template, in the same order",
+        counted(*.templates, "template"), counted(*.outputs, "output")
+    )]
+    PairCount { templates: usize, outputs: usize },
+    #[error(
+        "output {} is given twice: each template needs its own output file", .0.display()
+    )]
+    SharedOutput(PathBuf),
+    #[error(
+        "mcw run takes one --template and one --output, not {0}: mcrouter reads a single config file (-f); use mcw watch for several configs, or one mcw run per mcrouter"
+    )]
+    RunOnePair(usize),
 }
 
 impl Error {
@@ -104,6 +117,14 @@ impl Error {
             Error::Spawn(e) => e.code,
             _ => 1,
         }
+    }
+}
+
+/// `1 template`, `2 templates`.
+fn counted(n: usize, word: &str) -> String {
+    match n {
+        1 => format!("1 {word}"),
+        n => format!("{n} {word}s"),
     }
 }
 
@@ -122,6 +143,8 @@ pub struct StartupFailure {
     pub timeout: Duration,
     pub missing: Vec<FailedToken>,
     pub problem: Option<String>,
+    /// The output that was never written, when mcw keeps several (`watch` with several pairs).
+    pub output: Option<PathBuf>,
 }
 
 impl fmt::Display for StartupFailure {
@@ -131,6 +154,9 @@ impl fmt::Display for StartupFailure {
             "startup timed out after {:?} without writing a config",
             self.timeout
         )?;
+        if let Some(output) = &self.output {
+            write!(f, " to {}", output.display())?;
+        }
         if let Some(problem) = &self.problem {
             write!(f, "; the last attempt failed: {problem}")?;
         }
@@ -181,9 +207,11 @@ mod tests {
             timeout: Duration::from_secs(1),
             missing: vec![token],
             problem: None,
+            output: Some("/run/mcw/b.json".into()),
         }
         .to_string();
         assert!(both.contains("1 token never resolved"), "{both}");
+        assert!(both.contains("config to /run/mcw/b.json;"), "{both}");
         assert!(
             both.contains("/pools/a/servers/0 dns://a.test: timed out"),
             "{both}"
@@ -192,6 +220,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             missing: vec![],
             problem: Some("output /x: cannot write: disk full".into()),
+            output: None,
         }
         .to_string();
         assert!(!write.contains("token"), "{write}");

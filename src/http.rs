@@ -206,14 +206,48 @@ fn body(status: StatusCode, content_type: &'static str, body: String) -> Respons
     r
 }
 
+/// One template/output pair's state, as the loop hands it to `/status` and the metrics.
+pub struct PairStatus<'a> {
+    pub template: &'a std::path::Path,
+    pub output: &'a std::path::Path,
+    pub status: crate::engine::Status,
+}
+
 /// `/status`: per token its query, last answer, age, error and whether the last good answer
 /// stands in; per pool its servers; the md5 written and the md5 mcrouter runs; the child.
-pub fn status_json(
-    status: &crate::engine::Status,
-    child: Option<&crate::supervise::Child>,
-    (template, output): (&std::path::PathBuf, &std::path::PathBuf),
-) -> String {
+/// With one pair those are top-level fields; with several (`watch`), `configs` lists one such
+/// object per pair, in the order given.
+pub fn status_json(pairs: &[PairStatus], child: Option<&crate::supervise::Child>) -> String {
+    let mut out = match pairs {
+        [one] => pair_json(one),
+        several => {
+            serde_json::json!({ "configs": several.iter().map(pair_json).collect::<Vec<_>>() })
+        }
+    };
+    if let (Some(child), Some(first)) = (child, pairs.first()) {
+        let status = &first.status;
+        let (running_md5, error) = match &status.running {
+            Some(Ok(md5)) => (Some(md5.clone()), None),
+            Some(Err(why)) => (None, Some(why.clone())),
+            None => (None, None),
+        };
+        out["mcrouter"] = serde_json::json!({
+            "pid": child.pid(),
+            "state": child.state(),
+            "running_md5": running_md5,
+            "error": error,
+            "confirmed": status.confirmed,
+            "in_sync": status.in_sync,
+        });
+    }
+    let mut text = serde_json::to_string_pretty(&out).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn pair_json(pair: &PairStatus) -> serde_json::Value {
     use serde_json::json;
+    let status = &pair.status;
     let secs = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0);
     let tokens: Vec<_> = status
         .tokens
@@ -231,31 +265,13 @@ pub fn status_json(
             })
         })
         .collect();
-    let mut out = json!({
-        "template": template.display().to_string(),
-        "output": output.display().to_string(),
+    json!({
+        "template": pair.template.display().to_string(),
+        "output": pair.output.display().to_string(),
         "written_md5": status.written_md5,
         "seconds_since_render": secs(status.since_render),
         "seconds_since_write": secs(status.since_write),
         "tokens": tokens,
         "pools": status.pools,
-    });
-    if let Some(child) = child {
-        let (running_md5, error) = match &status.running {
-            Some(Ok(md5)) => (Some(md5.clone()), None),
-            Some(Err(why)) => (None, Some(why.clone())),
-            None => (None, None),
-        };
-        out["mcrouter"] = json!({
-            "pid": child.pid(),
-            "state": child.state(),
-            "running_md5": running_md5,
-            "error": error,
-            "confirmed": status.confirmed,
-            "in_sync": status.in_sync,
-        });
-    }
-    let mut text = serde_json::to_string_pretty(&out).unwrap_or_default();
-    text.push('\n');
-    text
+    })
 }

@@ -6,9 +6,12 @@
 //! its signals, and turning the engine's reports into log lines. What to do, and when, is the
 //! [`Engine`]'s decision; the child's lifecycle is [`supervise::Child`]'s.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -43,6 +46,7 @@ pub async fn watch(args: &WatchArgs) -> Result<u8, Error> {
 pub async fn run(args: &RunArgs) -> Result<u8, Error> {
     let sup = settings::supervise(args)?;
     let service = settings::service(&args.service)?;
+    settings::one_pair(&service)?;
     if sup.launch.mcrouter_at.is_none() {
         tracing::warn!(
             command = %args.command.join(" "),
@@ -83,18 +87,32 @@ struct Validation {
     pid: Option<i32>,
 }
 
-/// Everything the loop owns.
-struct Loop {
+/// One template and its output: its own engine (template in force, last good answers, what
+/// was written), its own template watch, and the name its log lines and metrics carry.
+struct Pair {
     engine: Engine,
     template: PathBuf,
     output: OutputSpec,
+    watcher: TemplateWatcher,
+    /// The output's path as log lines name it when there are several pairs (with one, the
+    /// lines stay as they were).
+    label: Option<String>,
+}
+
+/// Everything the loop owns.
+struct Loop {
+    /// At least one; in `run` mode exactly one, and the child, validation and confirmation
+    /// are about it.
+    pairs: Vec<Pair>,
     dns: Dns,
     admin: Option<SocketAddr>,
-    watcher: TemplateWatcher,
     signals: Signals,
     lookups: JoinSet<Lookups>,
     /// The queries of each lookup task, so a task that panics still reports them (as failed).
     in_flight: HashMap<Id, Vec<Query>>,
+    /// Every query some lookup task is asking: a pair that wants one of them waits for that
+    /// answer (every pair gets every answer) instead of asking again.
+    asking: HashSet<Query>,
     asks: JoinSet<Result<String, String>>,
     sup: Option<Supervisor>,
     metrics: Metrics,
@@ -111,10 +129,9 @@ impl Loop {
             .metrics_listen
             .map(|addr| http::bind(addr).map_err(|source| Error::Listen { addr, source }))
             .transpose()?;
-        let text = Template::read(&s.template)?;
         let admin = sup.as_ref().and_then(|p| p.admin);
         let engine_settings = crate::engine::Settings {
-            template: s.template.clone(),
+            template: PathBuf::new(),
             min_refresh: s.min_refresh,
             max_refresh: s.max_refresh,
             startup_timeout: s.startup_timeout,
@@ -134,18 +151,36 @@ impl Loop {
                     poll: confirm::POLL,
                 }),
         };
-        let engine = Engine::new(engine_settings, text, Instant::now().into_std(), seed())?;
-        let dns = Dns::new(&s.dns)?;
-        for left in s.output.remove_leftovers() {
-            tracing::info!(path = %left.display(), "removed a temp file left by an earlier run");
+        let several = s.pairs.len() > 1;
+        let mut pairs = Vec::with_capacity(s.pairs.len());
+        for (n, p) in s.pairs.into_iter().enumerate() {
+            let text = Template::read(&p.template)?;
+            let settings = crate::engine::Settings {
+                template: p.template.clone(),
+                ..engine_settings.clone()
+            };
+            let now = Instant::now().into_std();
+            let engine = Engine::new(settings, text, now, seed() ^ n as u64)?;
+            for left in p.output.remove_leftovers() {
+                tracing::info!(path = %left.display(), "removed a temp file left by an earlier run");
+            }
+            let watcher =
+                TemplateWatcher::new(&p.template, DEBOUNCE, s.template_poll).map_err(|source| {
+                    Error::Setup {
+                        what: "the template watch",
+                        source,
+                    }
+                })?;
+            let label = several.then(|| p.output.path.display().to_string());
+            pairs.push(Pair {
+                engine,
+                template: p.template,
+                output: p.output,
+                watcher,
+                label,
+            });
         }
-        let watcher =
-            TemplateWatcher::new(&s.template, DEBOUNCE, s.template_poll).map_err(|source| {
-                Error::Setup {
-                    what: "the template watch",
-                    source,
-                }
-            })?;
+        let dns = Dns::new(&s.dns)?;
         let mode = if sup.is_some() {
             Mode::Run
         } else {
@@ -159,6 +194,9 @@ impl Loop {
             supervise: sup.is_some(),
             confirm: admin.is_some(),
         });
+        for p in &pairs {
+            metrics.add_output(&p.output.path);
+        }
         let http = listener.map(|listener| {
             let (tx, rx) = mpsc::channel(16);
             if let Ok(addr) = listener.local_addr() {
@@ -167,21 +205,21 @@ impl Loop {
             http::serve(listener, tx, admin);
             rx
         });
-        tracing::info!(
-            template = %s.template.display(),
-            output = %s.output.path.display(),
-            "watching"
-        );
+        for p in &pairs {
+            tracing::info!(
+                template = %p.template.display(),
+                output = %p.output.path.display(),
+                "watching"
+            );
+        }
         Ok(Loop {
-            engine,
-            template: s.template,
-            output: s.output,
+            pairs,
             dns,
             admin,
-            watcher,
             signals,
             lookups: JoinSet::new(),
             in_flight: HashMap::new(),
+            asking: HashSet::new(),
             asks: JoinSet::new(),
             sup: sup.map(|settings| Supervisor {
                 settings,
@@ -195,16 +233,19 @@ impl Loop {
 
     /// Run until stopped (watch) or until the child exits (run); returns the exit code.
     async fn serve(mut self) -> Result<u8, Error> {
-        self.feed(Event::Tick)?;
+        if let Some(code) = self.feed_all(|| Event::Tick)? {
+            return Ok(code);
+        }
         loop {
-            let wake = Instant::from_std(self.engine.next_wake());
+            let wake = self.pairs.iter().map(|p| p.engine.next_wake()).min();
+            let wake = Instant::from_std(wake.unwrap_or_else(|| Instant::now().into_std()));
             let kill_at = self.sup.as_ref().and_then(|s| s.child.kill_deadline());
             let step = tokio::select! {
                 Some(done) = self.lookups.join_next_with_id(), if !self.lookups.is_empty() => {
                     self.lookup_done(done)
                 }
-                _ = sleep_until(wake) => self.feed(Event::Tick),
-                _ = self.watcher.changed() => self.template_touched(),
+                _ = sleep_until(wake) => self.feed_all(|| Event::Tick),
+                n = first_change(&mut self.pairs) => self.template_touched(n),
                 arrival = self.signals.next() => self.on_signal(arrival),
                 Some(answer) = self.asks.join_next(), if !self.asks.is_empty() => {
                     self.mcrouter_answered(answer)
@@ -220,15 +261,26 @@ impl Loop {
         }
     }
 
-    /// Give the engine `event`, perform what it says, and feed back what that caused, until
-    /// nothing follows.
-    fn feed(&mut self, event: Event) -> Result<Option<u8>, Error> {
+    /// Give every pair's engine the event `make` makes, in order (time passed, SIGHUP, an
+    /// answer: each pair keeps its own state of the same facts).
+    fn feed_all(&mut self, make: impl Fn() -> Event) -> Result<Option<u8>, Error> {
+        for n in 0..self.pairs.len() {
+            if let Some(code) = self.feed(n, make())? {
+                return Ok(Some(code));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Give pair `n`'s engine `event`, perform what it says, and feed back what that caused,
+    /// until nothing follows.
+    fn feed(&mut self, n: usize, event: Event) -> Result<Option<u8>, Error> {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
             let now = Instant::now().into_std();
-            self.metrics.event(&event, |q| self.engine.token_of(q));
-            for action in self.engine.handle(event, now) {
-                if let Some(next) = self.perform(action)? {
+            self.metrics.event(&event);
+            for action in self.pairs[n].engine.handle(event, now) {
+                if let Some(next) = self.perform(n, action)? {
                     queue.push_back(next);
                 }
             }
@@ -236,51 +288,80 @@ impl Loop {
         Ok(None)
     }
 
-    /// Perform one action; some produce the event that reports their outcome.
-    fn perform(&mut self, action: Action) -> Result<Option<Event>, Error> {
+    /// Perform one action of pair `n`'s engine; some produce the event that reports their
+    /// outcome.
+    fn perform(&mut self, n: usize, action: Action) -> Result<Option<Event>, Error> {
+        let pair = &self.pairs[n];
         Ok(match action {
             Action::Lookup(queries) => {
-                let dns = self.dns.clone();
-                let task = self.lookups.spawn({
-                    let queries = queries.clone();
-                    async move { dns.resolve_all(queries).await }
-                });
-                self.in_flight.insert(task.id(), queries);
+                self.lookup(queries);
                 None
             }
-            Action::ReadTemplate => Some(Event::Template(Template::read(&self.template))),
+            Action::ReadTemplate => Some(Event::Template(Template::read(&pair.template))),
             Action::Write { generation, bytes } => {
-                let result = self
+                let result = pair
                     .output
                     .write_if_changed(&bytes)
                     .map_err(|e| e.to_string());
                 Some(Event::Wrote { generation, result })
             }
-            Action::Validate { generation, bytes } => self.start_validation(generation, &bytes),
+            Action::Validate { generation, bytes } => self.start_validation(n, generation, &bytes),
             Action::EndValidation {
                 generation,
                 install,
-            } => self.end_validation(generation, install),
+            } => self.end_validation(n, generation, install),
             Action::AskMcrouter => {
                 if let Some(addr) = self.admin {
                     self.asks.spawn(confirm::ask(addr));
                 }
                 None
             }
-            Action::StartChild => Some(self.start_child()?),
-            Action::GiveUp(failure) => return Err(failure.into()),
+            Action::StartChild => Some(self.start_child(n)?),
+            Action::GiveUp(mut failure) => {
+                failure.output = pair.label.as_ref().map(|_| pair.output.path.clone());
+                return Err(failure.into());
+            }
             Action::Report(report) => {
-                self.metrics.report(&report);
-                self.log(&report);
+                self.metrics.report(&pair.output.path, &report);
+                self.log(n, &report);
                 None
             }
         })
     }
 
+    /// Start one task asking those of `queries` no task is asking yet.
+    fn lookup(&mut self, queries: Vec<Query>) {
+        let queries: Vec<Query> = queries
+            .into_iter()
+            .filter(|q| self.asking.insert(q.clone()))
+            .collect();
+        if queries.is_empty() {
+            return;
+        }
+        let dns = self.dns.clone();
+        let task = self.lookups.spawn({
+            let queries = queries.clone();
+            async move { dns.resolve_all(queries).await }
+        });
+        self.in_flight.insert(task.id(), queries);
+    }
+
+    /// The token that asks `query`, as the first pair whose template asks it writes it.
+    fn token_of(&self, query: &Query) -> String {
+        let mut engines = self.pairs.iter().map(|p| &p.engine);
+        engines
+            .find_map(|e| e.token_of(query))
+            .unwrap_or_else(|| query.to_string())
+    }
+
+    /// A lookup task finished: its answers go to every pair (each keeps those its template
+    /// asks for), and are counted once.
     fn lookup_done(&mut self, done: Result<(Id, Lookups), JoinError>) -> Result<Option<u8>, Error> {
         let results = match done {
             Ok((id, results)) => {
-                self.in_flight.remove(&id);
+                for q in self.in_flight.remove(&id).unwrap_or_default() {
+                    self.asking.remove(&q);
+                }
                 results
             }
             // A lookup task that panicked still answers for its queries, as failed ones, so
@@ -289,17 +370,22 @@ impl Loop {
                 tracing::error!(reason = %e, "lookup task failed");
                 let queries = self.in_flight.remove(&e.id()).unwrap_or_default();
                 let failure = Failure::other(format!("lookup task failed: {e}"));
+                for q in &queries {
+                    self.asking.remove(q);
+                }
                 queries
                     .into_iter()
                     .map(|q| (q, Err(failure.clone())))
                     .collect()
             }
         };
-        self.feed(Event::Looked(results))
+        self.metrics.looked(&results, |q| self.token_of(q));
+        self.feed_all(|| Event::Looked(results.clone()))
     }
 
-    fn template_touched(&mut self) -> Result<Option<u8>, Error> {
-        self.feed(Event::Template(Template::read(&self.template)))
+    fn template_touched(&mut self, n: usize) -> Result<Option<u8>, Error> {
+        let read = Template::read(&self.pairs[n].template);
+        self.feed(n, Event::Template(read))
     }
 
     fn mcrouter_answered(
@@ -307,7 +393,7 @@ impl Loop {
         answer: Result<Result<String, String>, JoinError>,
     ) -> Result<Option<u8>, Error> {
         let answer = answer.unwrap_or_else(|e| Err(format!("the question failed: {e}")));
-        self.feed(Event::Running(answer))
+        self.feed(0, Event::Running(answer))
     }
 
     fn stop_timeout_passed(&mut self) -> Result<Option<u8>, Error> {
@@ -319,7 +405,7 @@ impl Loop {
 
     /// Write a candidate beside the output and start `mcrouter --validate-config` on it; a
     /// candidate that cannot be made or checked is a rejection.
-    fn start_validation(&mut self, generation: u64, bytes: &[u8]) -> Option<Event> {
+    fn start_validation(&mut self, n: usize, generation: u64, bytes: &[u8]) -> Option<Event> {
         let reject = |reason: String| {
             Some(Event::Validated {
                 generation,
@@ -332,7 +418,7 @@ impl Loop {
         let Some(argv) = &s.settings.validator else {
             return reject("no validator".into());
         };
-        let candidate = match self.output.prepare(bytes) {
+        let candidate = match self.pairs[n].output.prepare(bytes) {
             Ok(c) => c,
             Err(e) => return reject(e.to_string()),
         };
@@ -356,7 +442,7 @@ impl Loop {
     }
 
     /// Stop the validator if it still runs; install the candidate or discard it.
-    fn end_validation(&mut self, generation: u64, install: bool) -> Option<Event> {
+    fn end_validation(&mut self, n: usize, generation: u64, install: bool) -> Option<Event> {
         let s = self.sup.as_mut()?;
         let v = s.validation.take_if(|v| v.generation == generation)?;
         if let Some(pid) = v.pid {
@@ -367,18 +453,18 @@ impl Loop {
             v.candidate.discard();
             return None;
         }
-        let result = self.output.install(v.candidate).map(|()| true);
+        let result = self.pairs[n].output.install(v.candidate).map(|()| true);
         Some(Event::Wrote {
             generation,
             result: result.map_err(|e| e.to_string()),
         })
     }
 
-    fn start_child(&mut self) -> Result<Event, Error> {
+    fn start_child(&mut self, n: usize) -> Result<Event, Error> {
         let Some(s) = &mut self.sup else {
             return Ok(Event::ChildStarted);
         };
-        let config = self.output.path.to_string_lossy().into_owned();
+        let config = self.pairs[n].output.path.to_string_lossy().into_owned();
         let command = &s.settings.launch.command;
         s.child = Child::spawn(command, &["-f".into(), config])?;
         tracing::info!(pid = s.child.pid(), command = %command.join(" "), "started mcrouter");
@@ -398,7 +484,7 @@ impl Loop {
         match (signals::disposition(sig), &mut self.sup) {
             (Disposition::Refresh, _) => {
                 tracing::info!(signal = %name, "re-resolving every token");
-                self.feed(Event::Refresh)
+                self.feed_all(|| Event::Refresh)
             }
             (Disposition::Reap, _) => self.reap(),
             (Disposition::Stop, Some(s)) if s.child.pid().is_some() => {
@@ -438,7 +524,7 @@ impl Loop {
                     Exit::Code(0) => Ok(()),
                     other => Err(format!("exit status {}", other.code())),
                 };
-                self.feed(Event::Validated { generation, result })?;
+                self.feed(0, Event::Validated { generation, result })?;
             } else {
                 tracing::debug!(pid, "reaped an orphan");
             }
@@ -451,8 +537,18 @@ impl Loop {
 
     /// Answer the HTTP endpoint from the loop's own state.
     fn answer(&mut self, ask: Ask) -> Result<Option<u8>, Error> {
-        // Health and readiness need no snapshot; metrics and /status take one.
-        let status = || self.engine.status(Instant::now().into_std());
+        // Health and readiness need no snapshot; metrics and /status take one per pair.
+        let now = Instant::now().into_std();
+        let statuses = || {
+            let pairs = self.pairs.iter();
+            pairs
+                .map(|p| http::PairStatus {
+                    template: &p.template,
+                    output: &p.output.path,
+                    status: p.engine.status(now),
+                })
+                .collect::<Vec<_>>()
+        };
         let child = self.sup.as_ref().map(|s| s.child);
         // A requester that gave up meanwhile is no concern of the loop's.
         match ask {
@@ -465,26 +561,32 @@ impl Loop {
             Ask::Metrics(reply) => {
                 let text = self
                     .metrics
-                    .encode(&status(), child.as_ref().map(Child::state));
+                    .encode(&statuses(), child.as_ref().map(Child::state));
                 let _ = reply.send(text);
             }
             Ask::Status(reply) => {
-                let paths = (&self.template, &self.output.path);
-                let _ = reply.send(http::status_json(&status(), child.as_ref(), paths));
+                let _ = reply.send(http::status_json(&statuses(), child.as_ref()));
             }
         }
         Ok(None)
     }
 
-    /// Can this instance serve traffic? `watch`: once a config is written. `run`: once
+    /// Can this instance serve traffic? `watch`: once every output is written. `run`: once
     /// mcrouter has confirmed running a config mcw wrote, and while it answers on its admin
     /// port (without a port mcw cannot ask: once mcrouter runs). A rejected or unconfirmed
     /// later config does not count against it: mcrouter serves the previous one.
     fn readiness(&self) -> Readiness {
         let Some(s) = &self.sup else {
-            return match self.engine.written() {
-                true => Readiness::Ready,
-                false => Readiness::NotReady("no config written yet".into()),
+            return match self.pairs.iter().find(|p| !p.engine.written()) {
+                None => Readiness::Ready,
+                Some(p) if self.pairs.len() == 1 => {
+                    let _ = p;
+                    Readiness::NotReady("no config written yet".into())
+                }
+                Some(p) => Readiness::NotReady(format!(
+                    "no config written yet to {}",
+                    p.output.path.display()
+                )),
             };
         };
         match (s.child, self.admin) {
@@ -492,7 +594,7 @@ impl Loop {
                 "mcrouter is not started yet: no config has been written".into(),
             ),
             (Child::Running { .. }, None) => Readiness::Ready,
-            (Child::Running { .. }, Some(addr)) if self.engine.confirmed() => {
+            (Child::Running { .. }, Some(addr)) if self.pairs[0].engine.confirmed() => {
                 Readiness::IfAnswers(addr)
             }
             (Child::Running { .. }, Some(_)) => Readiness::NotReady(
@@ -506,38 +608,44 @@ impl Loop {
     }
 
     /// One log line per report, with STYLE.md's field names.
-    fn log(&self, report: &Report) {
-        let output = self.output.path.display();
-        let template = self.template.display();
+    fn log(&self, n: usize, report: &Report) {
+        let pair = &self.pairs[n];
+        let output = pair.output.path.display();
+        let template = pair.template.display();
+        // With several pairs, every line names its output (once).
+        let config = pair.label.as_deref();
         match report {
             Report::TemplateChanged { tokens } => {
-                tracing::info!(%template, tokens, "template changed")
+                tracing::info!(output = config, %template, tokens, "template changed")
             }
             Report::TemplateRejected { reason } => {
-                tracing::error!(%template, reason, "template edit rejected; keeping the last good config")
+                tracing::error!(output = config, %template, reason, "template edit rejected; keeping the last good config")
             }
             Report::TemplateUnreadable { reason } => {
-                tracing::warn!(%template, reason, "cannot read the template; keeping the last good config")
+                tracing::warn!(output = config, %template, reason, "cannot read the template; keeping the last good config")
             }
             Report::PrefixUnchecked { routes } => {
-                tracing::debug!(%template, routes, "routing prefix matches no plain alias; some routes are macro calls and cannot be checked")
+                tracing::debug!(output = config, %template, routes, "routing prefix matches no plain alias; some routes are macro calls and cannot be checked")
             }
             Report::LookupFailed {
                 token,
                 failure,
                 kept: true,
             } => {
-                tracing::warn!(token, reason = %failure, "DNS lookup failed; keeping the last good answer")
+                tracing::warn!(output = config, token, reason = %failure, "DNS lookup failed; keeping the last good answer")
             }
             Report::LookupFailed { token, failure, .. } => {
-                tracing::warn!(token, reason = %failure, "DNS lookup failed; nothing to write until it answers")
+                tracing::warn!(output = config, token, reason = %failure, "DNS lookup failed; nothing to write until it answers")
             }
-            Report::DnsRecovered { token } => tracing::info!(token, "DNS answers again"),
+            Report::DnsRecovered { token } => {
+                tracing::info!(output = config, token, "DNS answers again")
+            }
             Report::Holding {
                 token,
                 server,
                 hold,
             } => tracing::info!(
+                output = config,
                 %token,
                 %server,
                 hold = ?hold,
@@ -547,14 +655,18 @@ impl Loop {
                 token,
                 server,
                 back: true,
-            } => tracing::info!(%token, %server, "held server is back in DNS; nothing changes"),
+            } => {
+                tracing::info!(output = config, %token, %server, "held server is back in DNS; nothing changes")
+            }
             Report::HoldEnded {
                 token,
                 server,
                 back: false,
-            } => tracing::info!(%token, %server, "hold ran out; removing the server"),
+            } => {
+                tracing::info!(output = config, %token, %server, "hold ran out; removing the server")
+            }
             Report::Rendered { generation, md5 } => {
-                tracing::debug!(generation, %md5, "rendered a new config")
+                tracing::debug!(output = config, generation, %md5, "rendered a new config")
             }
             Report::PoolChanged {
                 pool,
@@ -575,6 +687,7 @@ impl Loop {
                     "pool servers changed"
                 };
                 tracing::info!(
+                    output = config,
                     pool = %pool,
                     added = %added.join(" "),
                     removed = %removed.join(" "),
@@ -592,7 +705,7 @@ impl Loop {
                 tracing::info!(%output, generation, %md5, pools, servers, "wrote config")
             }
             Report::RenderNote { note } => {
-                tracing::warn!(%template, reason = %note, "rendered with a caveat")
+                tracing::warn!(output = config, %template, reason = %note, "rendered with a caveat")
             }
             Report::AlreadyOnDisk { md5 } => {
                 tracing::info!(%output, %md5, "output already holds this config")
@@ -601,7 +714,7 @@ impl Loop {
                 tracing::error!(%output, reason, "cannot write the config; the old file is intact, retrying")
             }
             Report::SkippedRejected { md5 } => {
-                tracing::debug!(%md5, "this render was rejected before; not writing it again")
+                tracing::debug!(output = config, %md5, "this render was rejected before; not writing it again")
             }
             Report::ValidatorRejected { generation, reason } => {
                 tracing::error!(
@@ -637,6 +750,22 @@ impl Loop {
             }
         }
     }
+}
+
+/// The index of the first pair whose template may have changed. Cancellation-safe, as each
+/// watcher's `changed` is.
+async fn first_change(pairs: &mut [Pair]) -> usize {
+    let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = pairs
+        .iter_mut()
+        .map(|p| Box::pin(p.watcher.changed()) as Pin<Box<dyn Future<Output = ()> + Send>>)
+        .collect();
+    std::future::poll_fn(|cx| {
+        let ready = waits
+            .iter_mut()
+            .position(|w| w.as_mut().poll(cx).is_ready());
+        ready.map_or(Poll::Pending, Poll::Ready)
+    })
+    .await
 }
 
 /// The next question from the HTTP endpoint; never, without one.

@@ -27,12 +27,19 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// one would make a failing token a busy loop.
 pub const MIN_REFRESH_FLOOR: Duration = Duration::from_millis(10);
 
-/// What `watch` and `run` share.
+/// One template and the output rendered from it.
 #[derive(Clone, Debug)]
-pub struct Service {
+pub struct Pair {
     pub template: PathBuf,
     /// Absolute (mcrouter gets it with `-f`), its directory created.
     pub output: OutputSpec,
+}
+
+/// What `watch` and `run` share.
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// At least one; `run` has exactly one. Outputs are distinct.
+    pub pairs: Vec<Pair>,
     pub dns: DnsSettings,
     pub allow_empty: bool,
     pub min_refresh: Duration,
@@ -105,8 +112,7 @@ pub fn service(args: &ServiceArgs) -> Result<Service, Error> {
         .map(|d| bounded("--template-poll", d, MIN_REFRESH_FLOOR))
         .transpose()?;
     Ok(Service {
-        template: args.template.path().clone(),
-        output: absolute_output(&args.output)?,
+        pairs: pairs(args)?,
         dns: dns(&args.dns)?,
         allow_empty: args.dns.allow_empty,
         min_refresh,
@@ -166,6 +172,38 @@ pub fn supervise(args: &RunArgs) -> Result<Supervise, UsageError> {
 
 /// The output with an absolute path (mcrouter gets it with -f), its directory created if
 /// missing (the default lives under /run).
+/// `--template`/`--source` and `--output` paired in order; each output absolute and distinct.
+fn pairs(args: &ServiceArgs) -> Result<Vec<Pair>, Error> {
+    let templates = args.template_paths();
+    if templates.len() != args.outputs.len() {
+        return Err(UsageError::PairCount {
+            templates: templates.len(),
+            outputs: args.outputs.len(),
+        }
+        .into());
+    }
+    let mut pairs: Vec<Pair> = Vec::with_capacity(templates.len());
+    for (template, output) in templates.iter().zip(&args.outputs) {
+        let output = absolute_output(output)?;
+        if pairs.iter().any(|p| p.output.path == output.path) {
+            return Err(UsageError::SharedOutput(output.path).into());
+        }
+        pairs.push(Pair {
+            template: template.clone(),
+            output,
+        });
+    }
+    Ok(pairs)
+}
+
+/// `run` starts one mcrouter with one `-f`: exactly one pair.
+pub fn one_pair(service: &Service) -> Result<(), UsageError> {
+    match service.pairs.len() {
+        1 => Ok(()),
+        n => Err(UsageError::RunOnePair(n)),
+    }
+}
+
 fn absolute_output(output: &OutputSpec) -> Result<OutputSpec, Error> {
     let dir = output::parent_dir(&output.path).to_path_buf();
     std::fs::create_dir_all(&dir).map_err(|source| Error::OutputDir {

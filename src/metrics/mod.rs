@@ -11,6 +11,7 @@ pub mod mcrouter;
 pub mod process;
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
@@ -19,13 +20,15 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 
-use crate::engine::{Event, Report, Status};
+use crate::engine::{Event, Lookups, Report};
+use crate::http::PairStatus;
 
 /// Label pairs of one series.
 type Labels = Vec<(&'static str, String)>;
 type Counters = Family<Labels, Counter>;
-type Seconds = Gauge<f64, AtomicU64>;
-type Ratio = Gauge<f64, AtomicU64>;
+type Gauges = Family<Labels, Gauge>;
+type Seconds = Family<Labels, Gauge<f64, AtomicU64>>;
+type Ratio = Family<Labels, Gauge<f64, AtomicU64>>;
 
 /// Content types of the two exposition formats.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -34,21 +37,22 @@ pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The child's states, as `mcw_child_state{state}` shows them.
 pub const CHILD_STATES: [&str; 5] = ["pending", "running", "stopping", "killed", "exited"];
 
-/// mcw's metric families.
+/// mcw's metric families. Those about one config carry an `output` label (the output's
+/// path), so `watch` with several pairs keeps them apart; lookups are shared and carry none.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    renders: Counter,
+    renders: Counters,
     render_failures: Counters,
     lookups: Counters,
-    tokens_last_good: Gauge,
-    pool_servers: Family<Labels, Gauge>,
-    pool_remapped: Family<Labels, Ratio>,
-    servers_held: Family<Labels, Gauge>,
+    tokens_last_good: Gauges,
+    pool_servers: Gauges,
+    pool_remapped: Ratio,
+    servers_held: Gauges,
     since_render: Seconds,
     since_write: Seconds,
-    writes: Counter,
-    write_failures: Counter,
+    writes: Counters,
+    write_failures: Counters,
     reloads: Counters,
     validations: Counters,
     signals: Counters,
@@ -179,44 +183,59 @@ impl Metrics {
         }
     }
 
-    /// Count what an event says by itself: the outcome of every lookup, and validator
-    /// approvals. `token` names the token of a query.
-    pub fn event(&self, event: &Event, token: impl Fn(&crate::template::Query) -> String) {
-        match event {
-            Event::Looked(results) => {
-                for (query, result) in results {
-                    let outcome = match result {
-                        Ok(_) => "ok",
-                        Err(f) => f.outcome(),
-                    };
-                    let labels = vec![("token", token(query)), ("outcome", outcome.to_string())];
-                    self.lookups.get_or_create(&labels).inc();
-                }
-            }
-            Event::Validated { result: Ok(()), .. } => {
-                self.count(&self.validations, "verdict", "accepted");
-            }
-            _ => {}
+    /// Start the counters of the config at `output` at zero, so its series exist before the
+    /// first render.
+    pub fn add_output(&self, output: &Path) {
+        let labels = vec![("output", output.display().to_string())];
+        for family in [&self.renders, &self.writes, &self.write_failures] {
+            let _ = family.get_or_create(&labels);
         }
     }
 
-    /// Count what a report tells.
-    pub fn report(&self, report: &Report) {
+    /// Count the outcome of every lookup of one batch (once, however many pairs use it).
+    /// `token` names the token of a query.
+    pub fn looked(&self, results: &Lookups, token: impl Fn(&crate::template::Query) -> String) {
+        for (query, result) in results {
+            let outcome = match result {
+                Ok(_) => "ok",
+                Err(f) => f.outcome(),
+            };
+            let labels = vec![("token", token(query)), ("outcome", outcome.to_string())];
+            self.lookups.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Count what an event says by itself: validator approvals.
+    pub fn event(&self, event: &Event) {
+        if let Event::Validated { result: Ok(()), .. } = event {
+            self.count(&self.validations, "verdict", "accepted");
+        }
+    }
+
+    /// Count what a report about the config at `output` tells.
+    pub fn report(&self, output: &Path, report: &Report) {
+        let of = |more: &[(&'static str, &str)]| -> Labels {
+            let mut labels = vec![("output", output.display().to_string())];
+            labels.extend(more.iter().map(|(k, v)| (*k, v.to_string())));
+            labels
+        };
         match report {
             Report::Rendered { .. } => {
-                self.renders.inc();
+                self.renders.get_or_create(&of(&[])).inc();
             }
             Report::TemplateRejected { .. } => {
-                self.count(&self.render_failures, "reason", "template_invalid")
+                let labels = of(&[("reason", "template_invalid")]);
+                self.render_failures.get_or_create(&labels).inc();
             }
             Report::TemplateUnreadable { .. } => {
-                self.count(&self.render_failures, "reason", "template_unreadable")
+                let labels = of(&[("reason", "template_unreadable")]);
+                self.render_failures.get_or_create(&labels).inc();
             }
             Report::Wrote { .. } | Report::Restored { .. } => {
-                self.writes.inc();
+                self.writes.get_or_create(&of(&[])).inc();
             }
             Report::WriteFailed { .. } => {
-                self.write_failures.inc();
+                self.write_failures.get_or_create(&of(&[])).inc();
             }
             Report::ValidatorRejected { .. } => {
                 self.count(&self.validations, "verdict", "rejected")
@@ -226,7 +245,7 @@ impl Metrics {
             Report::CannotTell { .. } => self.count(&self.reloads, "outcome", "cannot_tell"),
             Report::PoolChanged { pool, remapped, .. } => {
                 self.pool_remapped
-                    .get_or_create(&vec![("pool", pool.clone())])
+                    .get_or_create(&of(&[("pool", pool)]))
                     .set(remapped.as_ref().map_or(f64::NAN, |share| share.ratio()));
             }
             _ => {}
@@ -245,27 +264,44 @@ impl Metrics {
     }
 
     /// mcw's families as OpenMetrics text (without the closing `# EOF`), with the gauges read
-    /// from `status` and `child` (the child's state name, in `run` mode).
-    pub fn encode(&self, status: &Status, child: Option<&str>) -> String {
-        let last_good = status.tokens.iter().filter(|t| t.last_good_in_use).count();
-        self.tokens_last_good.set(last_good as i64);
+    /// from each pair's status and `child` (the child's state name, in `run` mode).
+    pub fn encode(&self, pairs: &[PairStatus], child: Option<&str>) -> String {
         self.servers_held.clear();
-        for t in &status.tokens {
-            self.servers_held
-                .get_or_create(&vec![("token", t.token.clone())])
-                .set(t.held.len() as i64);
-        }
         self.pool_servers.clear();
-        for (pool, servers) in &status.pools {
-            self.pool_servers
-                .get_or_create(&vec![("pool", pool.clone())])
-                .set(servers.len() as i64);
+        for pair in pairs {
+            let status = &pair.status;
+            let output = pair.output.display().to_string();
+            let of = |more: Option<(&'static str, &str)>| -> Labels {
+                let extra = more.map(|(k, v)| (k, v.to_string()));
+                std::iter::once(("output", output.clone()))
+                    .chain(extra)
+                    .collect()
+            };
+            let last_good = status.tokens.iter().filter(|t| t.last_good_in_use).count();
+            self.tokens_last_good
+                .get_or_create(&of(None))
+                .set(last_good as i64);
+            for t in &status.tokens {
+                self.servers_held
+                    .get_or_create(&of(Some(("token", &t.token))))
+                    .set(t.held.len() as i64);
+            }
+            for (pool, servers) in &status.pools {
+                self.pool_servers
+                    .get_or_create(&of(Some(("pool", pool))))
+                    .set(servers.len() as i64);
+            }
+            let secs = |d: Option<std::time::Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
+            self.since_render
+                .get_or_create(&of(None))
+                .set(secs(status.since_render));
+            self.since_write
+                .get_or_create(&of(None))
+                .set(secs(status.since_write));
         }
-        self.since_render
-            .set(status.since_render.map_or(f64::NAN, |d| d.as_secs_f64()));
-        self.since_write
-            .set(status.since_write.map_or(f64::NAN, |d| d.as_secs_f64()));
-        self.in_sync.set(i64::from(status.in_sync));
+        // Confirmation is `run`'s, which has one pair.
+        let in_sync = pairs.first().is_some_and(|p| p.status.in_sync);
+        self.in_sync.set(i64::from(in_sync));
         if let Some(current) = child {
             for state in CHILD_STATES {
                 self.child_state
@@ -357,11 +393,15 @@ mod tests {
             confirm: true,
         });
         m.forwarded("SIGUSR1");
-        m.report(&Report::Confirmed {
-            md5: "x".into(),
-            after: std::time::Duration::ZERO,
-        });
-        let status = Status {
+        let output = std::path::PathBuf::from("/run/mcw/a.json");
+        m.report(
+            &output,
+            &Report::Confirmed {
+                md5: "x".into(),
+                after: std::time::Duration::ZERO,
+            },
+        );
+        let status = crate::engine::Status {
             tokens: Vec::new(),
             pools: [("a".to_string(), vec!["10.0.0.1:11211".to_string()])].into(),
             written_md5: None,
@@ -371,11 +411,18 @@ mod tests {
             since_render: None,
             since_write: None,
         };
-        let text = classic(&m.encode(&status, Some("running")));
+        m.add_output(&output);
+        let pairs = [PairStatus {
+            template: &output,
+            output: &output,
+            status,
+        }];
+        let text = classic(&m.encode(&pairs, Some("running")));
         for needle in [
             "mcw_signals_forwarded_total{signal=\"SIGUSR1\"} 1",
             "mcw_reloads_total{outcome=\"confirmed\"} 1",
-            "mcw_pool_servers{pool=\"a\"} 1",
+            "mcw_pool_servers{output=\"/run/mcw/a.json\",pool=\"a\"} 1",
+            "mcw_writes_total{output=\"/run/mcw/a.json\"} 0",
             "mcw_config_in_sync 1",
             "mcw_child_state{state=\"running\"} 1",
             "mcw_child_state{state=\"pending\"} 0",

@@ -68,11 +68,30 @@ pub fn try_request(
     })
 }
 
-/// The value of the sample `series` (exactly as written, labels included) in a classic or
-/// OpenMetrics exposition.
+/// The value of the first sample of `series` in a classic or OpenMetrics exposition: the
+/// metric's name and, as in PromQL, any subset of its labels (`mcw_writes_total`,
+/// `mcw_pool_servers{pool="a"}`).
 pub fn sample(exposition: &str, series: &str) -> Option<f64> {
-    exposition.lines().find_map(|l| {
-        let rest = l.strip_prefix(series)?.strip_prefix(' ')?;
-        rest.split(' ').next()?.parse().ok()
-    })
+    let (name, wanted) = name_and_labels(series);
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            // Label values may hold spaces; the value follows the closing brace.
+            let end = l.rfind('}').map_or_else(|| l.find(' '), |i| Some(i + 1))?;
+            let (key, value) = (&l[..end], l[end..].trim_start());
+            let (n, labels) = name_and_labels(key);
+            let matches = n == name && wanted.iter().all(|w| labels.contains(w));
+            matches.then(|| value.split(' ').next()?.parse().ok())?
+        })
+}
+
+/// `name{a="x",b="y"}` → (`name`, [`a="x`, `b="y`]).
+fn name_and_labels(series: &str) -> (&str, Vec<&str>) {
+    let Some((name, labels)) = series.split_once('{') else {
+        return (series, Vec::new());
+    };
+    let labels = labels.trim_end_matches('}');
+    let pairs = labels.split("\",").map(|p| p.trim_end_matches('"'));
+    (name, pairs.filter(|p| !p.is_empty()).collect())
 }
