@@ -613,7 +613,7 @@ impl Loop {
         let output = pair.output.path.display();
         let template = pair.template.display();
         // With several pairs, every line names its output (once).
-        let config = pair.label.as_deref();
+        let config = pair.label.as_deref().map(tracing::field::display);
         match report {
             Report::TemplateChanged { tokens } => {
                 tracing::info!(output = config, %template, tokens, "template changed")
