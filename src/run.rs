@@ -130,8 +130,8 @@ impl Loop {
             .map(|addr| http::bind(addr).map_err(|source| Error::Listen { addr, source }))
             .transpose()?;
         let admin = sup.as_ref().and_then(|p| p.admin);
-        let engine_settings = crate::engine::Settings {
-            template: PathBuf::new(),
+        let engine_settings = |template: PathBuf| crate::engine::Settings {
+            template,
             min_refresh: s.min_refresh,
             max_refresh: s.max_refresh,
             startup_timeout: s.startup_timeout,
@@ -155,10 +155,7 @@ impl Loop {
         let mut pairs = Vec::with_capacity(s.pairs.len());
         for (n, p) in s.pairs.into_iter().enumerate() {
             let text = Template::read(&p.template)?;
-            let settings = crate::engine::Settings {
-                template: p.template.clone(),
-                ..engine_settings.clone()
-            };
+            let settings = engine_settings(p.template.clone());
             let now = Instant::now().into_std();
             let engine = Engine::new(settings, text, now, seed() ^ n as u64)?;
             for left in p.output.remove_leftovers() {
