@@ -46,7 +46,17 @@ impl Answer {
                     sort_addrs(&mut t.addrs);
                 }
                 targets.sort_by(compare_srv);
-                targets.dedup_by(|a, b| compare_srv(a, b) == Ordering::Equal);
+                // Repeats of one record (same priority, target and port) count once; should
+                // their addresses differ, the union is kept, so the order records arrived in
+                // never decides which addresses survive.
+                targets.dedup_by(|later, kept| {
+                    let same = compare_srv(later, kept) == Ordering::Equal;
+                    if same && later.addrs != kept.addrs {
+                        kept.addrs.append(&mut later.addrs);
+                        sort_addrs(&mut kept.addrs);
+                    }
+                    same
+                });
                 Records::Srv(targets)
             }
         };
@@ -222,6 +232,24 @@ mod tests {
             target: target.into(),
             addrs: vec![],
         }
+    }
+
+    /// Found by the order property (tests/properties.rs): a record listed twice with
+    /// different addresses kept whichever copy came first.
+    #[test]
+    fn a_repeated_record_keeps_the_union_of_its_addresses_whatever_the_order() {
+        let with = |addr: &str| SrvTarget {
+            addrs: vec![addr.parse().unwrap()],
+            ..srv(0, "mc-0.mc.test", 11211)
+        };
+        let one = Answer::new(Records::Srv(vec![with("10.0.0.2"), with("10.0.0.1")]), 5);
+        let two = Answer::new(Records::Srv(vec![with("10.0.0.1"), with("10.0.0.2")]), 5);
+        assert_eq!(one, two);
+        let Records::Srv(targets) = one.records() else {
+            unreachable!()
+        };
+        assert_eq!(targets.len(), 1);
+        assert_eq!(targets[0].addrs.len(), 2);
     }
 
     #[test]
