@@ -30,6 +30,12 @@ const LOOP_TIMEOUT: Duration = Duration::from_secs(2);
 const READY_TIMEOUT: Duration = Duration::from_millis(500);
 /// A client that has not sent its request headers by then is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once. Beyond it new ones are closed at once: a flood of idle clients
+/// must not use up the file descriptors mcw needs to read the template and write the config.
+const MAX_CONNECTIONS: usize = 128;
+/// A connection is closed after this long whatever it does (a client that never reads its
+/// answer holds one); Prometheus and probes simply reconnect.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 
 /// A question for the event loop; it answers on the enclosed channel.
 #[derive(Debug)]
@@ -67,6 +73,7 @@ struct Context {
 /// Serve requests on `listener` until the runtime ends.
 pub fn serve(listener: TcpListener, loop_tx: mpsc::Sender<Ask>, admin: Option<SocketAddr>) {
     let ctx = Arc::new(Context { loop_tx, admin });
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let stream = match listener.accept().await {
@@ -78,19 +85,29 @@ pub fn serve(listener: TcpListener, loop_tx: mpsc::Sender<Ask>, admin: Option<So
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!(
+                    limit = MAX_CONNECTIONS,
+                    "too many metrics connections; closing a new one"
+                );
+                continue; // dropping the stream closes it
+            };
             let ctx = ctx.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = service_fn(move |req| {
                     let ctx = ctx.clone();
                     async move { Ok::<_, Infallible>(respond(&ctx, &req).await) }
                 });
-                let served = http1::Builder::new()
+                let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-                if let Err(e) = served {
-                    tracing::debug!(reason = %e, "metrics connection ended");
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(stream), service);
+                match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                    Ok(Err(e)) => tracing::debug!(reason = %e, "metrics connection ended"),
+                    Err(_) => tracing::debug!("metrics connection reached its lifetime; closed"),
+                    Ok(Ok(())) => {}
                 }
             });
         }

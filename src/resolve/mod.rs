@@ -312,6 +312,17 @@ impl Dns {
                 tried: vec![name.to_string()],
             });
         }
+        // A target's name becomes a Rendezvous tag in the config: one that is not a host name
+        // (a label holding `"`, `@`, `%`, a backslash or control bytes, which DNS allows) could carry
+        // mcrouter macro syntax into it. Refuse the answer; the last good one stands.
+        for srv in &srvs {
+            let target = srv.target.to_ascii();
+            if crate::template::token::validate_name(&target).is_err() {
+                return Err(Failure::other(format!(
+                    "SRV target {target:?} is not a host name (letters, digits, '-', '_' and dots); refusing the answer"
+                )));
+            }
+        }
 
         // Addresses per target: the additional section first, a lookup for what it lacks.
         let mut glue: HashMap<&Name, Vec<&Record>> = HashMap::new();

@@ -5,7 +5,7 @@
 //! into the strict JSON mcrouter reads. Everything here is pure: reading the file is the only
 //! I/O ([`Template::load`]) and nothing here resolves names.
 
-mod jsonc;
+pub mod jsonc;
 pub mod render;
 pub mod token;
 

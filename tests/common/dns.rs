@@ -142,7 +142,10 @@ impl DnsServer {
         let records = records
             .iter()
             .map(|(p, w, port, target)| {
-                let target = Name::from_str(&fqdn(target)).unwrap();
+                // Raw labels: any byte DNS allows, as a hostile server would send it.
+                let labels = target.trim_end_matches('.').split('.').map(str::as_bytes);
+                let mut target = Name::from_labels(labels).unwrap();
+                target.set_fqdn(true);
                 Record::from_rdata(
                     owner.clone(),
                     ttl,

@@ -1,0 +1,50 @@
+//! The template parser (JSONC → strict JSON → tokens) and the render, on any bytes.
+//!
+//! Checks, beyond "no panic": blanking comments keeps every byte's position and every newline
+//! (so line:column in errors stays true); a template that parses renders, with every query
+//! answered, to strict JSON that holds no token and renders again to the same bytes.
+#![no_main]
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use libfuzzer_sys::fuzz_target;
+use mcw::resolve::{Answer, Records, SrvTarget};
+use mcw::template::{Template, jsonc};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(strict) = jsonc::to_strict(text) {
+        assert_eq!(strict.len(), text.len());
+        let newlines = |s: &str| s.bytes().filter(|&b| b == b'\n').count();
+        assert_eq!(newlines(&strict), newlines(text));
+    }
+    let Ok(template) = Template::parse(Path::new("fuzz.json"), text) else {
+        return;
+    };
+    let answers: HashMap<_, _> = template
+        .queries()
+        .into_iter()
+        .map(|q| {
+            let records = match q.srv {
+                true => Records::Srv(vec![SrvTarget {
+                    priority: 0,
+                    port: 11211,
+                    target: "mc-0.mc.test".into(),
+                    addrs: vec!["10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()],
+                }]),
+                false => Records::Addrs(vec!["10.0.0.2".parse().unwrap()]),
+            };
+            (q, Answer::new(records, 30))
+        })
+        .collect();
+    let rendered = mcw::template::render::render(&template, &answers).expect("all answered");
+    let out = std::str::from_utf8(&rendered.bytes).expect("UTF-8 out");
+    let _: serde_json::Value = serde_json::from_str(out).expect("strict JSON out");
+    let again = Template::parse(Path::new("rendered.json"), out).expect("a render parses");
+    assert!(again.queries().is_empty(), "a render holds a token:\n{out}");
+    let twice = mcw::template::render::render(&again, &HashMap::new()).expect("no tokens");
+    assert_eq!(twice.bytes, rendered.bytes);
+});
