@@ -54,7 +54,9 @@ pub fn render(
     for_each_servers_array(&template.value, &mut |pointer, _| {
         arrays.push(pointer.to_string())
     });
-    for pointer in arrays {
+    // Last first: a servers array nested in an entry of another is then rendered before the
+    // outer one's tokens expand and shift the entry (and the pointer) elsewhere.
+    for pointer in arrays.into_iter().rev() {
         let Some(Value::Array(items)) = value.pointer_mut(&pointer) else {
             continue;
         };
@@ -544,6 +546,25 @@ mod tests {
             "route": {"type": "PoolRoute", "pool": "p", "hash": {"hash_func": "Ch3"}}}"#;
         let out = render_with(text, &pods());
         assert!(out.pointer("/route/hash/tags").is_none(), "{out}");
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/template.rs): a servers array inside an entry of
+    /// another kept its token when an earlier token of the outer array expanded.
+    #[test]
+    fn a_servers_array_nested_in_another_is_rendered_too() {
+        let text = r#"{"pools": {"a": {"servers": ["dns://x.test",
+            {"pools": {"b": {"servers": ["dns://y.test"]}}}]}}, "route": "PoolRoute|a"}"#;
+        let t = Template::parse(Path::new("t.json"), text).unwrap();
+        let answers: HashMap<Query, Answer> = t
+            .queries()
+            .into_iter()
+            .map(|q| {
+                let ips = vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+                (q, Answer::new(Records::Addrs(ips), 5))
+            })
+            .collect();
+        let out = String::from_utf8(render(&t, &answers).unwrap().bytes).unwrap();
+        assert!(!out.contains("://"), "{out}");
     }
 
     #[test]
