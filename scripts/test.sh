@@ -46,3 +46,4 @@ stage() {
 }
 stage "cargo tests" cargo test --locked --workspace --lib --bins --tests "$@"
 stage "packaging tests (packaging/test/run.sh)" ./packaging/test/run.sh
+stage "fuzzing, 20 s per target (scripts/fuzz.sh)" ./scripts/fuzz.sh 20

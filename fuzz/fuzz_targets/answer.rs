@@ -43,11 +43,24 @@ fn decode(data: &[u8]) -> Option<Records> {
 fn addr(b: &[u8]) -> IpAddr {
     match b[0] & 1 {
         0 => IpAddr::V4(Ipv4Addr::new(10, b[0] >> 6, b[1], b[2])),
-        _ => IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, u16::from(b[1]), u16::from(b[2]))),
+        _ => IpAddr::V6(Ipv6Addr::new(
+            0xfd00,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u16::from(b[1]),
+            u16::from(b[2]),
+        )),
     }
 }
 
-fn permuted(records: &Records, f: impl Fn(&mut Vec<SrvTarget>), g: impl Fn(&mut Vec<IpAddr>)) -> Records {
+fn permuted(
+    records: &Records,
+    f: impl Fn(&mut Vec<SrvTarget>),
+    g: impl Fn(&mut Vec<IpAddr>),
+) -> Records {
     match records.clone() {
         Records::Addrs(mut a) => {
             g(&mut a);

@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(t.port.is_none(), t.query.srv);
             assert!(t.suffix.is_empty() || t.suffix.starts_with(':'));
             assert!(t.suffix[1.min(t.suffix.len())..].split(':').all(|w| {
-                w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             }));
             // Nothing a token turns into can break out of a JSON string or form a macro.
             assert!(!t.query.name.contains(['"', '\\', '@', '%', '{', '}']));
