@@ -125,14 +125,41 @@ impl OutputSpec {
     /// Replace the output with `bytes` unless it already holds exactly them. Returns whether
     /// the file was written.
     pub fn write_if_changed(&self, bytes: &[u8]) -> Result<bool, WriteError> {
-        match fs::read(&self.path) {
-            Ok(current) if current == bytes => return Ok(false),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(self.error("cannot read the current file", source)),
+        if self.holds(bytes)? {
+            return Ok(false);
         }
         self.replace(bytes)?;
         Ok(true)
+    }
+
+    /// Whether the output is a regular file holding exactly `bytes`. Whatever else is at the
+    /// path — a symlink someone planted (never followed), a FIFO (never waited on), a
+    /// directory — does not hold them, and is replaced (or the rename fails and says why).
+    fn holds(&self, bytes: &[u8]) -> Result<bool, WriteError> {
+        use io::Read;
+        use nix::fcntl::OFlag;
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+            .open(&self.path);
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            // ELOOP: the path is a symlink.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Ok(false),
+            Err(source) => return Err(self.error("cannot read the current file", source)),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| self.error("cannot read the current file", e))?;
+        if !meta.is_file() || meta.len() != bytes.len() as u64 {
+            return Ok(false);
+        }
+        let mut current = Vec::with_capacity(bytes.len());
+        file.take(bytes.len() as u64 + 1)
+            .read_to_end(&mut current)
+            .map_err(|e| self.error("cannot read the current file", e))?;
+        Ok(current == bytes)
     }
 
     /// Atomically replace the output with `bytes`, whatever it holds now.
@@ -146,7 +173,15 @@ impl OutputSpec {
     /// [discarded](Candidate::discard).
     pub fn prepare(&self, bytes: &[u8]) -> Result<Candidate, WriteError> {
         let dir = parent_dir(&self.path);
-        let (path, file) = self.create_temp(dir)?;
+        let (path, file) = match self.create_temp(dir) {
+            // The directory was removed under mcw (a cleaned /run, say): make it again.
+            Err(e) if e.source.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir)
+                    .map_err(|e| self.error("cannot create its directory", e))?;
+                self.create_temp(dir)?
+            }
+            other => other?,
+        };
         let candidate = Candidate { path };
         match self.fill(file, bytes) {
             Ok(()) => Ok(candidate),
@@ -337,6 +372,35 @@ mod tests {
                 "c.json.bak"
             ]
         );
+    }
+
+    /// A symlink planted at the output path is replaced by a regular file, and the file it
+    /// pointed to is neither read for comparison nor written; a FIFO there is not waited on.
+    #[test]
+    fn a_planted_symlink_or_fifo_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "good\n").unwrap();
+        let spec: OutputSpec = dir.path().join("c.json").to_str().unwrap().parse().unwrap();
+        std::os::unix::fs::symlink(&victim, &spec.path).unwrap();
+        // The link's target holds exactly these bytes: following it would skip the write.
+        assert!(spec.write_if_changed(b"good\n").unwrap());
+        assert!(fs::symlink_metadata(&spec.path).unwrap().is_file());
+        assert_eq!(fs::read(&victim).unwrap(), b"good\n");
+
+        fs::remove_file(&spec.path).unwrap();
+        nix::unistd::mkfifo(&spec.path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(spec.write_if_changed(b"new\n").unwrap());
+        assert_eq!(fs::read(&spec.path).unwrap(), b"new\n");
+    }
+
+    #[test]
+    fn a_removed_directory_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("run");
+        let spec: OutputSpec = sub.join("c.json").to_str().unwrap().parse().unwrap();
+        assert!(spec.write_if_changed(b"x\n").unwrap());
+        assert_eq!(fs::read(&spec.path).unwrap(), b"x\n");
     }
 
     /// Disk full, on a real 12 KiB tmpfs (tests run as root, as CI does).

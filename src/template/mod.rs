@@ -71,18 +71,51 @@ impl fmt::Display for TokenList<'_> {
     }
 }
 
+/// The largest template mcw reads (a 100 MB file is a mistake, not a config).
+pub const MAX_TEMPLATE_BYTES: u64 = 16 << 20;
+
 impl Template {
     /// Read and parse a template file.
     pub fn load(path: &Path) -> Result<Template, TemplateError> {
         Template::parse(path, &Template::read(path)?)
     }
 
-    /// Read a template file's text, with an error naming the file.
+    /// Read a template file's text, with an error naming the file. It must be a regular file
+    /// (symlinks are followed: ConfigMap volumes are made of them) of at most
+    /// [`MAX_TEMPLATE_BYTES`]; a FIFO or device put in its place is refused, not waited on.
     pub fn read(path: &Path) -> Result<String, TemplateError> {
-        std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let err = |source| TemplateError::Read {
             path: path.to_path_buf(),
             source,
-        })
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path)
+            .map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        if !meta.is_file() {
+            return Err(err(std::io::Error::other("it is not a regular file")));
+        }
+        let too_big = || {
+            err(std::io::Error::other(format!(
+                "it is larger than {} MiB; no mcrouter config is that big",
+                MAX_TEMPLATE_BYTES >> 20
+            )))
+        };
+        if meta.len() > MAX_TEMPLATE_BYTES {
+            return Err(too_big());
+        }
+        let mut text = String::with_capacity(meta.len() as usize);
+        file.take(MAX_TEMPLATE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(err)?;
+        if text.len() as u64 > MAX_TEMPLATE_BYTES {
+            return Err(too_big()); // it grew while being read
+        }
+        Ok(text)
     }
 
     /// Parse template text; `path` is only used in error messages.
@@ -210,6 +243,31 @@ pub(crate) fn for_each_servers_array(value: &Value, f: &mut dyn FnMut(&str, &[Va
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FIFO, a directory or a 100 MB file where the template should be: refused at once,
+    /// with the path and the reason.
+    #[test]
+    fn only_a_regular_file_of_sane_size_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let huge = dir.path().join("huge.json");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(100 << 20)
+            .unwrap();
+        for (path, why) in [
+            (fifo, "not a regular file"),
+            (dir.path().to_path_buf(), "not a regular file"),
+            (huge, "larger than 16 MiB"),
+        ] {
+            let e = Template::read(&path).unwrap_err().to_string();
+            assert!(
+                e.contains(why) && e.contains(&*path.to_string_lossy()),
+                "{e}"
+            );
+        }
+    }
 
     fn parse(text: &str) -> Result<Template, TemplateError> {
         Template::parse(Path::new("t.json"), text)
