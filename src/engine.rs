@@ -475,10 +475,7 @@ impl Engine {
     /// The token of the template in force that asks `query`, as written; `None` when the
     /// template asks no such question.
     pub fn token_of(&self, query: &Query) -> Option<String> {
-        let mut sites = self.template.sites();
-        sites
-            .find(|s| &s.token.query == query)
-            .map(|s| s.text.clone())
+        site_text(&self.template, query)
     }
 
     /// The state as of `now`.
@@ -1096,10 +1093,15 @@ fn unchecked(aliases: prefix::Aliases) -> Option<Action> {
 
 /// The first token of `template` that makes `query`, as written (for reports).
 fn token_text(template: &Template, query: &Query) -> String {
-    template
-        .sites()
+    site_text(template, query).unwrap_or_else(|| query.to_string())
+}
+
+/// The first token of `template` that makes `query`, as written; `None` when none does.
+fn site_text(template: &Template, query: &Query) -> Option<String> {
+    let mut sites = template.sites();
+    sites
         .find(|s| &s.token.query == query)
-        .map_or_else(|| query.to_string(), |s| s.text.clone())
+        .map(|s| s.text.clone())
 }
 
 /// `--hold-removed`: `fresh` with the servers it dropped (since `state.good`) kept for `hold`,

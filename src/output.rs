@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nix::fcntl::OFlag;
+
 /// Mode of the output when `?mode=` does not say: mcrouter may run as another user.
 pub const DEFAULT_MODE: u32 = 0o644;
 
@@ -136,30 +138,14 @@ impl OutputSpec {
     /// path — a symlink someone planted (never followed), a FIFO (never waited on), a
     /// directory — does not hold them, and is replaced (or the rename fails and says why).
     fn holds(&self, bytes: &[u8]) -> Result<bool, WriteError> {
-        use io::Read;
-        use nix::fcntl::OFlag;
-        let opened = OpenOptions::new()
-            .read(true)
-            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
-            .open(&self.path);
-        let file = match opened {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        match read_regular(&self.path, OFlag::O_NOFOLLOW, bytes.len() as u64) {
+            Ok(Regular::Bytes(current)) => Ok(current == bytes),
+            Ok(Regular::NotRegular | Regular::TooBig) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             // ELOOP: the path is a symlink.
-            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Ok(false),
-            Err(source) => return Err(self.error("cannot read the current file", source)),
-        };
-        let meta = file
-            .metadata()
-            .map_err(|e| self.error("cannot read the current file", e))?;
-        if !meta.is_file() || meta.len() != bytes.len() as u64 {
-            return Ok(false);
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => Ok(false),
+            Err(source) => Err(self.error("cannot read the current file", source)),
         }
-        let mut current = Vec::with_capacity(bytes.len());
-        file.take(bytes.len() as u64 + 1)
-            .read_to_end(&mut current)
-            .map_err(|e| self.error("cannot read the current file", e))?;
-        Ok(current == bytes)
     }
 
     /// Atomically replace the output with `bytes`, whatever it holds now.
@@ -267,6 +253,40 @@ impl OutputSpec {
             action,
             source,
         }
+    }
+}
+
+/// What [`read_regular`] found at a path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Regular {
+    Bytes(Vec<u8>),
+    /// A directory, FIFO, device or socket.
+    NotRegular,
+    /// A regular file longer than the limit.
+    TooBig,
+}
+
+/// Read `path` if it is a regular file of at most `limit` bytes, opened with `flags` added
+/// and `O_NONBLOCK`, so a FIFO put in its place is reported, never waited on.
+pub fn read_regular(path: &Path, flags: OFlag, limit: u64) -> io::Result<Regular> {
+    use io::Read;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((flags | OFlag::O_NONBLOCK).bits())
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(Regular::NotRegular);
+    }
+    if meta.len() > limit {
+        return Ok(Regular::TooBig);
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    // It may have grown while being read.
+    match bytes.len() as u64 > limit {
+        true => Ok(Regular::TooBig),
+        false => Ok(Regular::Bytes(bytes)),
     }
 }
 

@@ -88,15 +88,12 @@ struct Validation {
 }
 
 /// One template and its output: its own engine (template in force, last good answers, what
-/// was written), its own template watch, and the name its log lines and metrics carry.
+/// was written) and its own template watch.
 struct Pair {
     engine: Engine,
     template: PathBuf,
     output: OutputSpec,
     watcher: TemplateWatcher,
-    /// The output's path as log lines name it when there are several pairs (with one, the
-    /// lines stay as they were).
-    label: Option<String>,
 }
 
 /// Everything the loop owns.
@@ -151,7 +148,6 @@ impl Loop {
                     poll: confirm::POLL,
                 }),
         };
-        let several = s.pairs.len() > 1;
         let mut pairs = Vec::with_capacity(s.pairs.len());
         for (n, p) in s.pairs.into_iter().enumerate() {
             let text = Template::read(&p.template)?;
@@ -168,13 +164,11 @@ impl Loop {
                         source,
                     }
                 })?;
-            let label = several.then(|| p.output.path.display().to_string());
             pairs.push(Pair {
                 engine,
                 template: p.template,
                 output: p.output,
                 watcher,
-                label,
             });
         }
         let dns = Dns::new(&s.dns)?;
@@ -315,7 +309,7 @@ impl Loop {
             }
             Action::StartChild => Some(self.start_child(n)?),
             Action::GiveUp(mut failure) => {
-                failure.output = pair.label.as_ref().map(|_| pair.output.path.clone());
+                failure.output = self.named(n).map(|p| p.to_path_buf());
                 return Err(failure.into());
             }
             Action::Report(report) => {
@@ -324,6 +318,12 @@ impl Loop {
                 None
             }
         })
+    }
+
+    /// Pair `n`'s output when there are several pairs, so messages about one config name it;
+    /// with one pair, messages stay as they are.
+    fn named(&self, n: usize) -> Option<&std::path::Path> {
+        (self.pairs.len() > 1).then(|| self.pairs[n].output.path.as_path())
     }
 
     /// Start one task asking those of `queries` no task is asking yet.
@@ -574,17 +574,13 @@ impl Loop {
     /// later config does not count against it: mcrouter serves the previous one.
     fn readiness(&self) -> Readiness {
         let Some(s) = &self.sup else {
-            return match self.pairs.iter().find(|p| !p.engine.written()) {
-                None => Readiness::Ready,
-                Some(p) if self.pairs.len() == 1 => {
-                    let _ = p;
-                    Readiness::NotReady("no config written yet".into())
-                }
-                Some(p) => Readiness::NotReady(format!(
-                    "no config written yet to {}",
-                    p.output.path.display()
-                )),
+            let Some(n) = self.pairs.iter().position(|p| !p.engine.written()) else {
+                return Readiness::Ready;
             };
+            return Readiness::NotReady(match self.named(n) {
+                Some(output) => format!("no config written yet to {}", output.display()),
+                None => "no config written yet".into(),
+            });
         };
         match (s.child, self.admin) {
             (Child::Pending, _) => Readiness::NotReady(
@@ -610,7 +606,7 @@ impl Loop {
         let output = pair.output.path.display();
         let template = pair.template.display();
         // With several pairs, every line names its output (once).
-        let config = pair.label.as_deref().map(tracing::field::display);
+        let config = self.named(n).map(|p| tracing::field::display(p.display()));
         match report {
             Report::TemplateChanged { tokens } => {
                 tracing::info!(output = config, %template, tokens, "template changed")

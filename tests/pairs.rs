@@ -4,7 +4,7 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -27,8 +27,42 @@ fn zone(dns: &DnsServer) {
     dns.set_addrs("b.test", &["10.0.2.1"], 3600);
 }
 
+/// Templates A and B written in a work dir, and where their outputs go.
+struct Two {
+    ta: PathBuf,
+    tb: PathBuf,
+    oa: PathBuf,
+    ob: PathBuf,
+}
+
+impl Two {
+    fn new(work: &Workdir) -> Two {
+        Two {
+            ta: work.write("a.tmpl", A),
+            tb: work.write("b.tmpl", B),
+            oa: work.path("a.json"),
+            ob: work.path("b.json"),
+        }
+    }
+
+    /// `--template A --output a.json --template B --output b.json`, or the same in the
+    /// original mcw's `--source file://… --output file://…` spelling.
+    fn args(&self, source: bool) -> Vec<String> {
+        let (flag, url) = match source {
+            true => ("--source", "file://"),
+            false => ("--template", ""),
+        };
+        let mut args = Vec::new();
+        for (t, o) in [(&self.ta, &self.oa), (&self.tb, &self.ob)] {
+            args.extend([flag.to_string(), format!("{url}{}", t.display())]);
+            args.extend(["--output".to_string(), format!("{url}{}", o.display())]);
+        }
+        args
+    }
+}
+
 /// `mcw watch` with the given pair arguments, DNS and HTTP settings.
-fn watch(work: &Workdir, dns: &DnsServer, pairs: &[&Path], extra: &[&str]) -> Command {
+fn watch(work: &Workdir, dns: &DnsServer, pairs: &[String], extra: &[&str]) -> Command {
     let refresh = match extra.contains(&"--min-refresh") {
         true => &[][..],
         false => &["--min-refresh", "1h", "--max-refresh", "1h"][..],
@@ -78,20 +112,10 @@ fn a_shared_token_is_asked_once_and_each_output_follows_its_own_tokens() {
     let dns = DnsServer::start();
     zone(&dns);
     let work = Workdir::new();
-    let (ta, tb) = (work.write("a.tmpl", A), work.write("b.tmpl", B));
-    let (oa, ob) = (work.path("a.json"), work.path("b.json"));
+    let two = Two::new(&work);
+    let (oa, ob) = (two.oa.clone(), two.ob.clone());
     let web = format!("127.0.0.1:{}", free_port());
-    let pairs = [
-        Path::new("--template"),
-        &ta,
-        Path::new("--output"),
-        &oa,
-        Path::new("--template"),
-        &tb,
-        Path::new("--output"),
-        &ob,
-    ];
-    let cmd = watch(&work, &dns, &pairs, &["--metrics-listen", &web]);
+    let cmd = watch(&work, &dns, &two.args(false), &["--metrics-listen", &web]);
     let w = Watcher::spawn(cmd, work.path("mcw.log"));
     wait_file_contains(&oa, "10.0.1.1:11211", WAIT);
     wait_file_contains(&ob, "10.0.2.1:11211", WAIT);
@@ -148,22 +172,10 @@ fn a_broken_template_holds_back_only_its_own_output() {
     let dns = DnsServer::start();
     zone(&dns);
     let work = Workdir::new();
-    let (ta, tb) = (work.write("a.tmpl", A), work.write("b.tmpl", B));
-    let (oa, ob) = (work.path("a.json"), work.path("b.json"));
-    let url = |p: &Path| format!("file://{}", p.display());
-    let pairs = [
-        "--source".to_string(),
-        url(&ta),
-        "--output".into(),
-        url(&oa),
-        "--source".into(),
-        url(&tb),
-        "--output".into(),
-        url(&ob),
-    ];
-    let pairs: Vec<&Path> = pairs.iter().map(Path::new).collect();
+    let two = Two::new(&work);
+    let (ta, oa, ob) = (two.ta.clone(), two.oa.clone(), two.ob.clone());
     let web = format!("127.0.0.1:{}", free_port());
-    let cmd = watch(&work, &dns, &pairs, &["--metrics-listen", &web]);
+    let cmd = watch(&work, &dns, &two.args(true), &["--metrics-listen", &web]);
     let w = Watcher::spawn(cmd, work.path("mcw.log"));
     wait_file_contains(&oa, "10.0.1.1:11211", WAIT);
     wait_file_contains(&ob, "10.0.2.1:11211", WAIT);
@@ -212,21 +224,11 @@ fn a_pair_waiting_for_dns_does_not_delay_the_others_first_write() {
     zone(&dns);
     dns.remove("a.test");
     let work = Workdir::new();
-    let (ta, tb) = (work.write("a.tmpl", A), work.write("b.tmpl", B));
-    let (oa, ob) = (work.path("a.json"), work.path("b.json"));
+    let two = Two::new(&work);
+    let (oa, ob) = (two.oa.clone(), two.ob.clone());
     let web = format!("127.0.0.1:{}", free_port());
-    let pairs = [
-        Path::new("--template"),
-        &ta,
-        Path::new("--output"),
-        &oa,
-        Path::new("--template"),
-        &tb,
-        Path::new("--output"),
-        &ob,
-    ];
     let extra = ["--metrics-listen", &web, "--min-refresh", "100ms"];
-    let cmd = watch(&work, &dns, &pairs, &extra);
+    let cmd = watch(&work, &dns, &two.args(false), &extra);
     let _w = Watcher::spawn(cmd, work.path("mcw.log"));
     wait_file_contains(&ob, "10.0.2.1:11211", WAIT);
     assert!(!oa.exists());
@@ -248,12 +250,15 @@ fn a_pair_waiting_for_dns_does_not_delay_the_others_first_write() {
 fn pairs_that_do_not_add_up_are_usage_errors() {
     let dns = DnsServer::start();
     let work = Workdir::new();
-    let (ta, tb) = (work.write("a.tmpl", A), work.write("b.tmpl", B));
-    let (oa, ob) = (work.path("a.json"), work.path("b.json"));
-    let t = Path::new("--template");
-    let o = Path::new("--output");
+    let two = Two::new(&work);
+    let pairs = two.args(false);
+    // --template A --output a.json --template B --output b.json, taken apart.
+    let [t, ta, o, oa, _, tb, _, _] = &pairs[..] else {
+        unreachable!()
+    };
+    let args = |words: &[&String]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
 
-    let out = run(&mut watch(&work, &dns, &[t, &ta, t, &tb, o, &oa], &[]));
+    let out = run(&mut watch(&work, &dns, &args(&[t, ta, t, tb, o, oa]), &[]));
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("2 templates (--template/--source) but 1 output (--output)"),
@@ -264,7 +269,7 @@ fn pairs_that_do_not_add_up_are_usage_errors() {
     let out = run(&mut watch(
         &work,
         &dns,
-        &[t, &ta, o, &oa, t, &tb, o, &oa],
+        &args(&[t, ta, o, oa, t, tb, o, oa]),
         &[],
     ));
     assert_eq!(out.status.code(), Some(2));
@@ -272,7 +277,7 @@ fn pairs_that_do_not_add_up_are_usage_errors() {
 
     let mut cmd = mcw();
     cmd.arg("run")
-        .args([t, &ta, o, &oa, t, &tb, o, &ob])
+        .args(&pairs)
         .args(["--", "mcrouter", "-p", "5000"]);
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(2));
@@ -281,5 +286,5 @@ fn pairs_that_do_not_add_up_are_usage_errors() {
         "{}",
         stderr(&out)
     );
-    assert!(!oa.exists() && !ob.exists(), "nothing is written");
+    assert!(!two.oa.exists() && !two.ob.exists(), "nothing is written");
 }

@@ -76,9 +76,8 @@ fn a_hostile_answer_keeps_the_last_good_config() {
         &[(0, 0, 11211, "mc-0.mc.test"), (0, 0, 11211, HOSTILE[4])],
         1,
     );
+    // The refusal is logged once the hostile answer has been handled: the file stayed.
     w.wait_log("is not a host name", WAIT);
-    w.signal(libc::SIGHUP);
-    w.wait_log("re-resolving every token", WAIT);
     assert_eq!(work.read("out.json"), good);
     let refused = w
         .log()

@@ -186,7 +186,7 @@ impl Metrics {
     /// Start the counters of the config at `output` at zero, so its series exist before the
     /// first render.
     pub fn add_output(&self, output: &Path) {
-        let labels = vec![("output", output.display().to_string())];
+        let labels = of_output(output, &[]);
         for family in [&self.renders, &self.writes, &self.write_failures] {
             let _ = family.get_or_create(&labels);
         }
@@ -214,11 +214,7 @@ impl Metrics {
 
     /// Count what a report about the config at `output` tells.
     pub fn report(&self, output: &Path, report: &Report) {
-        let of = |more: &[(&'static str, &str)]| -> Labels {
-            let mut labels = vec![("output", output.display().to_string())];
-            labels.extend(more.iter().map(|(k, v)| (*k, v.to_string())));
-            labels
-        };
+        let of = |more: &[(&'static str, &str)]| of_output(output, more);
         match report {
             Report::Rendered { .. } => {
                 self.renders.get_or_create(&of(&[])).inc();
@@ -270,33 +266,27 @@ impl Metrics {
         self.pool_servers.clear();
         for pair in pairs {
             let status = &pair.status;
-            let output = pair.output.display().to_string();
-            let of = |more: Option<(&'static str, &str)>| -> Labels {
-                let extra = more.map(|(k, v)| (k, v.to_string()));
-                std::iter::once(("output", output.clone()))
-                    .chain(extra)
-                    .collect()
-            };
+            let of = |more: &[(&'static str, &str)]| of_output(pair.output, more);
             let last_good = status.tokens.iter().filter(|t| t.last_good_in_use).count();
             self.tokens_last_good
-                .get_or_create(&of(None))
+                .get_or_create(&of(&[]))
                 .set(last_good as i64);
             for t in &status.tokens {
                 self.servers_held
-                    .get_or_create(&of(Some(("token", &t.token))))
+                    .get_or_create(&of(&[("token", &t.token)]))
                     .set(t.held.len() as i64);
             }
             for (pool, servers) in &status.pools {
                 self.pool_servers
-                    .get_or_create(&of(Some(("pool", pool))))
+                    .get_or_create(&of(&[("pool", pool)]))
                     .set(servers.len() as i64);
             }
             let secs = |d: Option<std::time::Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
             self.since_render
-                .get_or_create(&of(None))
+                .get_or_create(&of(&[]))
                 .set(secs(status.since_render));
             self.since_write
-                .get_or_create(&of(None))
+                .get_or_create(&of(&[]))
                 .set(secs(status.since_write));
         }
         // Confirmation is `run`'s, which has one pair.
@@ -314,6 +304,13 @@ impl Metrics {
         let _ = encode_registry(&mut text, &self.registry);
         text
     }
+}
+
+/// The labels of a series about the config at `output`, then `more`.
+fn of_output(output: &Path, more: &[(&'static str, &str)]) -> Labels {
+    let mut labels = vec![("output", output.display().to_string())];
+    labels.extend(more.iter().map(|(k, v)| (*k, v.to_string())));
+    labels
 }
 
 /// A new metric, registered under `name` (units and `_total` are part of the name as given or

@@ -84,38 +84,26 @@ impl Template {
     /// (symlinks are followed: ConfigMap volumes are made of them) of at most
     /// [`MAX_TEMPLATE_BYTES`]; a FIFO or device put in its place is refused, not waited on.
     pub fn read(path: &Path) -> Result<String, TemplateError> {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
+        use crate::output::{Regular, read_regular};
         let err = |source| TemplateError::Read {
             path: path.to_path_buf(),
             source,
         };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(path)
-            .map_err(err)?;
-        let meta = file.metadata().map_err(err)?;
-        if !meta.is_file() {
-            return Err(err(std::io::Error::other("it is not a regular file")));
-        }
-        let too_big = || {
-            err(std::io::Error::other(format!(
-                "it is larger than {} MiB; no mcrouter config is that big",
-                MAX_TEMPLATE_BYTES >> 20
-            )))
+        let bytes = match read_regular(path, nix::fcntl::OFlag::empty(), MAX_TEMPLATE_BYTES) {
+            Ok(Regular::Bytes(bytes)) => bytes,
+            Ok(Regular::NotRegular) => {
+                return Err(err(std::io::Error::other("it is not a regular file")));
+            }
+            Ok(Regular::TooBig) => {
+                return Err(err(std::io::Error::other(format!(
+                    "it is larger than {} MiB; no mcrouter config is that big",
+                    MAX_TEMPLATE_BYTES >> 20
+                ))));
+            }
+            Err(e) => return Err(err(e)),
         };
-        if meta.len() > MAX_TEMPLATE_BYTES {
-            return Err(too_big());
-        }
-        let mut text = String::with_capacity(meta.len() as usize);
-        file.take(MAX_TEMPLATE_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(err)?;
-        if text.len() as u64 > MAX_TEMPLATE_BYTES {
-            return Err(too_big()); // it grew while being read
-        }
-        Ok(text)
+        String::from_utf8(bytes)
+            .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
     }
 
     /// Parse template text; `path` is only used in error messages.
