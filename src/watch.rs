@@ -20,6 +20,10 @@ use tokio::time::Instant;
 /// How often the polling watcher looks when inotify is unavailable and no interval was given.
 const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
+/// A template that never goes quiet (a tool rewriting it in a loop) is still read: at the
+/// latest this many debounce periods after the first change of a burst.
+const LONGEST_WAIT: u32 = 10;
+
 /// A template watch that survives renames and symlink swaps.
 pub struct TemplateWatcher {
     template: PathBuf,
@@ -36,6 +40,8 @@ pub struct TemplateWatcher {
     /// drops it whenever another arm of its `select!` wins, and the next call carries on with
     /// the same deadline instead of starting the debounce over.
     quiet_at: Option<Instant>,
+    /// When the first event of the pending burst arrived (meaningful while `quiet_at` is set).
+    burst_from: Instant,
 }
 
 impl TemplateWatcher {
@@ -76,6 +82,7 @@ impl TemplateWatcher {
             events,
             watched: Vec::new(),
             quiet_at: None,
+            burst_from: Instant::now(),
         };
         watcher.rewatch();
         Ok(watcher)
@@ -125,7 +132,8 @@ impl TemplateWatcher {
     }
 
     /// Wait until something in the watched directories changed, then until it has been quiet
-    /// for the debounce period. Cancellation-safe.
+    /// for the debounce period, or for ten periods in all if changes keep coming.
+    /// Cancellation-safe.
     pub async fn changed(&mut self) {
         if self.watched.is_empty() {
             // Nothing to wait on: never resolve, the periodic re-read still works.
@@ -134,7 +142,8 @@ impl TemplateWatcher {
         loop {
             let Some(quiet_at) = self.quiet_at else {
                 self.next_event().await;
-                self.quiet_at = Some(Instant::now() + self.debounce);
+                self.burst_from = Instant::now();
+                self.quiet_at = Some(self.burst_from + self.debounce);
                 continue;
             };
             tokio::select! {
@@ -144,7 +153,8 @@ impl TemplateWatcher {
                     return;
                 }
                 _ = self.next_event() => {
-                    self.quiet_at = Some(Instant::now() + self.debounce);
+                    let latest = self.burst_from + self.debounce * LONGEST_WAIT;
+                    self.quiet_at = Some((Instant::now() + self.debounce).min(latest));
                 }
             }
         }

@@ -361,6 +361,43 @@ fn a_template_edit_is_not_lost_while_lookups_finish_every_50ms() {
     );
 }
 
+/// A template rewritten every 10 ms never goes quiet for the 100 ms debounce; its edits are
+/// still applied while the rewriting goes on (at the latest a second after a burst starts).
+#[test]
+fn a_template_that_is_never_quiet_is_still_applied() {
+    let dns = DnsServer::start();
+    zone(&dns, 3600);
+    let work = Workdir::new();
+    let _w = started(&work, &dns, &["--max-refresh", "1h"]);
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        let path = work.path("template.json");
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) && n < 3000 {
+                n += 1;
+                let edit = TEMPLATE.replace("dns://memcache.test", &format!("10.9.0.1:{n}"));
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, edit).unwrap();
+                std::fs::rename(&tmp, &path).unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            n
+        })
+    };
+    wait_file_contains(&work.path("out.json"), "10.9.0.1:", WAIT);
+    let still_writing = !writer.is_finished();
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let last = writer.join().unwrap();
+    assert!(
+        still_writing,
+        "the edit was applied only after the rewriting stopped"
+    );
+    // And once it stops, the last edit is what stays.
+    wait_file_contains(&work.path("out.json"), &format!("10.9.0.1:{last}\""), WAIT);
+}
+
 #[test]
 fn watch_as_pid_1_reaps_orphans_that_land_on_it() {
     let dns = DnsServer::start();
