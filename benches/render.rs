@@ -7,9 +7,9 @@
 //! pool differs: the render plus the share of keys remapped in all 200 pools (each hashed with
 //! Ch3 by the route), the most work a change can ask of the key-movement code.
 
-#[path = "../tests/common/dns.rs"]
-#[allow(dead_code)]
-mod dns;
+mod common;
+
+use common::{dns, ms, wait_with_rusage};
 
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,7 @@ fn main() {
     std::fs::write(dir.path().join("resolv.conf"), "").unwrap();
     std::fs::write(dir.path().join("dnsmasq.conf"), dnsmasq_conf).unwrap();
 
-    let port = free_port();
+    let port = common::ports::free_port();
     let mut dnsmasq = std::process::Command::new("dnsmasq")
         .args([
             "--keep-in-foreground",
@@ -129,16 +129,6 @@ fn measure_diff(label: &str, server: &str, dir: &std::path::Path) {
     );
 }
 
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 fn measure(label: &str, server: &str, dir: &std::path::Path) {
     let stats = runs(
         |run| {
@@ -197,7 +187,6 @@ fn runs(
     }
     walls.sort();
     cpus.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     format!(
         "wall p50 {:.1} ms, max {:.1} ms; CPU p50 {:.1} ms; peak RSS {:.1} MiB",
         ms(walls[walls.len() / 2]),
@@ -205,21 +194,4 @@ fn runs(
         ms(cpus[cpus.len() / 2]),
         peak_kib as f64 / 1024.0
     )
-}
-
-/// Wait for the child and return its exit status, peak RSS in KiB and CPU time (from the
-/// rusage of waited-for children: CPU as the difference, RSS as the peak so far).
-fn wait_with_rusage(child: &mut std::process::Child) -> (i32, i64, Duration) {
-    use nix::sys::resource::{UsageWho, getrusage};
-    let cpu_of = |u: &nix::sys::resource::Usage| {
-        let tv = |t: nix::sys::time::TimeVal| {
-            Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
-        };
-        tv(u.user_time()) + tv(u.system_time())
-    };
-    let before = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
-    let status = child.wait().expect("wait");
-    let after = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
-    let code = status.code().unwrap_or(-1);
-    (code, after.max_rss(), cpu_of(&after) - cpu_of(&before))
 }

@@ -1,88 +1,98 @@
-//! Benchmarks of `mcw watch` (release build) against an in-process DNS server:
+//! Benchmarks of `mcw watch` (release build) against an in-process DNS server, beside a shell
+//! loop around dig doing the same job (`benches/dig-watcher.sh`):
 //! (a) propagation: a DNS change → new output on disk, p50 and max over 20 changes with TTL 1 s
-//!     and `--min-refresh 1s` (target p50 < 1.5 s);
+//!     and `--min-refresh 1s` (target p50 < 1.5 s); the shell loop looks every second;
 //! (b) idle cost: RSS and CPU time over 60 s watching 50 tokens whose answers never change
 //!     (TTL 5 s, so every token is asked again every 5 s), and the number of writes
-//!     (targets < 15 MiB, < 0.5 s CPU, 0 writes).
+//!     (targets < 15 MiB, < 0.5 s CPU, 0 writes); the shell loop looks every 5 s;
 //! (c) the same idle run with `--metrics-listen`, scraped every second (targets: under 10 %
 //!     more CPU, under 2 MiB more RSS than (b));
 //! (d) RSS before and after 1,000 back-to-back scrapes (target: grows by under 1 MiB).
-//! Run with `cargo bench --bench watch`; `MCW_BENCH_IDLE_SECS` shortens (b) and (c).
+//! Run with `cargo bench --bench watch`; `MCW_BENCH_IDLE_SECS` shortens (b) and (c);
+//! `MCW_BENCH_ONLY=peer|propagation|idle|scrapes` runs one part.
 
-#[path = "../tests/common/dns.rs"]
-#[allow(dead_code)]
-mod dns;
-#[path = "../tests/common/http.rs"]
-#[allow(dead_code)]
-mod http;
-#[path = "../tests/common/ports.rs"]
-#[allow(dead_code)]
-mod ports;
+mod common;
+
+use common::{Killed, cpu_of, dns, http, ports, rss_now, usage, wait_contains};
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// What keeps the output current.
+#[derive(Clone, Copy, PartialEq)]
+enum Watcher {
+    Mcw,
+    /// The shell-and-dig loop, looking every this many seconds.
+    Dig(u32),
+}
+
 fn main() {
-    // `MCW_BENCH_ONLY=scrapes` runs one part.
     let only = std::env::var("MCW_BENCH_ONLY").unwrap_or_default();
     let part = |name: &str| only.is_empty() || only == name;
+    // The shell loop first: its peak RSS is read from the rusage of this process's reaped
+    // children, which must not include an mcw yet.
+    if part("peer") {
+        propagation(Watcher::Dig(1));
+        idle(Watcher::Dig(5), false);
+    }
     if part("propagation") {
-        propagation();
+        propagation(Watcher::Mcw);
     }
     if part("idle") {
-        idle(false);
-        idle(true);
+        idle(Watcher::Mcw, false);
+        idle(Watcher::Mcw, true);
     }
     if part("scrapes") {
         scrapes();
     }
 }
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn watch(dir: &Path, server: &dns::DnsServer, extra: &[&str]) -> Killed {
+/// Start `watcher` on dir/template.json → dir/out.json, asking `server`.
+fn watch(watcher: Watcher, dir: &Path, server: &dns::DnsServer, extra: &[&str]) -> Killed {
     std::fs::write(dir.join("resolv.conf"), "").unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_mcw"))
-        .arg("watch")
-        .arg("--template")
-        .arg(dir.join("template.json"))
-        .arg("--output")
-        .arg(dir.join("out.json"))
-        .arg("--resolv-conf")
-        .arg(dir.join("resolv.conf"))
-        .arg("--dns-server")
-        .arg(server.arg())
-        .args(extra)
-        .env("MCW_LOG", "warn")
-        .spawn()
-        .unwrap();
-    Killed(child)
+    let mut cmd = match watcher {
+        Watcher::Mcw => {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcw"));
+            cmd.arg("watch")
+                .arg("--template")
+                .arg(dir.join("template.json"))
+                .arg("--output")
+                .arg(dir.join("out.json"))
+                .arg("--resolv-conf")
+                .arg(dir.join("resolv.conf"))
+                .arg("--dns-server")
+                .arg(server.arg())
+                .args(extra)
+                .env("MCW_LOG", "warn");
+            cmd
+        }
+        Watcher::Dig(every) => {
+            let mut cmd = Command::new("sh");
+            cmd.arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/benches/dig-watcher.sh"
+            ))
+            .arg(dir.join("template.json"))
+            .arg(dir.join("out.json"))
+            .arg(server.addr.ip().to_string())
+            .arg(server.addr.port().to_string())
+            .arg(every.to_string());
+            cmd
+        }
+    };
+    Killed(cmd.spawn().unwrap())
 }
 
-fn wait_contains(path: &Path, needle: &str, limit: Duration) -> Instant {
-    let deadline = Instant::now() + limit;
-    loop {
-        if std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
-            return Instant::now();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle} never reached {}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(2));
+fn name(watcher: Watcher) -> String {
+    match watcher {
+        Watcher::Mcw => "mcw watch".to_string(),
+        Watcher::Dig(every) => format!("shell + dig loop (every {every} s)"),
     }
 }
 
-fn propagation() {
+fn propagation(watcher: Watcher) {
     let server = dns::DnsServer::start();
     server.set_addrs("memcache.bench", &["10.0.0.1"], 1);
     let dir = tempfile::tempdir().unwrap();
@@ -91,7 +101,7 @@ fn propagation() {
         r#"{"pools": {"a": {"servers": ["dns://memcache.bench"]}}, "route": "PoolRoute|a"}"#,
     )
     .unwrap();
-    let _mcw = watch(dir.path(), &server, &["--min-refresh", "1s"]);
+    let _watcher = watch(watcher, dir.path(), &server, &["--min-refresh", "1s"]);
     let out = dir.path().join("out.json");
     wait_contains(&out, "10.0.0.1:", Duration::from_secs(10));
     let mut lat = Vec::new();
@@ -106,7 +116,8 @@ fn propagation() {
     }
     lat.sort();
     println!(
-        "propagation (TTL 1s, --min-refresh 1s, 20 changes): p50 {:.0} ms, max {:.0} ms",
+        "{}: propagation (TTL 1s, 20 changes): p50 {:.0} ms, max {:.0} ms",
+        name(watcher),
         lat[lat.len() / 2].as_secs_f64() * 1000.0,
         lat[lat.len() - 1].as_secs_f64() * 1000.0
     );
@@ -118,37 +129,14 @@ fn scrape(web: &str) -> u16 {
     http::request(web, "GET", "/metrics", &[("Accept", accept)]).status
 }
 
-/// VmRSS of a process now, in KiB.
-fn rss_now(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// utime+stime and peak RSS (VmHWM, KiB) of a process, from /proc.
-fn usage(pid: u32) -> (Duration, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as u64;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap();
-    (Duration::from_millis(ticks * 1000 / hz), rss_kib)
-}
-
-/// A `watch` of 50 tokens (TTL 5 s) in `dir`, its first output written; with `metrics`, it
+/// A watcher of 50 tokens (TTL 5 s) in `dir`, its first output written; with `metrics`, mcw
 /// serves `--metrics-listen` on the returned address.
-fn fifty_tokens(dir: &Path, server: &dns::DnsServer, metrics: bool) -> (Killed, String) {
+fn fifty_tokens(
+    watcher: Watcher,
+    dir: &Path,
+    server: &dns::DnsServer,
+    metrics: bool,
+) -> (Killed, String) {
     let mut pools = Vec::new();
     for i in 0..50 {
         server.set_addrs(
@@ -172,22 +160,25 @@ fn fifty_tokens(dir: &Path, server: &dns::DnsServer, metrics: bool) -> (Killed, 
     } else {
         &[]
     };
-    let mcw = watch(dir, server, extra);
+    let mcw = watch(watcher, dir, server, extra);
     wait_contains(&dir.join("out.json"), "10.2.0.49:", Duration::from_secs(10));
     (mcw, web)
 }
 
-fn idle(metrics: bool) {
+fn idle(watcher: Watcher, metrics: bool) {
     let secs: u64 = std::env::var("MCW_BENCH_IDLE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let server = dns::DnsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let (mcw, web) = fifty_tokens(dir.path(), &server, metrics);
+    let (mut running, web) = fifty_tokens(watcher, dir.path(), &server, metrics);
+    let pid = running.0.id();
+    // The shell loop's work is done by its children (dig, sort, awk…), reaped by the shell.
+    let shell = watcher != Watcher::Mcw;
     let out = dir.path().join("out.json");
     let meta = std::fs::metadata(&out).unwrap();
-    let (cpu0, _) = usage(mcw.0.id());
+    let cpu0 = cpu_of(pid, shell);
     let asked0 = (0..50)
         .map(|i| server.queries(&format!("t{i}.bench"), dns::RecordType::A))
         .sum::<usize>();
@@ -204,7 +195,16 @@ fn idle(metrics: bool) {
     } else {
         std::thread::sleep(Duration::from_secs(secs));
     }
-    let (cpu1, hwm) = usage(mcw.0.id());
+    let cpu1 = cpu_of(pid, shell);
+    let peak_kib = if shell {
+        // The largest process of the loop (a dig): the peak RSS of reaped descendants.
+        let _ = running.0.kill();
+        let _ = running.0.wait();
+        let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
+        usage.expect("getrusage").max_rss() as u64
+    } else {
+        usage(pid).1
+    };
     let asked1 = (0..50)
         .map(|i| server.queries(&format!("t{i}.bench"), dns::RecordType::A))
         .sum::<usize>();
@@ -215,11 +215,13 @@ fn idle(metrics: bool) {
     } else {
         String::new()
     };
+    let rss = if shell { "largest process" } else { "peak RSS" };
     println!(
-        "idle {secs}s, 50 tokens (TTL 5s){with}: {} lookups, CPU {:.3} s, peak RSS {:.1} MiB, writes {writes}",
+        "{}: idle {secs}s, 50 tokens (TTL 5s){with}: {} lookups, CPU {:.3} s, {rss} {:.1} MiB, writes {writes}",
+        name(watcher),
         asked1 - asked0,
         (cpu1 - cpu0).as_secs_f64(),
-        hwm as f64 / 1024.0
+        peak_kib as f64 / 1024.0
     );
 }
 
@@ -227,7 +229,7 @@ fn idle(metrics: bool) {
 fn scrapes() {
     let server = dns::DnsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let (mcw, web) = fifty_tokens(dir.path(), &server, true);
+    let (mcw, web) = fifty_tokens(Watcher::Mcw, dir.path(), &server, true);
     for _ in 0..20 {
         scrape(&web);
     }

@@ -31,6 +31,11 @@ pub use search::SearchConfig;
 
 use crate::template::{Family, Query};
 
+/// Queries one mcw has in flight at once. A template of a thousand tokens would otherwise
+/// send a thousand datagrams in one burst, more than a server's socket buffer holds (Linux's
+/// default 208 KiB takes a few hundred): the dropped ones wait out the whole timeout.
+const MAX_IN_FLIGHT: usize = 64;
+
 /// How to reach DNS.
 #[derive(Clone, Debug)]
 pub struct DnsSettings {
@@ -135,6 +140,7 @@ impl fmt::Display for Failure {
 pub struct Dns {
     resolver: TokioResolver,
     search: SearchConfig,
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Dns {
@@ -191,7 +197,11 @@ impl Dns {
             .with_options(opts)
             .build()
             .map_err(SetupError::Build)?;
-        Ok(Dns { resolver, search })
+        Ok(Dns {
+            resolver,
+            search,
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        })
     }
 
     /// Resolve every query concurrently.
@@ -417,6 +427,8 @@ impl Dns {
         let tried = || vec![name.to_string()];
         let dns_name =
             Name::from_ascii(name).map_err(|e| Failure::other(format!("bad name {name}: {e}")))?;
+        // Never closed, so acquiring cannot fail; the timeout starts once the query is sent.
+        let _permit = self.in_flight.acquire().await;
         // cache_size is 0, and clearing makes sure no answer is ever served from memory.
         self.resolver.clear_cache();
         match self.resolver.lookup(dns_name, rtype).await {

@@ -38,6 +38,8 @@ struct Zone {
     no_glue: bool,
     queries: HashMap<(String, RecordType), usize>,
     served: usize,
+    /// A second record set per name and type, swapped with the first after every answer.
+    flaps: HashMap<(String, RecordType), Vec<Record>>,
 }
 
 /// A running server on 127.0.0.1 (UDP and TCP on one port). Stops when dropped.
@@ -113,27 +115,21 @@ impl DnsServer {
 
     /// Replace the A and AAAA records of `name` with `addrs` (IPv4 and IPv6 mixed).
     pub fn set_addrs(&self, name: &str, addrs: &[&str], ttl: u32) {
-        let owner = Name::from_str(&fqdn(name)).unwrap();
-        let mut v4 = Vec::new();
-        let mut v6 = Vec::new();
-        for a in addrs {
-            match a.parse::<IpAddr>().unwrap() {
-                IpAddr::V4(ip) => v4.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(ip)))),
-                IpAddr::V6(ip) => v6.push(Record::from_rdata(
-                    owner.clone(),
-                    ttl,
-                    RData::AAAA(AAAA(ip)),
-                )),
-            }
-        }
         let mut zone = self.zone();
-        for (rtype, records) in [(RecordType::A, v4), (RecordType::AAAA, v6)] {
+        for (rtype, records) in addr_records(name, addrs, ttl) {
             if records.is_empty() {
                 zone.records.remove(&(fqdn(name), rtype));
             } else {
                 zone.records.insert((fqdn(name), rtype), records);
             }
         }
+    }
+
+    /// Make the IPv4 answer for `name` flap: from the next query on, answers alternate between
+    /// the records set now and `other` (IPv4 addresses), one answer each.
+    pub fn flap_addrs(&self, name: &str, other: &[&str], ttl: u32) {
+        let [(_, v4), _] = addr_records(name, other, ttl);
+        self.zone().flaps.insert((fqdn(name), RecordType::A), v4);
     }
 
     /// Replace the SRV records of `name`: (priority, weight, port, target).
@@ -196,6 +192,24 @@ impl DnsServer {
     }
 }
 
+/// A and AAAA records of `name` for `addrs`, by type.
+fn addr_records(name: &str, addrs: &[&str], ttl: u32) -> [(RecordType, Vec<Record>); 2] {
+    let owner = Name::from_str(&fqdn(name)).unwrap();
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for a in addrs {
+        match a.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(ip) => v4.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(ip)))),
+            IpAddr::V6(ip) => v6.push(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::AAAA(AAAA(ip)),
+            )),
+        }
+    }
+    [(RecordType::A, v4), (RecordType::AAAA, v6)]
+}
+
 impl Drop for DnsServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -254,9 +268,14 @@ impl Zone {
             };
         };
         let mut answers = records.clone();
+        let key = (name.to_string(), rtype);
+        if let Some(next) = self.flaps.remove(&key) {
+            let answered = self.records.insert(key.clone(), next).unwrap_or_default();
+            self.flaps.insert(key, answered);
+        }
         let mut additionals = Vec::new();
         if rtype == RecordType::SRV && !self.no_glue {
-            for r in records {
+            for r in &answers {
                 if let RData::SRV(srv) = &r.data {
                     let target = srv.target.to_ascii().to_ascii_lowercase();
                     for t in [RecordType::A, RecordType::AAAA] {

@@ -1,0 +1,398 @@
+//! Benchmarks of mcw at scale (release build), against the in-process DNS server, with one
+//! template of 1,000 tokens and 20,000 servers: 500 `dns://` names of 20 addresses each and
+//! 500 `dnssrv://` names of 20 targets each (addresses in the additional section), every answer
+//! sent in a different order each time. Every output the benchmark sees is checked pool by
+//! pool: all 20,000 servers present, each pool in mcw's canonical order.
+//! (a) `mcw render` of it: wall, CPU, peak RSS over 5 runs after a warm-up;
+//! (b) `mcw watch` of it while the template is edited 100 times a second for 10 s (each edit
+//!     written beside it and renamed over it, as editors and kubelet do): template reads,
+//!     writes, CPU, peak RSS, every file seen complete and in edit order, the last edit written;
+//! (c) `mcw watch` of it while one token's answer flaps on every lookup (TTL 1 s,
+//!     `--min-refresh 1s`) for 10 minutes: lookups, writes, CPU, RSS at the start and the end,
+//!     every file seen holding one of the two answers in order and every other pool unchanged.
+//! Run with `cargo bench --bench scale`; `MCW_BENCH_FLAP_SECS` shortens (c);
+//! `MCW_BENCH_ONLY=render|edits|flap` runs one part.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Killed, dns, http, ms, ports, rss_now, usage, wait_contains, wait_with_rusage};
+use notify::Watcher as _;
+
+/// Tokens of each kind; each answers 20 servers.
+const HALF: usize = 500;
+const PER_TOKEN: usize = 20;
+/// The pool whose token flaps in (c), and the address its second answer has instead of .20.
+const FLAPPING: &str = "d0";
+const FLAP_ADDR: &str = "10.100.0.77";
+/// The pool that carries the edit number in (b), as the port of its one static server.
+const EDIT_POOL: &str = "edit";
+const EDIT_PORT: u32 = 20_000;
+
+fn main() {
+    let only = std::env::var("MCW_BENCH_ONLY").unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only == name;
+    let server = dns::DnsServer::start();
+    server.shuffle(true);
+    let expected = zone(&server);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("resolv.conf"), "").unwrap();
+    std::fs::write(dir.path().join("template.json"), template(0)).unwrap();
+    if part("render") {
+        render(dir.path(), &server, &expected);
+    }
+    if part("edits") {
+        edits(dir.path(), &server, &expected);
+    }
+    if part("flap") {
+        flap(dir.path(), &server, &expected);
+    }
+}
+
+/// Pool name → its servers in the order mcw must write them.
+type Expected = Vec<(String, Vec<String>)>;
+
+/// Load the 1,000 tokens into the server, each answer's records listed in reverse of the
+/// canonical order (and rotated by the server on every answer); return the expected pools.
+fn zone(server: &dns::DnsServer) -> Expected {
+    let mut expected = Vec::new();
+    for p in 0..HALF {
+        // 10.100.0.1 … 10.101.243.20: .1 < .2 < … < .20 numerically (not as text).
+        let ips: Vec<String> = (1..=PER_TOKEN)
+            .map(|i| format!("10.{}.{}.{i}", 100 + p / 250, p % 250))
+            .collect();
+        let given: Vec<&str> = ips.iter().rev().map(String::as_str).collect();
+        server.set_addrs(&format!("a{p}.scale"), &given, 3600);
+        expected.push((format!("d{p}"), with_port(&ips)));
+    }
+    for p in 0..HALF {
+        // Targets mc-0 … mc-19: natural order puts mc-2 before mc-10.
+        let name = format!("_mc._tcp.s{p}.scale");
+        let mut srv = Vec::new();
+        let mut ips = Vec::new();
+        for t in 0..PER_TOKEN {
+            let target = format!("mc-{t}.s{p}.scale");
+            let ip = format!("10.{}.{}.{}", 110 + p / 250, p % 250, t + 1);
+            server.set_addrs(&target, &[&ip], 3600);
+            srv.push(target);
+            ips.push(ip);
+        }
+        let records: Vec<(u16, u16, u16, &str)> = srv
+            .iter()
+            .rev()
+            .map(|t| (10, 1, 11211, t.as_str()))
+            .collect();
+        server.set_srv(&name, &records, 3600);
+        expected.push((format!("s{p}"), with_port(&ips)));
+    }
+    expected
+}
+
+fn with_port(ips: &[String]) -> Vec<String> {
+    ips.iter().map(|ip| format!("{ip}:11211")).collect()
+}
+
+/// The template, with edit number `edit` as the port of the `edit` pool's server.
+fn template(edit: u32) -> String {
+    let mut pools: Vec<String> = (0..HALF)
+        .map(|p| format!("    \"d{p}\": {{\"servers\": [\"dns://a{p}.scale\"]}}"))
+        .collect();
+    pools.extend(
+        (0..HALF)
+            .map(|p| format!("    \"s{p}\": {{\"servers\": [\"dnssrv://_mc._tcp.s{p}.scale\"]}}")),
+    );
+    pools.push(format!(
+        "    \"{EDIT_POOL}\": {{\"servers\": [\"10.250.0.1:{}\"]}}",
+        EDIT_PORT + edit
+    ));
+    format!(
+        "{{\n  \"pools\": {{\n{}\n  }},\n  \"route\": \"PoolRoute|{FLAPPING}\"\n}}\n",
+        pools.join(",\n")
+    )
+}
+
+/// What one output file says: its edit number and the flapping pool's servers, after checking
+/// every other pool against `expected`. Panics on anything missing, extra or out of order.
+fn check(text: &str, expected: &Expected) -> Seen {
+    let config: serde_json::Value = serde_json::from_str(text).expect("a complete JSON file");
+    let pools = config["pools"].as_object().expect("pools");
+    assert_eq!(pools.len(), expected.len() + 1, "pools lost or added");
+    let servers = |pool: &str| -> Vec<String> {
+        pools[pool]["servers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("pool {pool} has no servers"))
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    for (pool, want) in expected {
+        if pool != FLAPPING {
+            assert_eq!(&servers(pool), want, "pool {pool}");
+        }
+    }
+    let edit: Vec<String> = servers(EDIT_POOL);
+    let port: u32 = edit[0].rsplit_once(':').unwrap().1.parse().unwrap();
+    (port - EDIT_PORT, servers(FLAPPING))
+}
+
+/// The flapping pool's two answers, in canonical order.
+fn flap_answers(expected: &Expected) -> [Vec<String>; 2] {
+    let first = expected[0].1.clone();
+    let mut second = first.clone();
+    second[PER_TOKEN - 1] = format!("{FLAP_ADDR}:11211");
+    second.sort_by_key(|s| s.parse::<std::net::SocketAddr>().unwrap());
+    [first, second]
+}
+
+fn render(dir: &Path, server: &dns::DnsServer, expected: &Expected) {
+    const RUNS: usize = 5;
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    let mut peak_kib = 0;
+    for run in 0..=RUNS {
+        let out = dir.join(format!("render{run}.json"));
+        let mut cmd = mcw("render", dir, server);
+        cmd.arg("--output").arg(&out);
+        let start = Instant::now();
+        let mut child = cmd.spawn().unwrap();
+        let (status, rss_kib, cpu) = wait_with_rusage(&mut child);
+        let wall = start.elapsed();
+        assert_eq!(status, 0, "mcw render exited {status}");
+        let (_, flapping) = check(&std::fs::read_to_string(&out).unwrap(), expected);
+        assert_eq!(flapping, expected[0].1);
+        if run > 0 {
+            walls.push(wall);
+            cpus.push(cpu);
+            peak_kib = peak_kib.max(rss_kib);
+        }
+    }
+    walls.sort();
+    cpus.sort();
+    println!(
+        "render 1,000 tokens / 20,000 servers ({RUNS} runs, all checked): wall p50 {:.0} ms, max {:.0} ms; CPU p50 {:.0} ms; peak RSS {:.1} MiB; output {} KiB",
+        ms(walls[RUNS / 2]),
+        ms(walls[RUNS - 1]),
+        ms(cpus[RUNS / 2]),
+        peak_kib as f64 / 1024.0,
+        std::fs::metadata(dir.join("render1.json")).unwrap().len() / 1024
+    );
+}
+
+/// An `mcw SUB` of dir/template.json asking `server`.
+fn mcw(sub: &str, dir: &Path, server: &dns::DnsServer) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcw"));
+    cmd.arg(sub)
+        .arg("--template")
+        .arg(dir.join("template.json"))
+        .arg("--resolv-conf")
+        .arg(dir.join("resolv.conf"))
+        .arg("--dns-server")
+        .arg(server.arg())
+        .env("MCW_LOG", "warn");
+    cmd
+}
+
+/// `mcw watch` writing dir/NAME, with metrics on the returned address, its first output
+/// written.
+fn watch(dir: &Path, server: &dns::DnsServer, name: &str, extra: &[&str]) -> (Killed, String) {
+    let web = format!("127.0.0.1:{}", ports::free_port());
+    let mut cmd = mcw("watch", dir, server);
+    cmd.arg("--output")
+        .arg(dir.join(name))
+        .args(["--metrics-listen", &web])
+        .args(extra);
+    let child = Killed(cmd.spawn().unwrap());
+    wait_contains(&dir.join(name), "10.111.243.20:", Duration::from_secs(30));
+    (child, web)
+}
+
+/// The sum of a metric family's samples in mcw's /metrics (all labels).
+fn metric(web: &str, name: &str) -> f64 {
+    let body = http::get(web, "/metrics").body;
+    body.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let sample = rest.starts_with('{') || rest.starts_with(' ');
+            sample.then(|| l.rsplit(' ').next()?.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// One output file as seen: its edit number and the flapping pool's servers.
+type Seen = (u32, Vec<String>);
+
+/// Every file renamed into place at `path`, read and checked as it appears (through inotify on
+/// its directory): the edit number and the flapping pool of each, in the order seen.
+struct Observer {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Observer {
+    fn start(path: PathBuf, expected: Expected) -> Observer {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let mut inode = std::fs::metadata(&path).unwrap().ino();
+        let dir = path.parent().unwrap().to_path_buf();
+        let handler = move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            // Not on opens and reads: the observer's own open would wake it again.
+            let access = matches!(event.kind, notify::EventKind::Access(_));
+            if access || !event.paths.iter().any(|p| p == &path) {
+                return;
+            }
+            // Read through one descriptor, so the inode and the bytes belong together.
+            let Ok(mut file) = std::fs::File::open(&path) else {
+                return;
+            };
+            let ino = file.metadata().unwrap().ino();
+            if ino == inode {
+                return;
+            }
+            inode = ino;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut file, &mut text).unwrap();
+            record.lock().unwrap().push(check(&text, &expected));
+        };
+        let mut watcher = notify::recommended_watcher(handler).unwrap();
+        watcher
+            .watch(&dir, notify::RecursiveMode::NonRecursive)
+            .unwrap();
+        Observer {
+            seen,
+            _watcher: watcher,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn edits(dir: &Path, server: &dns::DnsServer, expected: &Expected) {
+    const EDITS: u32 = 1000;
+    let (mcw, web) = watch(dir, server, "edits.json", &["--max-refresh", "1h"]);
+    let out = dir.join("edits.json");
+    let observer = Observer::start(out.clone(), expected.clone());
+    let pid = mcw.0.id();
+    let (cpu0, _) = usage(pid);
+    let renders0 = metric(&web, "mcw_renders_total");
+    let writes0 = metric(&web, "mcw_writes_total");
+    let lookups0 = metric(&web, "mcw_dns_lookups_total");
+    let start = Instant::now();
+    for n in 1..=EDITS {
+        let at = start + Duration::from_millis(10 * u64::from(n));
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let tmp = dir.join(".template.json.new");
+        std::fs::write(&tmp, template(n)).unwrap();
+        std::fs::rename(&tmp, dir.join("template.json")).unwrap();
+    }
+    let last_edit = Instant::now();
+    let editing = last_edit - start;
+    let done = wait_contains(
+        &out,
+        &format!("\"10.250.0.1:{}\"", EDIT_PORT + EDITS),
+        Duration::from_secs(30),
+    );
+    let (cpu1, hwm) = usage(pid);
+    let renders = metric(&web, "mcw_renders_total") - renders0;
+    let writes = metric(&web, "mcw_writes_total") - writes0;
+    let lookups = metric(&web, "mcw_dns_lookups_total") - lookups0;
+    let seen = wait_seen(&observer, writes as usize);
+    let numbers: Vec<u32> = seen.iter().map(|(n, _)| *n).collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "edits out of order: {numbers:?}"
+    );
+    assert_eq!(numbers.last(), Some(&EDITS));
+    println!(
+        "{EDITS} template edits in {:.1} s (1,000 tokens / 20,000 servers): {renders} renders, {lookups} lookups, {writes} writes, each file complete and in edit order (edits {}…{}); last edit written {:.0} ms after it was made; CPU {:.2} s; peak RSS {:.1} MiB",
+        editing.as_secs_f64(),
+        numbers[0],
+        numbers[numbers.len() - 1],
+        ms(done - last_edit),
+        (cpu1 - cpu0).as_secs_f64(),
+        hwm as f64 / 1024.0
+    );
+    std::fs::write(dir.join("template.json"), template(0)).unwrap();
+}
+
+/// What the observer has seen, once it has seen `writes` files (inotify delivers late).
+fn wait_seen(observer: &Observer, writes: usize) -> Vec<Seen> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = observer.seen();
+        if seen.len() >= writes || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn flap(dir: &Path, server: &dns::DnsServer, expected: &Expected) {
+    let secs: u64 = std::env::var("MCW_BENCH_FLAP_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let answers = flap_answers(expected);
+    // The first answer is the zone's; the second replaces .20 with FLAP_ADDR.
+    let mut second: Vec<String> = answers[1]
+        .iter()
+        .map(|s| s.trim_end_matches(":11211").to_string())
+        .collect();
+    second.reverse();
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    let (mcw, web) = watch(dir, server, "flap.json", &["--min-refresh", "1s"]);
+    let out = dir.join("flap.json");
+    let observer = Observer::start(out.clone(), expected.clone());
+    let pid = mcw.0.id();
+    let rss0 = rss_now(pid);
+    let (cpu0, _) = usage(pid);
+    let writes0 = metric(&web, "mcw_writes_total");
+    let asked0 = server.queries("a0.scale", dns::RecordType::A);
+    // From now on a0.scale answers the two sets in turn, with TTL 1 s.
+    let first: Vec<&str> = expected[0]
+        .1
+        .iter()
+        .rev()
+        .map(|s| s.trim_end_matches(":11211"))
+        .collect();
+    server.set_addrs("a0.scale", &first, 1);
+    server.flap_addrs("a0.scale", &second, 1);
+    // Its refresh was set by the old TTL: have every token asked now.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(secs));
+    let asked = server.queries("a0.scale", dns::RecordType::A) - asked0;
+    let writes = metric(&web, "mcw_writes_total") - writes0;
+    let (cpu1, hwm) = usage(pid);
+    let rss1 = rss_now(pid);
+    let seen = wait_seen(&observer, writes as usize);
+    for (i, (edit, servers)) in seen.iter().enumerate() {
+        assert_eq!(*edit, 0);
+        assert!(
+            answers.contains(servers),
+            "file {i}: pool {FLAPPING} is {servers:?}"
+        );
+        if i > 0 {
+            assert_ne!(servers, &seen[i - 1].1, "file {i} changed nothing");
+        }
+    }
+    println!(
+        "flapping answer every refresh for {secs} s (TTL 1s, --min-refresh 1s, 1,000 tokens / 20,000 servers): {asked} lookups of the flapping name, {writes} writes, {} files seen, each complete, alternating, every other pool unchanged; CPU {:.2} s ({:.2} % of a core); RSS {:.1} MiB at the start, {:.1} MiB at the end, peak {:.1} MiB",
+        seen.len(),
+        (cpu1 - cpu0).as_secs_f64(),
+        (cpu1 - cpu0).as_secs_f64() * 100.0 / secs as f64,
+        rss0 as f64 / 1024.0,
+        rss1 as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+}
