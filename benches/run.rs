@@ -1,10 +1,10 @@
-//! Benchmarks of `mcw run` (release build):
+//! Benchmarks of `mcw run` (release build), beside the child alone, `tini` and `dumb-init`:
 //! (a) start-up: time from spawning `mcw run -- echo` (a local template, no DNS tokens) until
-//!     the child's first line arrives (target < 20 ms), next to `echo` alone; and the whole
-//!     round trip of `mcw run -- true`, exit included, next to `true` alone;
-//! (b) signal forwarding: SIGUSR1 sent to mcw until the child reports it on a pipe, p50/p99
-//!     over 200 signals (target p99 < 5 ms), next to the same child signalled directly.
-//! Run with `cargo bench --bench run`.
+//!     the child's first line arrives (target < 20 ms); and the whole round trip of
+//!     `mcw run -- true`, exit included;
+//! (b) signal forwarding: SIGUSR1 sent to the launcher until the child reports it on a pipe,
+//!     p50/p99 over 200 signals (target p99 < 5 ms).
+//! Run with `cargo bench --bench run` (tini and dumb-init from apt).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+mod common;
+
+use common::{ms, pct};
 
 const CHILD: &str = r#"
 import os, signal, sys
@@ -44,48 +48,51 @@ fn main() {
         cmd
     };
 
+    // The launchers side by side: the child alone, mcw, and the two init shims mcw is often
+    // compared with (tini as a subreaper, since it is not PID 1 here).
+    let launchers: [(&str, &dyn Fn(&[&str]) -> Command); 4] = [
+        ("child alone", &|argv: &[&str]| {
+            let mut cmd = Command::new(argv[0]);
+            cmd.args(&argv[1..]);
+            cmd
+        }),
+        ("mcw run", &mcw),
+        ("tini -s", &|argv: &[&str]| {
+            let mut cmd = Command::new("tini");
+            cmd.args(["-s", "--"]).args(argv);
+            cmd
+        }),
+        ("dumb-init", &|argv: &[&str]| {
+            let mut cmd = Command::new("dumb-init");
+            cmd.args(argv);
+            cmd
+        }),
+    ];
     let runs = 50;
-    let time = |cmd: &mut Command| {
-        let start = Instant::now();
-        assert!(cmd.status().unwrap().success());
-        start.elapsed()
-    };
-    let mut with_mcw: Vec<Duration> = (0..runs).map(|_| time(&mut mcw(&["true"]))).collect();
-    let mut direct: Vec<Duration> = (0..runs).map(|_| time(&mut Command::new("true"))).collect();
-    with_mcw.sort();
-    direct.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "start-up and exit, `mcw run -- true` ({runs} runs): p50 {:.2} ms, max {:.2} ms; `true` alone p50 {:.2} ms",
-        ms(with_mcw[runs / 2]),
-        ms(with_mcw[runs - 1]),
-        ms(direct[runs / 2])
-    );
-    // Start-up proper: from spawning mcw until the child it starts has printed a line.
-    let mut to_child: Vec<Duration> = (0..runs).map(|_| first_line(mcw(&["echo"]))).collect();
-    let mut echo: Vec<Duration> = (0..runs)
-        .map(|_| first_line(Command::new("echo")))
-        .collect();
-    to_child.sort();
-    echo.sort();
-    println!(
-        "start-up to the child's first output, `mcw run -- echo` ({runs} runs): p50 {:.2} ms, max {:.2} ms; `echo` alone p50 {:.2} ms",
-        ms(to_child[runs / 2]),
-        ms(to_child[runs - 1]),
-        ms(echo[runs / 2])
-    );
-
-    let through = forwarding(mcw(&["python3", "-c", CHILD]));
-    let mut plain = Command::new("python3");
-    plain.args(["-c", CHILD]);
-    let alone = forwarding(plain);
-    println!(
-        "signal forwarding, 200 x SIGUSR1: via mcw p50 {:.3} ms, p99 {:.3} ms; child signalled directly p50 {:.3} ms, p99 {:.3} ms",
-        ms(through.0),
-        ms(through.1),
-        ms(alone.0),
-        ms(alone.1)
-    );
+    println!("| launcher | start-up to the child's first line, p50 / max | start-up and exit (`true`), p50 / max | SIGUSR1 to the launcher until the child reports it (200), p50 / p99 |");
+    println!("|---|---|---|---|");
+    for (name, launch) in launchers {
+        let mut to_child: Vec<Duration> = (0..runs).map(|_| first_line(launch(&["echo"]))).collect();
+        let mut round_trip: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                assert!(launch(&["true"]).status().unwrap().success());
+                start.elapsed()
+            })
+            .collect();
+        to_child.sort();
+        round_trip.sort();
+        let (p50, p99) = forwarding(launch(&["python3", "-c", CHILD]));
+        println!(
+            "| {name} | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.3} / {:.3} ms |",
+            ms(pct(&to_child, 50)),
+            ms(to_child[runs - 1]),
+            ms(pct(&round_trip, 50)),
+            ms(round_trip[runs - 1]),
+            ms(p50),
+            ms(p99)
+        );
+    }
 }
 
 /// Time from spawning `cmd` until a line arrives on its stdout.
