@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{dns, ms, wait_with_rusage};
+use common::{dns, mcw, timed_runs};
 
 use std::time::{Duration, Instant};
 
@@ -103,17 +103,15 @@ fn main() {
 
 /// `mcw diff` against disk.json: every pool changed, 200 remapped shares.
 fn measure_diff(label: &str, server: &str, dir: &std::path::Path) {
-    let stats = runs(
+    let stats = timed_runs(
+        RUNS,
         |_| {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mcw"));
-            cmd.arg("diff")
-                .arg("--output")
+            let mut cmd = mcw("diff", dir, server);
+            cmd.arg("--output")
                 .arg(dir.join("disk.json"))
                 .stdout(std::fs::File::create(dir.join("diff.txt")).unwrap());
             (cmd, 1)
         },
-        dir,
-        server,
         |_| {
             let report = std::fs::read_to_string(dir.join("diff.txt")).unwrap();
             assert_eq!(
@@ -130,16 +128,13 @@ fn measure_diff(label: &str, server: &str, dir: &std::path::Path) {
 }
 
 fn measure(label: &str, server: &str, dir: &std::path::Path) {
-    let stats = runs(
+    let stats = timed_runs(
+        RUNS,
         |run| {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mcw"));
-            cmd.arg("render")
-                .arg("--output")
-                .arg(dir.join(format!("out{run}.json")));
+            let mut cmd = mcw("render", dir, server);
+            cmd.arg("--output").arg(dir.join(format!("out{run}.json")));
             (cmd, 0)
         },
-        dir,
-        server,
         |run| {
             let written = std::fs::read_to_string(dir.join(format!("out{run}.json"))).unwrap();
             assert_eq!(written.matches(":11211\"").count(), POOLS * TARGETS);
@@ -149,49 +144,4 @@ fn measure(label: &str, server: &str, dir: &std::path::Path) {
         "{label}: render {POOLS} pools x {TARGETS} SRV targets = {} servers, {RUNS} runs: {stats}",
         POOLS * TARGETS,
     );
-}
-
-/// One warm-up and RUNS counted runs of the command `make(run)` gives (with the template and
-/// DNS options added), each expected to exit with the status it names and to pass `check`.
-/// Returns the wall, CPU and peak-RSS figures as one line.
-fn runs(
-    make: impl Fn(usize) -> (std::process::Command, i32),
-    dir: &std::path::Path,
-    server: &str,
-    check: impl Fn(usize),
-) -> String {
-    let mut walls = Vec::new();
-    let mut cpus = Vec::new();
-    let mut peak_kib = 0;
-    for run in 0..=RUNS {
-        let (mut cmd, expected) = make(run);
-        cmd.arg("--template")
-            .arg(dir.join("template.json"))
-            .arg("--resolv-conf")
-            .arg(dir.join("resolv.conf"))
-            .arg("--dns-server")
-            .arg(server)
-            .env("MCW_LOG", "warn");
-        let start = Instant::now();
-        let mut child = cmd.spawn().unwrap();
-        let (status, rss_kib, cpu) = wait_with_rusage(&mut child);
-        let wall = start.elapsed();
-        assert_eq!(status, expected, "mcw exited {status}");
-        check(run);
-        if run > 0 {
-            // The first run warms the page cache and the DNS server; it is not counted.
-            walls.push(wall);
-            cpus.push(cpu);
-            peak_kib = peak_kib.max(rss_kib);
-        }
-    }
-    walls.sort();
-    cpus.sort();
-    format!(
-        "wall p50 {:.1} ms, max {:.1} ms; CPU p50 {:.1} ms; peak RSS {:.1} MiB",
-        ms(walls[walls.len() / 2]),
-        ms(walls[walls.len() - 1]),
-        ms(cpus[cpus.len() / 2]),
-        peak_kib as f64 / 1024.0
-    )
 }

@@ -26,6 +26,9 @@ while True:
     signal.pause()
 "#;
 
+/// A command starting the given child command line.
+type Launch<'a> = dyn Fn(&[&str]) -> Command + 'a;
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("template.json");
@@ -50,7 +53,7 @@ fn main() {
 
     // The launchers side by side: the child alone, mcw, and the two init shims mcw is often
     // compared with (tini as a subreaper, since it is not PID 1 here).
-    let launchers: [(&str, &dyn Fn(&[&str]) -> Command); 4] = [
+    let launchers: [(&str, &Launch<'_>); 4] = [
         ("child alone", &|argv: &[&str]| {
             let mut cmd = Command::new(argv[0]);
             cmd.args(&argv[1..]);
@@ -69,10 +72,13 @@ fn main() {
         }),
     ];
     let runs = 50;
-    println!("| launcher | start-up to the child's first line, p50 / max | start-up and exit (`true`), p50 / max | SIGUSR1 to the launcher until the child reports it (200), p50 / p99 |");
+    println!(
+        "| launcher | start-up to the child's first line, p50 / max | start-up and exit (`true`), p50 / max | SIGUSR1 to the launcher until the child reports it (200), p50 / p99 |"
+    );
     println!("|---|---|---|---|");
     for (name, launch) in launchers {
-        let mut to_child: Vec<Duration> = (0..runs).map(|_| first_line(launch(&["echo"]))).collect();
+        let mut to_child: Vec<Duration> =
+            (0..runs).map(|_| first_line(launch(&["echo"]))).collect();
         let mut round_trip: Vec<Duration> = (0..runs)
             .map(|_| {
                 let start = Instant::now();

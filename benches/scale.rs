@@ -17,11 +17,10 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Killed, dns, http, ms, ports, rss_now, usage, wait_contains, wait_with_rusage};
+use common::{Killed, dns, http, mcw, ms, ports, rss_now, timed_runs, usage, wait_contains};
 use notify::Watcher as _;
 
 /// Tokens of each kind; each answers 20 servers.
@@ -151,57 +150,30 @@ fn flap_answers(expected: &Expected) -> [Vec<String>; 2] {
 
 fn render(dir: &Path, server: &dns::DnsServer, expected: &Expected) {
     const RUNS: usize = 5;
-    let mut walls = Vec::new();
-    let mut cpus = Vec::new();
-    let mut peak_kib = 0;
-    for run in 0..=RUNS {
-        let out = dir.join(format!("render{run}.json"));
-        let mut cmd = mcw("render", dir, server);
-        cmd.arg("--output").arg(&out);
-        let start = Instant::now();
-        let mut child = cmd.spawn().unwrap();
-        let (status, rss_kib, cpu) = wait_with_rusage(&mut child);
-        let wall = start.elapsed();
-        assert_eq!(status, 0, "mcw render exited {status}");
-        let (_, flapping) = check(&std::fs::read_to_string(&out).unwrap(), expected);
-        assert_eq!(flapping, expected[0].1);
-        if run > 0 {
-            walls.push(wall);
-            cpus.push(cpu);
-            peak_kib = peak_kib.max(rss_kib);
-        }
-    }
-    walls.sort();
-    cpus.sort();
-    println!(
-        "render 1,000 tokens / 20,000 servers ({RUNS} runs, all checked): wall p50 {:.0} ms, max {:.0} ms; CPU p50 {:.0} ms; peak RSS {:.1} MiB; output {} KiB",
-        ms(walls[RUNS / 2]),
-        ms(walls[RUNS - 1]),
-        ms(cpus[RUNS / 2]),
-        peak_kib as f64 / 1024.0,
-        std::fs::metadata(dir.join("render1.json")).unwrap().len() / 1024
+    let out = |run: usize| dir.join(format!("render{run}.json"));
+    let stats = timed_runs(
+        RUNS,
+        |run| {
+            let mut cmd = mcw("render", dir, &server.arg());
+            cmd.arg("--output").arg(out(run));
+            (cmd, 0)
+        },
+        |run| {
+            let (_, flapping) = check(&std::fs::read_to_string(out(run)).unwrap(), expected);
+            assert_eq!(flapping, expected[0].1);
+        },
     );
-}
-
-/// An `mcw SUB` of dir/template.json asking `server`.
-fn mcw(sub: &str, dir: &Path, server: &dns::DnsServer) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcw"));
-    cmd.arg(sub)
-        .arg("--template")
-        .arg(dir.join("template.json"))
-        .arg("--resolv-conf")
-        .arg(dir.join("resolv.conf"))
-        .arg("--dns-server")
-        .arg(server.arg())
-        .env("MCW_LOG", "warn");
-    cmd
+    println!(
+        "render 1,000 tokens / 20,000 servers ({RUNS} runs, every output checked): {stats}; output {} KiB",
+        std::fs::metadata(out(1)).unwrap().len() / 1024
+    );
 }
 
 /// `mcw watch` writing dir/NAME, with metrics on the returned address, its first output
 /// written.
 fn watch(dir: &Path, server: &dns::DnsServer, name: &str, extra: &[&str]) -> (Killed, String) {
     let web = format!("127.0.0.1:{}", ports::free_port());
-    let mut cmd = mcw("watch", dir, server);
+    let mut cmd = mcw("watch", dir, &server.arg());
     cmd.arg("--output")
         .arg(dir.join(name))
         .args(["--metrics-listen", &web])

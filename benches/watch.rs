@@ -54,18 +54,8 @@ fn watch(watcher: Watcher, dir: &Path, server: &dns::DnsServer, extra: &[&str]) 
     std::fs::write(dir.join("resolv.conf"), "").unwrap();
     let mut cmd = match watcher {
         Watcher::Mcw => {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcw"));
-            cmd.arg("watch")
-                .arg("--template")
-                .arg(dir.join("template.json"))
-                .arg("--output")
-                .arg(dir.join("out.json"))
-                .arg("--resolv-conf")
-                .arg(dir.join("resolv.conf"))
-                .arg("--dns-server")
-                .arg(server.arg())
-                .args(extra)
-                .env("MCW_LOG", "warn");
+            let mut cmd = common::mcw("watch", dir, &server.arg());
+            cmd.arg("--output").arg(dir.join("out.json")).args(extra);
             cmd
         }
         Watcher::Dig(every) => {

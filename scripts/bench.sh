@@ -8,35 +8,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-for pair in dnsmasq-base:dnsmasq memcached:memcached tini:tini dumb-init:dumb-init \
-  bind9-dnsutils:dig; do
-  command -v "${pair#*:}" >/dev/null 2>&1 || [[ -x /usr/sbin/${pair#*:} ]] || missing+=("${pair%%:*}")
-done
-if ((${#missing[@]})); then
-  echo "bench.sh: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-for svc in memcached dnsmasq; do
-  systemctl stop "$svc" >/dev/null 2>&1 || true
-done
+. scripts/lib.sh
+apt_missing bench.sh dnsmasq-base:dnsmasq memcached:memcached tini:tini dumb-init:dumb-init \
+  bind9-dnsutils:dig
 
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(git describe --always --dirty), $(nproc) cores," \
   "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), Linux $(uname -r)"
 echo "== $(tini --version), $(dumb-init --version 2>&1), $(dig -v 2>&1)"
-stage() {
-  local name=$1 start=$SECONDS
-  shift
-  echo "== $name"
-  "$@"
-  echo "== $name: $((SECONDS - start)) s"
-}
 for bench in render watch run placement scale; do
   stage "cargo bench --bench $bench" cargo bench --locked --quiet --bench "$bench"
 done
-stage "packages (scripts/package.sh)" ./scripts/package.sh >/dev/null
+stage "packages (scripts/package.sh)" bash -c "./scripts/package.sh >/dev/null"
 echo "binary: $(stat -c %s target/release/mcw) bytes (target/release/mcw)"
 for p in target/debian/*.deb target/generate-rpm/*.rpm; do
   echo "package: $(stat -c %s "$p") bytes ($p)"

@@ -9,15 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-command -v memcached >/dev/null 2>&1 || missing+=(memcached)
-[[ -x /usr/sbin/dnsmasq ]] || command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
-if ((${#missing[@]})); then
-  echo "demo: installing ${missing[*]}" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  for svc in memcached dnsmasq; do systemctl stop "$svc" >/dev/null 2>&1 || true; done
-fi
+. scripts/apt-missing.sh
+apt_missing demo memcached:memcached dnsmasq-base:dnsmasq
 cargo build --release --locked -q -p mcw -p mcrouter-standin
 mcw=$PWD/target/release/mcw
 mcrouter=$(command -v mcrouter || echo "$PWD/target/release/mcrouter")

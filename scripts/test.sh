@@ -10,21 +10,12 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 2
 fi
 
-# package:command pairs; install only what is missing.
-missing=()
 # The packaging tests (packaging/test/run.sh) build and lint the packages, build a Debian base
 # image, and run systemd and mcw's image under podman.
-for pair in dnsmasq-base:dnsmasq knot:knotd memcached:memcached tini:tini dumb-init:dumb-init \
-  prometheus:prometheus podman:podman runc:runc mmdebstrap:mmdebstrap lintian:lintian \
-  rpm:rpm rpm2cpio:rpm2archive rpmlint:rpmlint; do
-  command -v "${pair#*:}" >/dev/null 2>&1 || [[ -x /usr/sbin/${pair#*:} ]] || missing+=("${pair%%:*}")
-done
-if ((${#missing[@]})); then
-  echo "test.sh: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. scripts/lib.sh
+apt_missing test.sh dnsmasq-base:dnsmasq knot:knotd memcached:memcached tini:tini \
+  dumb-init:dumb-init prometheus:prometheus podman:podman runc:runc mmdebstrap:mmdebstrap \
+  lintian:lintian rpm:rpm rpm2cpio:rpm2archive rpmlint:rpmlint
 # Kubernetes' schemas, for the manifests in packaging/kubernetes.
 KUBERNETES_VALIDATE=1.37.0
 if ! kubernetes-validate --version 2>/dev/null | grep -qF "$KUBERNETES_VALIDATE"; then
@@ -37,13 +28,7 @@ for svc in memcached knot dnsmasq prometheus; do
   systemctl stop "$svc" >/dev/null 2>&1 || true
 done
 
-stage() {
-  local name=$1 start=$SECONDS
-  shift
-  echo "== test.sh: $name"
-  "$@"
-  echo "== test.sh: $name: $((SECONDS - start)) s"
-}
+STAGE=test.sh
 stage "cargo tests" cargo test --locked --workspace --lib --bins --tests "$@"
 stage "packaging tests (packaging/test/run.sh)" ./packaging/test/run.sh
 stage "fuzzing, 20 s per target (scripts/fuzz.sh)" ./scripts/fuzz.sh 20

@@ -102,3 +102,55 @@ pub fn ms(d: Duration) -> f64 {
 pub fn pct(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
+
+/// `mcw SUB` on dir/template.json, with dir/resolv.conf and `server` (`IP:PORT`), logging
+/// warnings only.
+pub fn mcw(sub: &str, dir: &Path, server: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mcw"));
+    cmd.arg(sub)
+        .arg("--template")
+        .arg(dir.join("template.json"))
+        .arg("--resolv-conf")
+        .arg(dir.join("resolv.conf"))
+        .arg("--dns-server")
+        .arg(server)
+        .env("MCW_LOG", "warn");
+    cmd
+}
+
+/// One warm-up run and `n` counted runs of the command `make(run)` gives, each expected to
+/// exit with the status it names and then to pass `check(run)`. Returns the wall, CPU and
+/// peak-RSS figures as one line.
+pub fn timed_runs(
+    n: usize,
+    make: impl Fn(usize) -> (std::process::Command, i32),
+    check: impl Fn(usize),
+) -> String {
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    let mut peak_kib = 0;
+    for run in 0..=n {
+        let (mut cmd, expected) = make(run);
+        let start = Instant::now();
+        let mut child = cmd.spawn().unwrap();
+        let (status, rss_kib, cpu) = wait_with_rusage(&mut child);
+        let wall = start.elapsed();
+        assert_eq!(status, expected, "mcw exited {status}");
+        check(run);
+        if run > 0 {
+            // The first run warms the page cache and the DNS server; it is not counted.
+            walls.push(wall);
+            cpus.push(cpu);
+            peak_kib = peak_kib.max(rss_kib);
+        }
+    }
+    walls.sort();
+    cpus.sort();
+    format!(
+        "wall p50 {:.1} ms, max {:.1} ms; CPU p50 {:.1} ms; peak RSS {:.1} MiB",
+        ms(pct(&walls, 50)),
+        ms(walls[n - 1]),
+        ms(pct(&cpus, 50)),
+        peak_kib as f64 / 1024.0
+    )
+}

@@ -54,13 +54,8 @@ wait_until() {
   done
 }
 
-stage() {
-  local name=$1 start=$SECONDS
-  shift
-  echo "== packaging: $name"
-  "$@"
-  echo "== packaging: $name: $((SECONDS - start)) s"
-}
+. scripts/lib.sh
+STAGE=packaging
 
 # inside CONTAINER COMMAND...: runs a shell command line inside a running container.
 inside() {
