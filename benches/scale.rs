@@ -20,18 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::scale::{EDIT_PORT, Expected, FLAPPING, Seen, check, flap_answers, template, zone};
 use common::{Killed, dns, http, mcw, ms, ports, rss_now, timed_runs, usage, wait_contains};
 use notify::Watcher as _;
-
-/// Tokens of each kind; each answers 20 servers.
-const HALF: usize = 500;
-const PER_TOKEN: usize = 20;
-/// The pool whose token flaps in (c), and the address its second answer has instead of .20.
-const FLAPPING: &str = "d0";
-const FLAP_ADDR: &str = "10.100.0.77";
-/// The pool that carries the edit number in (b), as the port of its one static server.
-const EDIT_POOL: &str = "edit";
-const EDIT_PORT: u32 = 20_000;
 
 fn main() {
     let only = std::env::var("MCW_BENCH_ONLY").unwrap_or_default();
@@ -51,101 +42,6 @@ fn main() {
     if part("flap") {
         flap(dir.path(), &server, &expected);
     }
-}
-
-/// Pool name → its servers in the order mcw must write them.
-type Expected = Vec<(String, Vec<String>)>;
-
-/// Load the 1,000 tokens into the server, each answer's records listed in reverse of the
-/// canonical order (and rotated by the server on every answer); return the expected pools.
-fn zone(server: &dns::DnsServer) -> Expected {
-    let mut expected = Vec::new();
-    for p in 0..HALF {
-        // 10.100.0.1 … 10.101.243.20: .1 < .2 < … < .20 numerically (not as text).
-        let ips: Vec<String> = (1..=PER_TOKEN)
-            .map(|i| format!("10.{}.{}.{i}", 100 + p / 250, p % 250))
-            .collect();
-        let given: Vec<&str> = ips.iter().rev().map(String::as_str).collect();
-        server.set_addrs(&format!("a{p}.scale"), &given, 3600);
-        expected.push((format!("d{p}"), with_port(&ips)));
-    }
-    for p in 0..HALF {
-        // Targets mc-0 … mc-19: natural order puts mc-2 before mc-10.
-        let name = format!("_mc._tcp.s{p}.scale");
-        let mut srv = Vec::new();
-        let mut ips = Vec::new();
-        for t in 0..PER_TOKEN {
-            let target = format!("mc-{t}.s{p}.scale");
-            let ip = format!("10.{}.{}.{}", 110 + p / 250, p % 250, t + 1);
-            server.set_addrs(&target, &[&ip], 3600);
-            srv.push(target);
-            ips.push(ip);
-        }
-        let records: Vec<(u16, u16, u16, &str)> = srv
-            .iter()
-            .rev()
-            .map(|t| (10, 1, 11211, t.as_str()))
-            .collect();
-        server.set_srv(&name, &records, 3600);
-        expected.push((format!("s{p}"), with_port(&ips)));
-    }
-    expected
-}
-
-fn with_port(ips: &[String]) -> Vec<String> {
-    ips.iter().map(|ip| format!("{ip}:11211")).collect()
-}
-
-/// The template, with edit number `edit` as the port of the `edit` pool's server.
-fn template(edit: u32) -> String {
-    let mut pools: Vec<String> = (0..HALF)
-        .map(|p| format!("    \"d{p}\": {{\"servers\": [\"dns://a{p}.scale\"]}}"))
-        .collect();
-    pools.extend(
-        (0..HALF)
-            .map(|p| format!("    \"s{p}\": {{\"servers\": [\"dnssrv://_mc._tcp.s{p}.scale\"]}}")),
-    );
-    pools.push(format!(
-        "    \"{EDIT_POOL}\": {{\"servers\": [\"10.250.0.1:{}\"]}}",
-        EDIT_PORT + edit
-    ));
-    format!(
-        "{{\n  \"pools\": {{\n{}\n  }},\n  \"route\": \"PoolRoute|{FLAPPING}\"\n}}\n",
-        pools.join(",\n")
-    )
-}
-
-/// What one output file says: its edit number and the flapping pool's servers, after checking
-/// every other pool against `expected`. Panics on anything missing, extra or out of order.
-fn check(text: &str, expected: &Expected) -> Seen {
-    let config: serde_json::Value = serde_json::from_str(text).expect("a complete JSON file");
-    let pools = config["pools"].as_object().expect("pools");
-    assert_eq!(pools.len(), expected.len() + 1, "pools lost or added");
-    let servers = |pool: &str| -> Vec<String> {
-        pools[pool]["servers"]
-            .as_array()
-            .unwrap_or_else(|| panic!("pool {pool} has no servers"))
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect()
-    };
-    for (pool, want) in expected {
-        if pool != FLAPPING {
-            assert_eq!(&servers(pool), want, "pool {pool}");
-        }
-    }
-    let edit: Vec<String> = servers(EDIT_POOL);
-    let port: u32 = edit[0].rsplit_once(':').unwrap().1.parse().unwrap();
-    (port - EDIT_PORT, servers(FLAPPING))
-}
-
-/// The flapping pool's two answers, in canonical order.
-fn flap_answers(expected: &Expected) -> [Vec<String>; 2] {
-    let first = expected[0].1.clone();
-    let mut second = first.clone();
-    second[PER_TOKEN - 1] = format!("{FLAP_ADDR}:11211");
-    second.sort_by_key(|s| s.parse::<std::net::SocketAddr>().unwrap());
-    [first, second]
 }
 
 fn render(dir: &Path, server: &dns::DnsServer, expected: &Expected) {
@@ -194,9 +90,6 @@ fn metric(web: &str, name: &str) -> f64 {
         })
         .sum()
 }
-
-/// One output file as seen: its edit number and the flapping pool's servers.
-type Seen = (u32, Vec<String>);
 
 /// Every file renamed into place at `path`, read and checked as it appears (through inotify on
 /// its directory): the edit number and the flapping pool of each, in the order seen.

@@ -352,3 +352,21 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(rendered["level"], "INFO");
     assert_eq!(rendered["servers"], 3, "fields sit at the top level");
 }
+
+/// 1,000 tokens and 20,000 servers in one template, every answer in a new order: every server
+/// is written, each pool in mcw's order (scale, not speed: benches/scale.rs measures).
+#[test]
+fn a_thousand_tokens_render_every_server_in_order() {
+    let dns = DnsServer::start();
+    dns.shuffle(true);
+    let expected = common::scale::zone(&dns);
+    let work = Workdir::new();
+    work.write("template.json", &common::scale::template(0));
+    let out = run(work
+        .mcw("render", &dns)
+        .arg("--output")
+        .arg(work.path("out.json")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (edit, flapping) = common::scale::check(&work.read("out.json"), &expected);
+    assert_eq!((edit, flapping), (0, expected[0].1.clone()));
+}

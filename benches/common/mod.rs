@@ -8,6 +8,8 @@ pub mod dns;
 pub mod http;
 #[path = "../../tests/common/ports.rs"]
 pub mod ports;
+#[path = "../../tests/common/scale.rs"]
+pub mod scale;
 
 use std::path::Path;
 use std::process::Child;
