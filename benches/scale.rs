@@ -5,7 +5,7 @@
 //! pool: all 20,000 servers present, each pool in mcw's canonical order.
 //! (a) `mcw render` of it: wall, CPU, peak RSS over 5 runs after a warm-up;
 //! (b) `mcw watch` of it while the template is edited 100 times a second for 10 s (each edit
-//!     written beside it and renamed over it, as editors and kubelet do): template reads,
+//!     written beside it and renamed over it, as editors and kubelet do): renders,
 //!     writes, CPU, peak RSS, every file seen complete and in edit order, the last edit written;
 //! (c) `mcw watch` of it while one token's answer flaps on every lookup (TTL 1 s,
 //!     `--min-refresh 1s`) for 10 minutes: lookups, writes, CPU, RSS at the start and the end,

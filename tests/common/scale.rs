@@ -8,10 +8,12 @@ use super::dns;
 /// Tokens of each kind; each answers 20 servers.
 pub const HALF: usize = 500;
 pub const PER_TOKEN: usize = 20;
-/// The pool whose token flaps in (c), and the address its second answer has instead of .20.
+/// The pool whose token flaps in the benchmark, and the address its second answer has
+/// instead of .20.
 pub const FLAPPING: &str = "d0";
 pub const FLAP_ADDR: &str = "10.100.0.77";
-/// The pool that carries the edit number in (b), as the port of its one static server.
+/// The pool that carries the edit number of the benchmark's edits, as the port of its one
+/// static server.
 pub const EDIT_POOL: &str = "edit";
 pub const EDIT_PORT: u32 = 20_000;
 
