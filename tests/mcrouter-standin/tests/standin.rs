@@ -54,6 +54,16 @@ fn memcached() -> (Proc, u16) {
 fn standin(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcrouter"));
     cmd.args(args).stderr(Stdio::null());
+    // Signals the test runner ignores (under nohup, SIGHUP) would stay ignored across exec,
+    // as they would for mcrouter; the signal tests need mcrouter's own dispositions.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGUSR1] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
     cmd
 }
 
