@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::scale::{EDIT_PORT, Expected, FLAPPING, Seen, check, flap_answers, template, zone};
+use common::scale::{
+    EDIT_PORT, Expected, FLAPPING, FLAPPING_NAME, Seen, check, start_flapping, template, zone,
+};
 use common::{Killed, dns, http, mcw, ms, ports, rss_now, timed_runs, usage, wait_contains};
 use notify::Watcher as _;
 
@@ -187,14 +189,20 @@ fn edits(dir: &Path, server: &dns::DnsServer, expected: &Expected) {
     std::fs::write(dir.join("template.json"), template(0)).unwrap();
 }
 
-/// What the observer has seen, once it has seen `writes` files (inotify delivers late).
+/// What the observer has seen, once it has seen all `writes` files (inotify delivers late).
+/// A file it never saw was replaced before it could be read: that fails the run.
 fn wait_seen(observer: &Observer, writes: usize) -> Vec<Seen> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let seen = observer.seen();
-        if seen.len() >= writes || Instant::now() > deadline {
+        if seen.len() >= writes {
             return seen;
         }
+        assert!(
+            Instant::now() < deadline,
+            "saw {} of {writes} files written",
+            seen.len()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -204,14 +212,6 @@ fn flap(dir: &Path, server: &dns::DnsServer, expected: &Expected) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
-    let answers = flap_answers(expected);
-    // The first answer is the zone's; the second replaces .20 with FLAP_ADDR.
-    let mut second: Vec<String> = answers[1]
-        .iter()
-        .map(|s| s.trim_end_matches(":11211").to_string())
-        .collect();
-    second.reverse();
-    let second: Vec<&str> = second.iter().map(String::as_str).collect();
     let (mcw, web) = watch(dir, server, "flap.json", &["--min-refresh", "1s"]);
     let out = dir.join("flap.json");
     let observer = Observer::start(out.clone(), expected.clone());
@@ -219,16 +219,8 @@ fn flap(dir: &Path, server: &dns::DnsServer, expected: &Expected) {
     let rss0 = rss_now(pid);
     let (cpu0, _) = usage(pid);
     let writes0 = metric(&web, "mcw_writes_total");
-    let asked0 = server.queries("a0.scale", dns::RecordType::A);
-    // From now on a0.scale answers the two sets in turn, with TTL 1 s.
-    let first: Vec<&str> = expected[0]
-        .1
-        .iter()
-        .rev()
-        .map(|s| s.trim_end_matches(":11211"))
-        .collect();
-    server.set_addrs("a0.scale", &first, 1);
-    server.flap_addrs("a0.scale", &second, 1);
+    let asked0 = server.queries(FLAPPING_NAME, dns::RecordType::A);
+    let answers = start_flapping(server);
     // Its refresh was set by the old TTL: have every token asked now.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
@@ -236,7 +228,7 @@ fn flap(dir: &Path, server: &dns::DnsServer, expected: &Expected) {
     )
     .unwrap();
     std::thread::sleep(Duration::from_secs(secs));
-    let asked = server.queries("a0.scale", dns::RecordType::A) - asked0;
+    let asked = server.queries(FLAPPING_NAME, dns::RecordType::A) - asked0;
     let writes = metric(&web, "mcw_writes_total") - writes0;
     let (cpu1, hwm) = usage(pid);
     let rss1 = rss_now(pid);

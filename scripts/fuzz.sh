@@ -4,7 +4,8 @@
 # bugs). Each target starts from the seeds in fuzz/seeds/<target> plus what earlier runs kept
 # in fuzz/corpus/<target>.
 #
-#   scripts/fuzz.sh                 every target for 30 s (what CI runs)
+#   scripts/fuzz.sh                 every target for 30 s
+#   scripts/fuzz.sh 20              every target for 20 s (what the test command runs)
 #   scripts/fuzz.sh 600             every target for 600 s
 #   scripts/fuzz.sh --runs 10000000 every target for 10 million executions
 #   scripts/fuzz.sh 60 token        one target

@@ -80,7 +80,7 @@ pub fn cpu_of(pid: u32, children: bool) -> Duration {
 
 /// Wait for the child and return its exit status, peak RSS in KiB and CPU time (from the
 /// rusage of waited-for children: CPU as the difference, RSS as the peak so far).
-pub fn wait_with_rusage(child: &mut Child) -> (i32, i64, Duration) {
+fn wait_with_rusage(child: &mut Child) -> (i32, i64, Duration) {
     use nix::sys::resource::{UsageWho, getrusage};
     let cpu_of = |u: &nix::sys::resource::Usage| {
         let tv = |t: nix::sys::time::TimeVal| {

@@ -6,15 +6,16 @@
 use super::dns;
 
 /// Tokens of each kind; each answers 20 servers.
-pub const HALF: usize = 500;
-pub const PER_TOKEN: usize = 20;
-/// The pool whose token flaps in the benchmark, and the address its second answer has
-/// instead of .20.
+const HALF: usize = 500;
+const PER_TOKEN: usize = 20;
+/// The pool whose token flaps in the benchmark, its name, and the address its second answer
+/// has instead of .20 (sorting last, as .20 did).
 pub const FLAPPING: &str = "d0";
-pub const FLAP_ADDR: &str = "10.100.0.77";
+pub const FLAPPING_NAME: &str = "a0.scale";
+const FLAP_ADDR: &str = "10.100.0.77";
 /// The pool that carries the edit number of the benchmark's edits, as the port of its one
 /// static server.
-pub const EDIT_POOL: &str = "edit";
+const EDIT_POOL: &str = "edit";
 pub const EDIT_PORT: u32 = 20_000;
 
 /// One output file as seen: its edit number and the flapping pool's servers.
@@ -28,12 +29,8 @@ pub type Expected = Vec<(String, Vec<String>)>;
 pub fn zone(server: &dns::DnsServer) -> Expected {
     let mut expected = Vec::new();
     for p in 0..HALF {
-        // 10.100.0.1 … 10.101.243.20: .1 < .2 < … < .20 numerically (not as text).
-        let ips: Vec<String> = (1..=PER_TOKEN)
-            .map(|i| format!("10.{}.{}.{i}", 100 + p / 250, p % 250))
-            .collect();
-        let given: Vec<&str> = ips.iter().rev().map(String::as_str).collect();
-        server.set_addrs(&format!("a{p}.scale"), &given, 3600);
+        let ips = dns_pool_ips(p);
+        server.set_addrs(&format!("a{p}.scale"), &reversed(&ips), 3600);
         expected.push((format!("d{p}"), with_port(&ips)));
     }
     for p in 0..HALF {
@@ -106,11 +103,25 @@ pub fn check(text: &str, expected: &Expected) -> Seen {
     (port - EDIT_PORT, servers(FLAPPING))
 }
 
-/// The flapping pool's two answers, in canonical order.
-pub fn flap_answers(expected: &Expected) -> [Vec<String>; 2] {
-    let first = expected[0].1.clone();
+/// Make the flapping pool's name answer two address sets in turn from its next query on, with
+/// TTL 1 s; returns the pool's two server lists in canonical order.
+pub fn start_flapping(server: &dns::DnsServer) -> [Vec<String>; 2] {
+    let first = dns_pool_ips(0);
     let mut second = first.clone();
-    second[PER_TOKEN - 1] = format!("{FLAP_ADDR}:11211");
-    second.sort_by_key(|s| s.parse::<std::net::SocketAddr>().unwrap());
-    [first, second]
+    second[PER_TOKEN - 1] = FLAP_ADDR.to_string();
+    server.set_addrs(FLAPPING_NAME, &reversed(&first), 1);
+    server.flap_addrs(FLAPPING_NAME, &reversed(&second), 1);
+    [with_port(&first), with_port(&second)]
+}
+
+/// The addresses of `dns://` pool `p` in canonical order: 10.100.0.1 … 10.101.243.20, where
+/// .1 < .2 < … < .20 numerically (not as text).
+fn dns_pool_ips(p: usize) -> Vec<String> {
+    (1..=PER_TOKEN)
+        .map(|i| format!("10.{}.{}.{i}", 100 + p / 250, p % 250))
+        .collect()
+}
+
+fn reversed(ips: &[String]) -> Vec<&str> {
+    ips.iter().rev().map(String::as_str).collect()
 }
