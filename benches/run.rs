@@ -26,9 +26,6 @@ while True:
     signal.pause()
 "#;
 
-/// A command starting the given child command line.
-type Launch<'a> = dyn Fn(&[&str]) -> Command + 'a;
-
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("template.json");
@@ -37,46 +34,45 @@ fn main() {
         r#"{"pools": {"a": {"servers": ["10.0.0.1:11211"]}}, "route": "PoolRoute|a"}"#,
     )
     .unwrap();
-    let mcw = |extra: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcw"));
-        cmd.arg("run")
-            .arg("--template")
-            .arg(&template)
-            .arg("--output")
-            .arg(dir.path().join("out.json"))
-            .args(["--dns-server", "127.0.0.1:9", "--resolv-conf", "/dev/null"])
-            .arg("--")
-            .args(extra)
-            .env("MCW_LOG", "error");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let mcw_run = [
+        env!("CARGO_BIN_EXE_mcw").to_string(),
+        "run".into(),
+        "--template".into(),
+        path(&template),
+        "--output".into(),
+        path(&dir.path().join("out.json")),
+        "--dns-server".into(),
+        "127.0.0.1:9".into(),
+        "--resolv-conf".into(),
+        "/dev/null".into(),
+        "--".into(),
+    ];
+    // The launchers side by side, as the words before the child's command line: none, mcw,
+    // and the two init shims mcw is often compared with (tini as a subreaper, since it is not
+    // PID 1 here).
+    let launchers: [(&str, Vec<String>); 4] = [
+        ("child alone", vec![]),
+        ("mcw run", mcw_run.to_vec()),
+        ("tini -s", vec!["tini".into(), "-s".into(), "--".into()]),
+        ("dumb-init", vec!["dumb-init".into()]),
+    ];
+    let launch = |before: &[String], argv: &[&str]| {
+        let mut words = before
+            .iter()
+            .map(String::as_str)
+            .chain(argv.iter().copied());
+        let mut cmd = Command::new(words.next().unwrap());
+        cmd.args(words).env("MCW_LOG", "error");
         cmd
     };
-
-    // The launchers side by side: the child alone, mcw, and the two init shims mcw is often
-    // compared with (tini as a subreaper, since it is not PID 1 here).
-    let launchers: [(&str, &Launch<'_>); 4] = [
-        ("child alone", &|argv: &[&str]| {
-            let mut cmd = Command::new(argv[0]);
-            cmd.args(&argv[1..]);
-            cmd
-        }),
-        ("mcw run", &mcw),
-        ("tini -s", &|argv: &[&str]| {
-            let mut cmd = Command::new("tini");
-            cmd.args(["-s", "--"]).args(argv);
-            cmd
-        }),
-        ("dumb-init", &|argv: &[&str]| {
-            let mut cmd = Command::new("dumb-init");
-            cmd.args(argv);
-            cmd
-        }),
-    ];
     let runs = 50;
     println!(
         "| launcher | start-up to the child's first line, p50 / max | start-up and exit (`true`), p50 / max | SIGUSR1 to the launcher until the child reports it (200), p50 / p99 |"
     );
     println!("|---|---|---|---|");
-    for (name, launch) in launchers {
+    for (name, before) in launchers {
+        let launch = |argv: &[&str]| launch(&before, argv);
         let mut to_child: Vec<Duration> =
             (0..runs).map(|_| first_line(launch(&["echo"]))).collect();
         let mut round_trip: Vec<Duration> = (0..runs)
