@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-. scripts/apt-missing.sh
+. scripts/lib.sh
 apt_missing demo memcached:memcached dnsmasq-base:dnsmasq
 cargo build --release --locked -q -p mcw -p mcrouter-standin
 mcw=$PWD/target/release/mcw
@@ -21,8 +21,9 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 dns_port=$(free_port); mc_port=$(free_port); router_port=$(free_port)
+fail() { echo "demo: FAILED: $*" >&2; cat "$work/mcw.log" >&2; exit 1; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-wait_log() { for _ in $(seq 300); do grep -q "$1" "$work/mcw.log" && return; sleep 0.1; done; echo "demo: mcw never logged '$1'" >&2; cat "$work/mcw.log" >&2; exit 1; }
+wait_log() { for _ in $(seq 300); do grep -q "$1" "$work/mcw.log" && return; sleep 0.1; done; fail "mcw never logged '$1'"; }
 keys() { # keys set|count HOST:PORT — write user:1..30, or count how many of them HOST:PORT has
   python3 - "$1" "$2" <<'PY'
 import socket, sys
@@ -88,20 +89,28 @@ cat "$work/mcrouter.json"
 
 say "write 30 keys through mcrouter"
 keys set "127.0.0.1:$router_port" >/dev/null
+declare -A held
 for pod in 0 1 2; do
-  echo "  pod mc-$pod (127.0.2.1$pod) holds $(keys count "127.0.2.1$pod:$mc_port") keys"
+  held[$pod]=$(keys count "127.0.2.1$pod:$mc_port")
+  echo "  pod mc-$pod (127.0.2.1$pod) holds ${held[$pod]} keys"
 done
+((held[0] + held[1] + held[2] == 30)) || fail "the three pods hold $((held[0] + held[1] + held[2])) keys, not 30"
 
 say "pod mc-1 is rescheduled and comes back with a new IP: 127.0.2.11 -> 127.0.2.21"
 start_dns 127.0.2.21
 for _ in $(seq 300); do [[ $(grep -c "mcrouter runs the new config" "$work/mcw.log") -ge 2 ]] && break; sleep 0.1; done
+[[ $(grep -c "mcrouter runs the new config" "$work/mcw.log") -ge 2 ]] || fail "mcrouter never confirmed the new config"
 grep -E "pool servers changed|wrote config|mcrouter runs the new config" "$work/mcw.log" | tail -3
 
 say "read the 30 keys back through mcrouter"
-echo "  $(keys count "127.0.0.1:$router_port") of 30 keys still found: every key on mc-0 and mc-2 stayed put;"
+found=$(keys count "127.0.0.1:$router_port")
+echo "  $found of 30 keys still found: every key on mc-0 and mc-2 stayed put;"
 echo "  mc-1's keys now go to its new, empty memcached (only that slot changed)"
+((found == held[0] + held[2])) || fail "expected the $((held[0] + held[2])) keys of mc-0 and mc-2, found $found"
 
 say "stop: SIGTERM to mcw is forwarded to mcrouter"
 kill -TERM "$mcw_pid"; set +e; wait "$mcw_pid"; code=$?; set -e
 grep -E "stopping mcrouter|mcrouter exited" "$work/mcw.log"
 echo "  mcw exited with $code"
+((code == 0)) || fail "mcw exited with $code, not 0"
+say "demo passed"
