@@ -472,18 +472,31 @@ impl Loop {
     fn on_signal(&mut self, arrival: Arrival) -> Result<Option<u8>, Error> {
         let sig = arrival.signal;
         let name = signals::name(sig);
-        if arrival.own {
-            // A SIGPIPE for mcw's own write (stderr gone, say): the write already failed with
-            // EPIPE, and the signal is about mcw, not for mcrouter.
-            tracing::debug!(signal = %name, "raised by mcw's own write; not forwarded");
-            return Ok(None);
-        }
-        match (signals::disposition(sig), &mut self.sup) {
+        match (arrival.disposition(), &mut self.sup) {
+            (Disposition::Drop, _) => {
+                // A SIGPIPE for mcw's own write (stderr gone, say): the write already failed
+                // with EPIPE, and the signal is about mcw, not for mcrouter.
+                tracing::debug!(signal = %name, "raised by mcw's own write; not forwarded");
+                Ok(None)
+            }
             (Disposition::Refresh, _) => {
-                tracing::info!(signal = %name, "re-resolving every token");
+                tracing::info!(signal = %name, "re-reading the template and re-resolving every token");
                 self.feed_all(|| Event::Refresh)
             }
             (Disposition::Reap, _) => self.reap(),
+            (Disposition::HangUp, Some(s)) if s.child.pid().is_some() => {
+                // mcrouter has no SIGHUP handler: the terminal's signal would kill it.
+                let term = nix::sys::signal::Signal::SIGTERM as i32;
+                tracing::info!(signal = %name, pid = s.child.pid(), timeout = ?s.settings.stop_timeout, "terminal hung up; stopping mcrouter");
+                if s.child.stop(term, s.settings.stop_timeout) {
+                    self.metrics.forwarded(&signals::name(term));
+                }
+                Ok(None)
+            }
+            (Disposition::HangUp, _) => {
+                tracing::info!(signal = %name, "terminal hung up; stopping");
+                Ok(Some(0))
+            }
             (Disposition::Stop, Some(s)) if s.child.pid().is_some() => {
                 tracing::info!(signal = %name, pid = s.child.pid(), timeout = ?s.settings.stop_timeout, "stopping mcrouter");
                 if s.child.stop(sig, s.settings.stop_timeout) {

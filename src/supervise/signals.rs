@@ -19,14 +19,33 @@ use signal_hook_tokio::SignalsInfo;
 /// What mcw does with a signal it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
-    /// SIGHUP: re-resolve and re-render now; never forwarded (it would kill mcrouter).
+    /// SIGHUP from a process (`kill -HUP`, `systemctl reload`): re-read the template,
+    /// re-resolve and re-render now; never forwarded (it would kill mcrouter).
     Refresh,
     /// SIGCHLD: reap.
     Reap,
     /// SIGTERM, SIGINT: forward, then SIGKILL after `--stop-timeout`.
     Stop,
+    /// SIGHUP from the kernel: the controlling terminal hung up (it was closed). Stop as for
+    /// SIGTERM, which is what mcrouter is sent: the SIGHUP itself would kill it.
+    HangUp,
+    /// A SIGPIPE the kernel raised for a write of mcw's own: about mcw, not for mcrouter.
+    Drop,
     /// Everything else catchable, real-time signals included: forward to mcrouter.
     Forward,
+}
+
+/// Who sent a signal, as far as mcw can tell from its `siginfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// The kernel, on mcw's own account: a SIGPIPE for a write of mcw's to a pipe whose reader
+    /// is gone. The kernel reports it as sent by the writing process itself (SI_USER).
+    Own,
+    /// The kernel (`si_code` SI_KERNEL): a terminal's Ctrl-C, Ctrl-\, window resize or hang-up.
+    /// Those are the user's, never mcw's own.
+    Kernel,
+    /// Another process: kill(2), sigqueue(3), systemd, a container runtime, a shell.
+    Process,
 }
 
 /// Which process mode the table is for.
@@ -55,12 +74,14 @@ fn realtime() -> std::ops::RangeInclusive<i32> {
     min..=max
 }
 
-/// What mcw does with `sig`.
-pub fn disposition(sig: i32) -> Disposition {
-    match Signal::try_from(sig) {
-        Ok(Signal::SIGHUP) => Disposition::Refresh,
-        Ok(Signal::SIGCHLD) => Disposition::Reap,
-        Ok(Signal::SIGTERM | Signal::SIGINT) => Disposition::Stop,
+/// What mcw does with `sig` from `sender`.
+pub fn disposition(sig: i32, sender: Sender) -> Disposition {
+    match (Signal::try_from(sig), sender) {
+        (Ok(Signal::SIGPIPE), Sender::Own) => Disposition::Drop,
+        (Ok(Signal::SIGHUP), Sender::Kernel) => Disposition::HangUp,
+        (Ok(Signal::SIGHUP), _) => Disposition::Refresh,
+        (Ok(Signal::SIGCHLD), _) => Disposition::Reap,
+        (Ok(Signal::SIGTERM | Signal::SIGINT), _) => Disposition::Stop,
         _ => Disposition::Forward,
     }
 }
@@ -109,31 +130,42 @@ pub fn send(pid: i32, sig: i32) -> io::Result<()> {
     rustix::process::kill_process(target, rt).map_err(io::Error::from)
 }
 
-/// One arriving signal and whether mcw's own actions raised it.
+/// One arriving signal and who sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arrival {
     pub signal: i32,
-    /// The kernel raised it for mcw itself: a SIGPIPE for a write of mcw's to a pipe whose
-    /// reader has gone. Such a signal is about mcw, not for mcrouter.
-    pub own: bool,
+    pub sender: Sender,
 }
 
 impl Arrival {
     fn from_origin(origin: &Origin, me: i32) -> Arrival {
         Arrival {
             signal: origin.signal,
-            own: raised_by_me(&origin.cause, origin.process.map(|p| p.pid), me),
+            sender: sender(
+                origin.signal,
+                &origin.cause,
+                origin.process.map(|p| p.pid),
+                me,
+            ),
         }
+    }
+
+    /// What mcw does with it.
+    pub fn disposition(&self) -> Disposition {
+        disposition(self.signal, self.sender)
     }
 }
 
-/// Whether a signal with this cause and sender was raised by the kernel for mcw itself. The
-/// kernel reports a broken-pipe SIGPIPE as SI_USER "sent" by the writing process.
-fn raised_by_me(cause: &Cause, sender: Option<i32>, me: i32) -> bool {
+/// Who sent `signal`, from its cause and sending pid. Only a SIGPIPE can be mcw's own: the
+/// kernel reports a broken pipe as SI_USER "sent" by the writing process. Every other
+/// kernel-sent signal comes from a terminal (or a limit) and is the user's.
+fn sender(signal: i32, cause: &Cause, pid: Option<i32>, me: i32) -> Sender {
+    let pipe = signal == Signal::SIGPIPE as i32;
     match cause {
-        Cause::Kernel => true,
-        Cause::Sent(Sent::User | Sent::TKill) => sender == Some(me),
-        _ => false,
+        Cause::Kernel if pipe => Sender::Own,
+        Cause::Kernel => Sender::Kernel,
+        Cause::Sent(Sent::User | Sent::TKill) if pipe && pid == Some(me) => Sender::Own,
+        _ => Sender::Process,
     }
 }
 
@@ -174,17 +206,22 @@ mod tests {
 
     #[test]
     fn hup_and_chld_are_consumed_term_and_int_stop_and_the_rest_forward() {
+        use Sender::{Kernel, Own, Process};
         let cases = [
-            (Signal::SIGHUP as i32, Disposition::Refresh),
-            (Signal::SIGCHLD as i32, Disposition::Reap),
-            (Signal::SIGTERM as i32, Disposition::Stop),
-            (Signal::SIGINT as i32, Disposition::Stop),
-            (Signal::SIGUSR1 as i32, Disposition::Forward),
-            (Signal::SIGPIPE as i32, Disposition::Forward),
-            (*realtime().start() + 3, Disposition::Forward),
+            (Signal::SIGHUP as i32, Process, Disposition::Refresh),
+            (Signal::SIGHUP as i32, Kernel, Disposition::HangUp),
+            (Signal::SIGCHLD as i32, Kernel, Disposition::Reap),
+            (Signal::SIGTERM as i32, Process, Disposition::Stop),
+            (Signal::SIGINT as i32, Process, Disposition::Stop),
+            (Signal::SIGINT as i32, Kernel, Disposition::Stop),
+            (Signal::SIGUSR1 as i32, Process, Disposition::Forward),
+            (Signal::SIGWINCH as i32, Kernel, Disposition::Forward),
+            (Signal::SIGPIPE as i32, Process, Disposition::Forward),
+            (Signal::SIGPIPE as i32, Own, Disposition::Drop),
+            (*realtime().start() + 3, Process, Disposition::Forward),
         ];
-        for (sig, want) in cases {
-            assert_eq!(disposition(sig), want, "{}", name(sig));
+        for (sig, from, want) in cases {
+            assert_eq!(disposition(sig, from), want, "{} from {from:?}", name(sig));
         }
     }
 
@@ -210,13 +247,25 @@ mod tests {
         assert_eq!(name(0), "signal 0");
     }
 
+    /// Regression: every kernel-sent signal counted as mcw's own, so a terminal's Ctrl-C
+    /// (SI_KERNEL) was dropped. Only a SIGPIPE can be mcw's own.
     #[test]
-    fn a_sigpipe_mcw_raised_itself_is_its_own_and_one_sent_by_another_process_is_not() {
+    fn only_a_sigpipe_can_be_mcws_own_and_a_terminals_signals_are_the_users() {
         let me = 100;
+        let pipe = Signal::SIGPIPE as i32;
+        let int = Signal::SIGINT as i32;
         let user = Cause::Sent(Sent::User);
-        assert!(raised_by_me(&user, Some(me), me));
-        assert!(!raised_by_me(&user, Some(7), me));
-        assert!(!raised_by_me(&Cause::Sent(Sent::Queue), Some(me), me));
-        assert!(raised_by_me(&Cause::Kernel, None, me));
+        assert_eq!(sender(pipe, &user, Some(me), me), Sender::Own);
+        assert_eq!(sender(pipe, &Cause::Kernel, None, me), Sender::Own);
+        assert_eq!(sender(pipe, &user, Some(7), me), Sender::Process);
+        assert_eq!(
+            sender(pipe, &Cause::Sent(Sent::Queue), Some(me), me),
+            Sender::Process
+        );
+        assert_eq!(sender(int, &Cause::Kernel, None, me), Sender::Kernel);
+        assert_eq!(sender(int, &user, Some(me), me), Sender::Process);
+        let hup = Signal::SIGHUP as i32;
+        assert_eq!(sender(hup, &Cause::Kernel, None, me), Sender::Kernel);
+        assert_eq!(sender(hup, &user, Some(7), me), Sender::Process);
     }
 }
