@@ -40,9 +40,11 @@ pub enum Command {
     /// Render now and compare with the config on disk: per pool the servers added, removed
     /// and moved, and the share of keys remapped. Exit 0: no change, 1: changes, 2: trouble.
     Diff(DiffArgs),
-    /// Sidecar mode: render, then keep the output current until SIGTERM/SIGINT.
+    /// Sidecar mode: render, then keep the output current until SIGTERM/SIGINT or Ctrl-C;
+    /// SIGHUP re-reads the template and re-resolves now.
     Watch(WatchArgs),
-    /// Supervisor mode: everything watch does, plus running mcrouter with -f on the output.
+    /// Supervisor mode: everything watch does, plus running mcrouter with -f on the output,
+    /// forwarding signals to it and confirming each reload.
     Run(RunArgs),
 }
 
@@ -115,8 +117,10 @@ pub struct RunArgs {
     /// After forwarding SIGTERM/SIGINT, how long to wait before SIGKILL.
     #[arg(long, env = "MCW_STOP_TIMEOUT", value_name = "DURATION", default_value = "25s", value_parser = parse_duration)]
     pub stop_timeout: Duration,
-    /// After each write, how long mcrouter may take to report the new config's md5 before mcw
-    /// counts it as rejected and writes the last confirmed config back.
+    /// After each write, how long mcrouter may take to report the new config's md5. Past it mcw
+    /// says "not reloaded yet" (or "cannot tell") and keeps asking, slowly; it rolls back only
+    /// when mcrouter shows that it tried the config and failed (its config_failures grew). At
+    /// least 3 x mcrouter's --reconfiguration-delay-ms + --reconfiguration-jitter-ms.
     #[arg(long, env = "MCW_CONFIRM_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub confirm_timeout: Duration,
     /// Check each new config with `mcrouter --validate-config=exit` on a candidate file in the
@@ -130,7 +134,7 @@ pub struct RunArgs {
     /// Become a child subreaper (when not PID 1), so orphans are re-parented to mcw and reaped.
     #[arg(long, env = "MCW_SUBREAPER", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub subreaper: bool,
-    /// The command that starts mcrouter; mcw appends `-f <output>`.
+    /// The command that starts mcrouter; mcw appends `-f <output>` (so it may not end with --).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
@@ -138,7 +142,8 @@ pub struct RunArgs {
 /// What `watch` and `run` share.
 #[derive(Debug, Args)]
 pub struct ServiceArgs {
-    /// The config template (JSON with comments and DNS tokens). `watch` takes several, each
+    /// The config template (JSON5: JSON with comments, trailing commas, bare keys and single
+    /// quotes; with DNS tokens). `watch` takes several, each
     /// paired with the --output in the same position; `run` takes one.
     #[arg(
         long = "template",
@@ -188,14 +193,15 @@ pub struct RefreshArgs {
     /// Longest time between two lookups of a token, whatever its TTL.
     #[arg(long, env = "MCW_MAX_REFRESH", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub max_refresh: Duration,
-    /// Give up (exit 1) if some token still has no answer this long after start.
+    /// Give up (exit 1) if some token still has no answer this long after start (at least 1ms).
     #[arg(long, env = "MCW_STARTUP_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub startup_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
 pub struct TemplateArgs {
-    /// The config template (JSON with comments and DNS tokens).
+    /// The config template (JSON5: JSON with comments, trailing commas, bare keys and single
+    /// quotes; with DNS tokens).
     #[arg(
         long,
         env = "MCW_TEMPLATE",

@@ -13,9 +13,14 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use crate::engine::Observed;
+
 /// How often mcrouter is asked while a reload is pending (mcrouter itself checks its file
 /// every `--reconfiguration-delay-ms`, 1 s by default).
 pub const POLL: Duration = Duration::from_millis(100);
+/// How often it is asked once `--confirm-timeout` has passed without a verdict, until mcw can
+/// tell (a slow start, a slow reload).
+pub const SLOW_POLL: Duration = Duration::from_secs(1);
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Lowercase hex md5, as mcrouter reports it.
@@ -42,35 +47,62 @@ pub fn admin_addr(ports: &[String], listen: &[String]) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Ask mcrouter once for the md5 of the config it runs: the digest, or why mcw cannot tell
-/// (no connection, no reply in time, an answer that is no digest).
-pub async fn ask(addr: SocketAddr) -> Result<String, String> {
-    match timeout(ASK_TIMEOUT, exchange(addr)).await {
-        Err(_) => Err(format!("no reply within {ASK_TIMEOUT:?}")),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(reply)) => digest(&reply),
+/// Ask mcrouter once which config it runs and how many reloads have failed: the digest (or
+/// why mcw cannot tell: no connection, no reply in time, an answer that is no digest) and
+/// `config_failures` from `stats detailed`, when it gave one.
+pub async fn ask(addr: SocketAddr) -> Observed {
+    match timeout(ASK_TIMEOUT, exchange(addr, true)).await {
+        Err(_) => Observed {
+            running: Err(format!("no reply within {ASK_TIMEOUT:?}")),
+            failures: None,
+        },
+        Ok(Err(e)) => Observed {
+            running: Err(e.to_string()),
+            failures: None,
+        },
+        Ok(Ok((reply, stats))) => Observed {
+            running: digest(&reply),
+            failures: stat(&stats, "config_failures").and_then(|v| v.parse().ok()),
+        },
     }
 }
 
 /// Whether mcrouter answers on its admin port within `limit` (any reply counts: this asks
 /// whether it serves, not what it runs).
 pub async fn answers(addr: SocketAddr, limit: Duration) -> Result<(), String> {
-    match timeout(limit, exchange(addr)).await {
+    match timeout(limit, exchange(addr, false)).await {
         Err(_) => Err(format!("no reply within {limit:?}")),
         Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(reply)) if reply.is_empty() => Err("it closed the connection".into()),
+        Ok(Ok((reply, _))) if reply.is_empty() => Err("it closed the connection".into()),
         Ok(Ok(_)) => Ok(()),
     }
 }
 
-/// One `get` of the digest; the reply's lines up to `END` or an error line.
-async fn exchange(addr: SocketAddr) -> std::io::Result<Vec<String>> {
+/// One `get` of the digest, and with `stats` a `stats detailed` after it on the same
+/// connection; each reply's lines up to `END` or an error line.
+async fn exchange(addr: SocketAddr, stats: bool) -> std::io::Result<(Vec<String>, Vec<String>)> {
     let stream = TcpStream::connect(addr).await?;
     let (read, mut write) = stream.into_split();
-    write
-        .write_all(b"get __mcrouter__.config_md5_digest\r\n")
-        .await?;
-    reply(&mut BufReader::new(read).lines()).await
+    let ask: &[u8] = match stats {
+        true => b"get __mcrouter__.config_md5_digest\r\nstats detailed\r\n",
+        false => b"get __mcrouter__.config_md5_digest\r\n",
+    };
+    write.write_all(ask).await?;
+    let mut lines = BufReader::new(read).lines();
+    let digest = reply(&mut lines).await?;
+    let stats = match stats && !digest.is_empty() {
+        true => reply(&mut lines).await?,
+        false => Vec::new(),
+    };
+    Ok((digest, stats))
+}
+
+/// The value of `STAT name value` in a stats reply.
+pub fn stat<'a>(reply: &'a [String], name: &str) -> Option<&'a str> {
+    reply.iter().find_map(|line| {
+        let rest = line.strip_prefix("STAT ")?.strip_prefix(name)?;
+        rest.strip_prefix(' ').map(str::trim)
+    })
 }
 
 /// The lines of one reply on mcrouter's admin port, up to and including the one that ends it
@@ -137,6 +169,18 @@ mod tests {
                 .unwrap_err()
                 .contains("\"ERROR\"")
         );
+    }
+
+    #[test]
+    fn a_stat_is_found_by_its_whole_name() {
+        let lines = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let reply = lines(&[
+            "STAT config_failures_total 9",
+            "STAT config_failures 2",
+            "END",
+        ]);
+        assert_eq!(stat(&reply, "config_failures"), Some("2"));
+        assert_eq!(stat(&reply, "config"), None);
     }
 
     #[test]

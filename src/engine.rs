@@ -13,7 +13,9 @@
 //! last good one); at most one write or validation is in progress; bytes that mcrouter or the
 //! validator rejected are not written again until the render changes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+mod confirm;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -24,8 +26,8 @@ use crate::prefix;
 use crate::resolve::{self, Answer, Failure, Member};
 use crate::template::{self, Query, Rendered, Template, TemplateError};
 
-/// How many recent writes are remembered by md5, to restore what mcrouter reports running.
-const RECENT_WRITES: usize = 8;
+pub use confirm::{ConfirmSettings, Observed};
+use confirm::{Confirmer, Verdict};
 
 /// Settings of the engine (already checked by `settings`).
 #[derive(Clone, Debug)]
@@ -49,14 +51,6 @@ pub struct Settings {
     pub hold_removed: Duration,
 }
 
-#[derive(Clone, Copy, Debug)]
-pub struct ConfirmSettings {
-    /// How long mcrouter may take to report a write's md5.
-    pub timeout: Duration,
-    /// How often it is asked meanwhile.
-    pub poll: Duration,
-}
-
 /// Results of one batch of lookups.
 pub type Lookups = HashMap<Query, Result<Answer, Failure>>;
 
@@ -69,7 +63,8 @@ pub enum Event {
     Looked(Lookups),
     /// The template file was read (after a change, or the periodic re-read).
     Template(Result<String, TemplateError>),
-    /// SIGHUP: re-resolve every token now.
+    /// SIGHUP: re-read the template, re-resolve every token now, write the output again if
+    /// the file on disk differs from the render, and lift every "not again" block.
     Refresh,
     /// The write of `generation` finished: `Ok(true)` written, `Ok(false)` the file already
     /// held those bytes.
@@ -84,9 +79,9 @@ pub enum Event {
     },
     /// mcrouter was started.
     ChildStarted,
-    /// mcrouter's answer to one md5 question: a digest (32 lowercase hex digits), or why mcw
-    /// cannot tell.
-    Running(Result<String, String>),
+    /// mcrouter's answer to one round of questions: the md5 it runs (or why mcw cannot
+    /// tell) and its failed-reload count.
+    Running(Observed),
 }
 
 /// What to do, returned to the caller.
@@ -167,6 +162,8 @@ pub enum Report {
         servers: usize,
         /// The share of keys the change sends elsewhere, or why mcw cannot tell.
         remapped: Result<Share, String>,
+        /// The pool is no longer in the config.
+        gone: bool,
     },
     Wrote {
         generation: u64,
@@ -201,10 +198,12 @@ pub enum Report {
     RunsEarlier {
         md5: String,
     },
-    /// At the deadline mcrouter still ran another config: it rejected `md5`.
+    /// mcrouter tried `md5` and failed (its `config_failures` grew to `failures`): it still
+    /// runs `running`.
     Rejected {
         md5: String,
         running: String,
+        failures: u64,
         /// The running config's bytes are being written back.
         restoring: bool,
     },
@@ -212,10 +211,22 @@ pub enum Report {
     Restored {
         md5: String,
     },
-    /// At the deadline mcw could not tell what mcrouter runs; no verdict, no rollback.
+    /// The deadline passed while mcrouter still ran `running`, with no sign that it tried
+    /// `md5` and failed: it has not reloaded yet. No verdict, no rollback; asked again.
+    NotReloadedYet {
+        md5: String,
+        running: String,
+    },
+    /// At the deadline mcw could not tell what mcrouter runs; no verdict, no rollback; asked
+    /// again.
     CannotTell {
         md5: String,
         reason: String,
+    },
+    /// The file on disk was not the config mcw last wrote (deleted, emptied, replaced): it
+    /// was written again.
+    Repaired {
+        md5: String,
     },
 }
 
@@ -228,10 +239,13 @@ pub struct Status {
     pub pools: BTreeMap<String, Vec<String>>,
     /// md5 of the output, as this process last wrote (or found) it; `None` before the first.
     pub written_md5: Option<String>,
-    /// mcrouter's last answer: the md5 it runs, or why mcw cannot tell.
-    pub running: Option<Result<String, String>>,
+    /// mcrouter's last answer: the md5 it runs (or why mcw cannot tell), and its failures.
+    pub running: Option<Observed>,
     /// mcrouter has reported running a config mcw wrote (`run` mode with an admin port).
     pub confirmed: bool,
+    /// Where the latest write stands with mcrouter: `not started`, `awaiting`,
+    /// `not reloaded yet`, `settled` (confirmed or rejected); `None` without confirmation.
+    pub reload: Option<&'static str>,
     /// mcrouter was last seen running exactly what the output holds.
     pub in_sync: bool,
     /// Time since a config was last rendered, and since the output was last written.
@@ -293,36 +307,22 @@ struct Config {
     rendered: Rendered,
 }
 
+/// Why a config is being written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A new render.
+    Render,
+    /// The config mcrouter runs, written back after it rejected a newer one.
+    Restore,
+    /// The config mcw last wrote, again, in case the file on disk no longer holds it.
+    Repair,
+}
+
 /// The one write or validation in progress.
 #[derive(Debug)]
 enum Pending {
     Validating { config: Config, deadline: Instant },
-    Writing { config: Config, restore: bool },
-}
-
-/// A write waiting for mcrouter's word.
-#[derive(Debug)]
-struct Awaiting {
-    md5: String,
-    since: Instant,
-    deadline: Instant,
-}
-
-/// Confirmation of writes with mcrouter (`run` mode with an admin port).
-#[derive(Debug)]
-struct Confirming {
-    settings: ConfirmSettings,
-    /// mcrouter runs: writes are confirmed from then on.
-    active: bool,
-    /// Recent writes, newest last, by md5.
-    recent: VecDeque<Config>,
-    awaiting: Option<Awaiting>,
-    /// mcrouter's last answer: a digest, or why mcw cannot tell.
-    last_answer: Option<Result<String, String>>,
-    /// mcrouter has reported running one of mcw's writes.
-    seen_ours: bool,
-    asking: bool,
-    next_ask: Option<Instant>,
+    Writing { config: Config, kind: Kind },
 }
 
 pub struct Engine {
@@ -330,6 +330,8 @@ pub struct Engine {
     template: Template,
     /// The template text last read, good or not, so an unchanged file costs no parse.
     seen_text: String,
+    /// Why the template could not be read, while it cannot.
+    unreadable: Option<String>,
     states: BTreeMap<Query, QueryState>,
     /// Something changed since the last render.
     dirty: bool,
@@ -337,8 +339,12 @@ pub struct Engine {
     /// What the output holds, as this process last wrote (or found) it.
     current: Option<Config>,
     pending: Option<Pending>,
-    /// md5 of bytes mcrouter or the validator rejected.
+    /// md5 of bytes mcrouter or the validator rejected: not written again until the render
+    /// changes or SIGHUP.
     rejected: Option<String>,
+    /// Compare the output on disk with the config at the next chance (SIGHUP, the periodic
+    /// template re-read, a refresh): a file deleted or replaced under mcw is written again.
+    verify: bool,
     write_retry: Option<Instant>,
     /// A restore whose write failed, to be tried again at `write_retry`.
     failed_restore: Option<Config>,
@@ -351,7 +357,7 @@ pub struct Engine {
     /// When a config was last rendered, and last written (or restored).
     last_render: Option<Instant>,
     last_write: Option<Instant>,
-    confirm: Option<Confirming>,
+    confirm: Option<Confirmer>,
     rng: u64,
     out: Vec<Action>,
 }
@@ -376,28 +382,21 @@ impl Engine {
             .into_iter()
             .map(|q| (q, QueryState::due_at(now)))
             .collect();
-        let confirm = s.confirm.map(|settings| Confirming {
-            settings,
-            active: false,
-            recent: VecDeque::new(),
-            awaiting: None,
-            last_answer: None,
-            seen_ours: false,
-            asking: false,
-            next_ask: None,
-        });
+        let confirm = s.confirm.map(Confirmer::new);
         Ok(Engine {
             template_due: now + s.max_refresh,
             startup_deadline: Some(now + s.startup_timeout),
             s,
             template,
             seen_text: text,
+            unreadable: None,
             states,
             dirty: true,
             generation: 0,
             current: None,
             pending: None,
             rejected: None,
+            verify: false,
             write_retry: None,
             failed_restore: None,
             problem: None,
@@ -416,7 +415,7 @@ impl Engine {
             Event::Tick => self.tick(now),
             Event::Looked(results) => self.looked(results, now),
             Event::Template(read) => self.template_read(read, now),
-            Event::Refresh => self.lookup_all(),
+            Event::Refresh => self.refresh(),
             Event::Wrote { generation, result } => self.wrote(generation, result, now),
             Event::Validated { generation, result } => self.validated(generation, result),
             Event::ChildStarted => self.child_started(now),
@@ -435,11 +434,7 @@ impl Engine {
             Some(Pending::Validating { deadline, .. }) => Some(*deadline),
             _ => None,
         };
-        let confirm = self.confirm.iter().flat_map(|c| {
-            let ask = c.next_ask.filter(|_| !c.asking);
-            let verdict = c.awaiting.as_ref().map(|a| a.deadline);
-            ask.into_iter().chain(verdict)
-        });
+        let confirm = self.confirm.as_ref().and_then(Confirmer::next_wake);
         let holds = self
             .states
             .values()
@@ -455,11 +450,8 @@ impl Engine {
 
     /// Whether mcrouter was last seen running exactly what the output holds.
     pub fn in_sync(&self) -> bool {
-        let running = self.confirm.as_ref().and_then(|c| match &c.last_answer {
-            Some(Ok(md5)) => Some(md5),
-            _ => None,
-        });
-        matches!((&self.current, running), (Some(c), Some(r)) if &c.md5 == r)
+        let running = self.confirm.as_ref().and_then(|c| c.last()?.md5());
+        matches!((&self.current, running), (Some(c), Some(r)) if c.md5 == r)
     }
 
     /// A config has been written (or found on disk) since start.
@@ -469,7 +461,7 @@ impl Engine {
 
     /// mcrouter has reported running a config mcw wrote (`run` mode with an admin port).
     pub fn confirmed(&self) -> bool {
-        self.confirm.as_ref().is_some_and(|c| c.seen_ours)
+        self.confirm.as_ref().is_some_and(Confirmer::seen_ours)
     }
 
     /// The token of the template in force that asks `query`, as written; `None` when the
@@ -517,8 +509,9 @@ impl Engine {
                 })
                 .unwrap_or_default(),
             written_md5: self.current.as_ref().map(|c| c.md5.clone()),
-            running: self.confirm.as_ref().and_then(|c| c.last_answer.clone()),
+            running: self.confirm.as_ref().and_then(|c| c.last().cloned()),
             confirmed: self.confirmed(),
+            reload: self.confirm.as_ref().map(Confirmer::phase),
             in_sync: self.in_sync(),
             since_render: since(self.last_render),
             since_write: since(self.last_write),
@@ -582,6 +575,18 @@ impl Engine {
                 }));
             }
         }
+    }
+
+    /// SIGHUP: re-read the template, re-resolve every token, compare the output on disk, and
+    /// lift the block on rejected bytes (a validator that was merely slow, a config fixed by
+    /// hand on mcrouter's side: the operator asks to try again).
+    fn refresh(&mut self) {
+        self.rejected = None;
+        self.verify = true;
+        // Bytes blocked until now may be what the last good answers render.
+        self.dirty = true;
+        self.out.push(Action::ReadTemplate);
+        self.lookup_all();
     }
 
     /// Every query not already in flight, now (SIGHUP, template change).
@@ -673,14 +678,24 @@ impl Engine {
     /// edit is reported and the last good template stays in force.
     fn template_read(&mut self, read: Result<String, TemplateError>, now: Instant) {
         let text = match read {
-            Ok(text) => text,
+            // Whether or not the template changed, the output on disk is checked against the
+            // config in force (a deleted file or directory comes back).
+            Ok(text) => {
+                self.verify = true;
+                text
+            }
             Err(e) => {
+                // Said once, not at every read while it lasts.
                 let reason = e.to_string();
-                self.out
-                    .push(Action::Report(Report::TemplateUnreadable { reason }));
+                if self.unreadable.as_ref() != Some(&reason) {
+                    self.unreadable = Some(reason.clone());
+                    self.out
+                        .push(Action::Report(Report::TemplateUnreadable { reason }));
+                }
                 return;
             }
         };
+        self.unreadable = None;
         if text == self.seen_text {
             return;
         }
@@ -713,10 +728,15 @@ impl Engine {
     }
 
     /// Render from the last good answers and start writing (or validating) when the bytes
-    /// are new. Nothing happens while any token lacks an answer or a write is in progress.
+    /// are new; when they are not and the disk is due a check, write the config in force
+    /// again through the same write-if-changed (a no-op when the file holds it). Nothing
+    /// happens while any token lacks an answer or a write is in progress.
     fn publish(&mut self, now: Instant) {
-        if !self.dirty || self.pending.is_some() {
+        if self.pending.is_some() {
             return;
+        }
+        if !self.dirty {
+            return self.repair_if_due();
         }
         self.dirty = false;
         let mut answers = HashMap::with_capacity(self.states.len());
@@ -734,13 +754,13 @@ impl Engine {
             .as_ref()
             .is_some_and(|c| c.rendered.bytes == rendered.bytes)
         {
-            return;
+            return self.repair_if_due();
         }
         let md5 = md5_hex(&rendered.bytes);
         if self.rejected.as_ref() == Some(&md5) {
             self.out
                 .push(Action::Report(Report::SkippedRejected { md5 }));
-            return;
+            return self.repair_if_due();
         }
         self.generation += 1;
         let generation = self.generation;
@@ -763,20 +783,37 @@ impl Engine {
                 });
                 self.out.push(Action::Validate { generation, bytes });
             }
-            None => {
-                self.pending = Some(Pending::Writing {
-                    config,
-                    restore: false,
-                });
-                self.out.push(Action::Write { generation, bytes });
-            }
+            None => self.write(config, Kind::Render),
         }
     }
 
+    /// When the disk is due a check, write the config in force again (write-if-changed
+    /// compares it with the file, so this costs a read when nothing is wrong).
+    fn repair_if_due(&mut self) {
+        // After SIGHUP, once its lookups are in: a changed answer is then written as a new
+        // render, and the file is compared once, not twice.
+        let asking = self.states.values().any(|s| s.in_flight);
+        if !self.verify || self.pending.is_some() || asking {
+            return;
+        }
+        self.verify = false;
+        if let Some(config) = self.current.clone() {
+            self.write(config, Kind::Repair);
+        }
+    }
+
+    /// Start writing `config`.
+    fn write(&mut self, config: Config, kind: Kind) {
+        let generation = config.generation;
+        let bytes = config.rendered.bytes.clone();
+        self.pending = Some(Pending::Writing { config, kind });
+        self.out.push(Action::Write { generation, bytes });
+    }
+
     fn wrote(&mut self, generation: u64, result: Result<bool, String>, now: Instant) {
-        let (config, restore) = match self.pending.take() {
-            Some(Pending::Writing { config, restore }) if config.generation == generation => {
-                (config, restore)
+        let (config, kind) = match self.pending.take() {
+            Some(Pending::Writing { config, kind }) if config.generation == generation => {
+                (config, kind)
             }
             other => {
                 self.pending = other; // not the write in progress: stale
@@ -793,34 +830,39 @@ impl Engine {
                 self.write_retry = Some(now + self.s.min_refresh);
                 // A failed restore is retried as a restore: a fresh render would be the
                 // rejected bytes, which are not written again.
-                self.failed_restore = restore.then_some(config);
+                self.failed_restore = (kind == Kind::Restore).then_some(config);
                 return;
             }
         };
-        let report = match (restore, written) {
-            (true, _) => Report::Restored {
-                md5: config.md5.clone(),
-            },
-            (false, true) => {
+        // The file now holds the config in force, whatever happened to it before.
+        self.verify = false;
+        let md5 = config.md5.clone();
+        let report = match (kind, written) {
+            (Kind::Render, true) => {
                 self.report_pool_changes(&config.rendered);
                 for note in &config.rendered.notes {
                     let note = note.clone();
                     self.out.push(Action::Report(Report::RenderNote { note }));
                 }
                 let r = &config.rendered;
-                Report::Wrote {
+                Some(Report::Wrote {
                     generation,
-                    md5: config.md5.clone(),
+                    md5,
                     pools: r.pools.len(),
                     servers: r.pools.values().map(|p| p.servers.len()).sum(),
-                }
+                })
             }
-            (false, false) => Report::AlreadyOnDisk {
-                md5: config.md5.clone(),
-            },
+            (Kind::Render, false) => Some(Report::AlreadyOnDisk { md5 }),
+            (Kind::Restore, true) => {
+                self.report_pool_changes(&config.rendered);
+                Some(Report::Restored { md5 })
+            }
+            (Kind::Repair, true) => Some(Report::Repaired { md5 }),
+            // The file already held these bytes: nothing happened worth telling.
+            (Kind::Restore | Kind::Repair, false) => None,
         };
-        self.out.push(Action::Report(report));
-        if restore || written {
+        self.out.extend(report.map(Action::Report));
+        if written {
             self.last_write = Some(now);
         }
         self.problem = None;
@@ -830,8 +872,11 @@ impl Engine {
             self.child_started = true;
             self.out.push(Action::StartChild);
         }
+        // The same config again is nothing new for mcrouter to confirm.
+        if kind != Kind::Repair {
+            self.remember(config, now);
+        }
         // Lookups that finished meanwhile left `dirty` set: the next publish catches up.
-        self.remember(config, now);
     }
 
     fn validated(&mut self, generation: u64, result: Result<(), String>) {
@@ -845,7 +890,7 @@ impl Engine {
                 if let Some(Pending::Validating { config, .. }) = self.pending.take() {
                     self.pending = Some(Pending::Writing {
                         config,
-                        restore: false,
+                        kind: Kind::Render,
                     });
                 }
                 self.out.push(Action::EndValidation {
@@ -858,7 +903,7 @@ impl Engine {
     }
 
     /// The candidate in validation is rejected (by the validator, or by its timeout): discard
-    /// it and do not write those bytes again until the render changes.
+    /// it and do not write those bytes again until the render changes (or SIGHUP).
     fn validation_failed(&mut self, reason: String) {
         let Some(Pending::Validating { config, .. }) = self.pending.take() else {
             return;
@@ -877,126 +922,74 @@ impl Engine {
     }
 
     fn child_started(&mut self, now: Instant) {
-        let current = self.current.as_ref().map(|c| c.md5.clone());
+        let current = self.current.as_ref().map(|c| c.md5.as_str());
         if let Some(c) = &mut self.confirm {
-            c.active = true;
-            if let Some(md5) = current {
-                c.wait_for(md5, now);
-            }
+            c.started(current, now);
         }
     }
 
     /// Keep `config` among the recent writes and, once mcrouter runs, wait for its word.
     fn remember(&mut self, config: Config, now: Instant) {
-        let Some(c) = &mut self.confirm else { return };
-        let md5 = config.md5.clone();
-        c.recent.retain(|r| r.md5 != md5);
-        c.recent.push_back(config);
-        if c.recent.len() > RECENT_WRITES {
-            c.recent.pop_front();
-        }
-        if c.active {
-            c.wait_for(md5, now);
+        if let Some(c) = &mut self.confirm {
+            c.wrote(config, now);
         }
     }
 
-    fn running(&mut self, answer: Result<String, String>, now: Instant) {
+    fn running(&mut self, answer: Observed, now: Instant) {
         let Some(c) = &mut self.confirm else { return };
-        c.asking = false;
-        if let Ok(md5) = &answer {
-            c.seen_ours |= c.recent.iter().any(|r| &r.md5 == md5);
-            match &c.awaiting {
-                Some(a) if &a.md5 == md5 => {
-                    let after = now.saturating_duration_since(a.since);
-                    c.awaiting = None;
-                    self.out.push(Action::Report(Report::Confirmed {
-                        md5: md5.clone(),
-                        after,
-                    }));
-                }
-                // A newer write never takes the verdict from an older one: if mcrouter runs
-                // an earlier write, that write was accepted.
-                Some(_) if c.recent.iter().any(|r| &r.md5 == md5) => {
-                    let changed = c.last_answer.as_ref() != Some(&answer);
-                    if changed {
-                        self.out
-                            .push(Action::Report(Report::RunsEarlier { md5: md5.clone() }));
-                    }
-                }
-                _ => {}
-            }
-        }
-        c.last_answer = Some(answer);
-        if c.awaiting.is_some() {
-            c.next_ask = Some(now + c.settings.poll);
+        if let Some(verdict) = c.observed(answer, now) {
+            self.verdict(verdict);
         }
     }
 
     fn confirm_tick(&mut self, now: Instant) {
         let Some(c) = &mut self.confirm else { return };
-        if c.awaiting.as_ref().is_some_and(|a| a.deadline <= now) {
-            self.verdict();
-            return;
-        }
-        let Some(c) = &mut self.confirm else { return };
-        if c.next_ask.is_some_and(|t| t <= now) && !c.asking {
-            c.next_ask = None;
-            c.asking = true;
+        let (ask, verdict) = c.tick(now);
+        if ask {
             self.out.push(Action::AskMcrouter);
+        }
+        if let Some(verdict) = verdict {
+            self.verdict(verdict);
         }
     }
 
-    /// The confirmation deadline of the latest write passed without mcrouter reporting it.
-    fn verdict(&mut self) {
-        let Some(c) = &mut self.confirm else { return };
-        let Some(awaited) = c.awaiting.take() else {
-            return;
-        };
-        c.next_ask = None;
-        let running = match &c.last_answer {
-            Some(Ok(md5)) => md5.clone(),
-            other => {
-                let reason = match other {
-                    Some(Err(reason)) => reason.clone(),
-                    _ => "no answer yet".into(),
-                };
-                let md5 = awaited.md5;
-                return self
-                    .out
-                    .push(Action::Report(Report::CannotTell { md5, reason }));
+    /// Report a verdict on a write and act on a rejection: block those bytes and write back
+    /// the bytes whose md5 mcrouter reports, so the file matches what runs (unless a newer
+    /// write is already on its way; it gets its own verdict).
+    fn verdict(&mut self, verdict: Verdict) {
+        let report = match verdict {
+            Verdict::Confirmed { md5, after } => Report::Confirmed { md5, after },
+            Verdict::RunsEarlier { md5 } => Report::RunsEarlier { md5 },
+            Verdict::NotReloadedYet { md5, running } => Report::NotReloadedYet { md5, running },
+            Verdict::CannotTell { md5, reason } => Report::CannotTell { md5, reason },
+            Verdict::Rejected {
+                md5,
+                running,
+                failures,
+                restore,
+            } => {
+                let restore = restore.filter(|_| self.pending.is_none());
+                self.rejected = Some(md5.clone());
+                self.out.push(Action::Report(Report::Rejected {
+                    md5,
+                    running,
+                    failures,
+                    restoring: restore.is_some(),
+                }));
+                if let Some(config) = restore {
+                    self.restore(config);
+                }
+                return;
             }
         };
-        // mcrouter rejected the awaited bytes and still runs `running`: write back the bytes
-        // whose md5 it reports, so the file matches what runs (unless a newer write is
-        // already on its way; it gets its own verdict).
-        let restore = c
-            .recent
-            .iter()
-            .find(|r| r.md5 == running)
-            .filter(|_| self.pending.is_none())
-            .cloned();
-        self.rejected = Some(awaited.md5.clone());
-        self.out.push(Action::Report(Report::Rejected {
-            md5: awaited.md5,
-            running,
-            restoring: restore.is_some(),
-        }));
-        if let Some(config) = restore {
-            self.restore(config);
-        }
+        self.out.push(Action::Report(report));
     }
 
     /// Write `config` back (it is what mcrouter runs).
     fn restore(&mut self, mut config: Config) {
         self.generation += 1;
         config.generation = self.generation;
-        let bytes = config.rendered.bytes.clone();
-        let generation = config.generation;
-        self.pending = Some(Pending::Writing {
-            config,
-            restore: true,
-        });
-        self.out.push(Action::Write { generation, bytes });
+        self.write(config, Kind::Restore);
     }
 
     /// Tokens that have never had an answer, with the latest reason.
@@ -1040,6 +1033,7 @@ impl Engine {
                 removed: removed.into_iter().cloned().collect(),
                 servers: new.len(),
                 remapped,
+                gone: is.is_none(),
             }));
         }
     }
@@ -1050,19 +1044,6 @@ impl Engine {
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         (self.rng >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-impl Confirming {
-    fn wait_for(&mut self, md5: String, now: Instant) {
-        self.awaiting = Some(Awaiting {
-            md5,
-            since: now,
-            deadline: now + self.settings.timeout,
-        });
-        if !self.asking {
-            self.next_ask = Some(now);
-        }
     }
 }
 

@@ -104,6 +104,15 @@ pub enum UsageError {
     )]
     SharedOutput(PathBuf),
     #[error(
+        "--confirm-timeout {timeout:?} is too short for mcrouter's --reconfiguration-delay-ms={delay} and --reconfiguration-jitter-ms={jitter}: mcrouter may take up to 3 x delay + jitter = {needed:?} to reload a file; pass --confirm-timeout {needed:?} or more, or a shorter delay"
+    )]
+    ConfirmTooShort {
+        timeout: Duration,
+        delay: u64,
+        jitter: u64,
+        needed: Duration,
+    },
+    #[error(
         "mcw run takes one --template and one --output, not {0}: mcrouter reads a single config file (-f); use mcw watch for several configs, or one mcw run per mcrouter"
     )]
     RunOnePair(usize),

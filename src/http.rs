@@ -243,7 +243,8 @@ pub fn status_json(pairs: &[PairStatus], child: Option<&crate::supervise::Child>
     };
     if let (Some(child), Some(first)) = (child, pairs.first()) {
         let status = &first.status;
-        let (running_md5, error) = match &status.running {
+        let running = status.running.as_ref();
+        let (running_md5, error) = match running.map(|o| &o.running) {
             Some(Ok(md5)) => (Some(md5.clone()), None),
             Some(Err(why)) => (None, Some(why.clone())),
             None => (None, None),
@@ -253,6 +254,8 @@ pub fn status_json(pairs: &[PairStatus], child: Option<&crate::supervise::Child>
             "state": child.state(),
             "running_md5": running_md5,
             "error": error,
+            "config_failures": running.and_then(|o| o.failures),
+            "reload": status.reload,
             "confirmed": status.confirmed,
             "in_sync": status.in_sync,
         });

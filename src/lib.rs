@@ -24,7 +24,11 @@
 //! - [`confirm`]: one question to mcrouter about the config it runs; what counts as a digest.
 //! - [`placement`]: mcrouter's hash functions (Ch3, Rendezvous) and the share of keys a
 //!   change of a pool remaps (pure).
-//! - [`app`]: the one-shot commands `render` and `check`.
+//! - [`http`]: the `--metrics-listen` endpoint (`/metrics`, `/healthz`, `/readyz`,
+//!   `/status`), answered from the event loop's state.
+//! - [`metrics`]: mcw's Prometheus families, process figures, and mcrouter's own stats under
+//!   the standalone exporter's names.
+//! - [`app`]: the one-shot commands `render`, `check` and `diff`.
 
 pub mod app;
 pub mod cli;

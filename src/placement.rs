@@ -1,8 +1,9 @@
 //! Which server of a pool mcrouter sends a key to, and what share of keys a change of the pool
 //! sends elsewhere (pure).
 //!
-//! mcrouter's two hash functions that depend on the server list, as
-//! `shared/mcrouter-contract.md` and mcrouter's `lib/fbi/hash.c` describe them:
+//! mcrouter's two hash functions that depend on the server list, as mcrouter's
+//! `lib/fbi/hash.c`, `lib/Ch3HashFunc.h` and `lib/RendezvousHashFunc.cpp` define them (README,
+//! "Key movement"):
 //! - **Ch3**, the default: `furc_hash(key, n)` picks an *index* into the server list, from a
 //!   stream of bits drawn from MurmurHash64A of the key and its re-hashes.
 //! - **Rendezvous**: every server has a tag; a key goes to the server whose tag scores highest
@@ -342,7 +343,7 @@ mod tests {
 
     #[test]
     fn furc_matches_mcrouters_published_values() {
-        // mcrouter/lib/test/Ch3HashTest.cpp, via shared/mcrouter-contract.md.
+        // mcrouter/lib/test/Ch3HashTest.cpp.
         assert_eq!(furc(b"sample", 100), 97);
         assert_eq!(furc(b"", 100), 72);
         assert_eq!(furc(b"", 1 << 23), 6_173_600);

@@ -20,7 +20,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::cli::{RunArgs, WatchArgs};
 use crate::confirm;
-use crate::engine::{Action, ConfirmSettings, Engine, Event, Lookups, Report};
+use crate::engine::{Action, ConfirmSettings, Engine, Event, Lookups, Observed, Report};
 use crate::error::Error;
 use crate::http::{self, Ask, Readiness};
 use crate::metrics::{self, Metrics};
@@ -87,6 +87,21 @@ struct Validation {
     pid: Option<i32>,
 }
 
+impl Validation {
+    /// Kill the validator if it still runs; its exit is reaped like any orphan's.
+    fn stop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = signals::send(pid, nix::sys::signal::Signal::SIGKILL as i32);
+        }
+    }
+
+    /// mcw is leaving: stop the validator and remove its candidate.
+    fn abandon(mut self) {
+        self.stop();
+        self.candidate.discard();
+    }
+}
+
 /// One template and its output: its own engine (template in force, last good answers, what
 /// was written) and its own template watch.
 struct Pair {
@@ -110,7 +125,7 @@ struct Loop {
     /// Every query some lookup task is asking: a pair that wants one of them waits for that
     /// answer (every pair gets every answer) instead of asking again.
     asking: HashSet<Query>,
-    asks: JoinSet<Result<String, String>>,
+    asks: JoinSet<Observed>,
     sup: Option<Supervisor>,
     metrics: Metrics,
     /// Questions from the HTTP endpoint (`--metrics-listen`).
@@ -146,6 +161,7 @@ impl Loop {
                 .map(|p| ConfirmSettings {
                     timeout: p.confirm_timeout,
                     poll: confirm::POLL,
+                    slow_poll: confirm::SLOW_POLL,
                 }),
         };
         let mut pairs = Vec::with_capacity(s.pairs.len());
@@ -222,8 +238,17 @@ impl Loop {
         })
     }
 
-    /// Run until stopped (watch) or until the child exits (run); returns the exit code.
+    /// Run until stopped (watch) or until the child exits (run); returns the exit code. A
+    /// validator still running then is killed and its candidate removed.
     async fn serve(mut self) -> Result<u8, Error> {
+        let result = self.serve_until_done().await;
+        if let Some(v) = self.sup.as_mut().and_then(|s| s.validation.take()) {
+            v.abandon();
+        }
+        result
+    }
+
+    async fn serve_until_done(&mut self) -> Result<u8, Error> {
         if let Some(code) = self.feed_all(|| Event::Tick)? {
             return Ok(code);
         }
@@ -387,9 +412,12 @@ impl Loop {
 
     fn mcrouter_answered(
         &mut self,
-        answer: Result<Result<String, String>, JoinError>,
+        answer: Result<Observed, JoinError>,
     ) -> Result<Option<u8>, Error> {
-        let answer = answer.unwrap_or_else(|e| Err(format!("the question failed: {e}")));
+        let answer = answer.unwrap_or_else(|e| Observed {
+            running: Err(format!("the question failed: {e}")),
+            failures: None,
+        });
         self.feed(0, Event::Running(answer))
     }
 
@@ -441,11 +469,8 @@ impl Loop {
     /// Stop the validator if it still runs; install the candidate or discard it.
     fn end_validation(&mut self, n: usize, generation: u64, install: bool) -> Option<Event> {
         let s = self.sup.as_mut()?;
-        let v = s.validation.take_if(|v| v.generation == generation)?;
-        if let Some(pid) = v.pid {
-            // Its exit is reaped like any orphan's.
-            let _ = signals::send(pid, nix::sys::signal::Signal::SIGKILL as i32);
-        }
+        let mut v = s.validation.take_if(|v| v.generation == generation)?;
+        v.stop();
         if !install {
             v.candidate.discard();
             return None;
@@ -613,7 +638,8 @@ impl Loop {
         }
     }
 
-    /// One log line per report, with STYLE.md's field names.
+    /// One log line per report, with the field names the README lists (`template`, `output`,
+    /// `token`, `pool`, `generation`, `reason`, `pid`, `signal`, `exit_code`, `md5`).
     fn log(&self, n: usize, report: &Report) {
         let pair = &self.pairs[n];
         let output = pair.output.path.display();
@@ -680,6 +706,7 @@ impl Loop {
                 removed,
                 servers,
                 remapped,
+                gone,
             } => {
                 let remapped = match remapped {
                     Ok(share) => share.to_string(),
@@ -687,7 +714,9 @@ impl Loop {
                 };
                 let added = added.iter().map(|s| format!("+{s}")).collect::<Vec<_>>();
                 let removed = removed.iter().map(|s| format!("-{s}")).collect::<Vec<_>>();
-                let message = if added.is_empty() && removed.is_empty() {
+                let message = if *gone {
+                    "pool removed"
+                } else if added.is_empty() && removed.is_empty() {
                     "pool servers reordered"
                 } else {
                     "pool servers changed"
@@ -739,11 +768,13 @@ impl Loop {
             Report::Rejected {
                 md5,
                 running,
+                failures,
                 restoring,
             } => {
                 tracing::error!(
                     %md5,
                     running_md5 = %running,
+                    config_failures = failures,
                     restoring,
                     "mcrouter rejected the config and still runs the previous one"
                 )
@@ -751,8 +782,14 @@ impl Loop {
             Report::Restored { md5 } => {
                 tracing::info!(%md5, %output, "wrote the running config back to the output")
             }
+            Report::NotReloadedYet { md5, running } => {
+                tracing::warn!(%md5, running_md5 = %running, "mcrouter has not reloaded the new config yet and shows no failed reload; still asking")
+            }
             Report::CannotTell { md5, reason } => {
-                tracing::warn!(%md5, reason, "cannot tell whether mcrouter runs the new config")
+                tracing::warn!(%md5, reason, "cannot tell whether mcrouter runs the new config; still asking")
+            }
+            Report::Repaired { md5 } => {
+                tracing::warn!(%md5, %output, "the output on disk was not the config in force (deleted or replaced); wrote it again")
             }
         }
     }

@@ -106,7 +106,13 @@ pub fn service(args: &ServiceArgs) -> Result<Service, Error> {
         }
         .into());
     }
-    let startup_timeout = bounded("--startup-timeout", r.startup_timeout, Duration::ZERO)?;
+    // Zero would give up before the first lookup could answer, even for a template without
+    // tokens.
+    let startup_timeout = bounded(
+        "--startup-timeout",
+        r.startup_timeout,
+        Duration::from_millis(1),
+    )?;
     let template_poll = args
         .template_poll
         .map(|d| bounded("--template-poll", d, MIN_REFRESH_FLOOR))
@@ -136,6 +142,7 @@ pub fn supervise(args: &RunArgs) -> Result<Supervise, UsageError> {
         args.confirm_timeout,
         Duration::from_millis(1),
     )?;
+    reload_fits(&launch, confirm_timeout)?;
     let validate_timeout = bounded(
         "--validate-timeout",
         args.validate_timeout,
@@ -170,8 +177,36 @@ pub fn supervise(args: &RunArgs) -> Result<Supervise, UsageError> {
     })
 }
 
-/// The output with an absolute path (mcrouter gets it with -f), its directory created if
-/// missing (the default lives under /run).
+/// mcrouter's `--reconfiguration-delay-ms` when the command does not set it.
+pub const MCROUTER_RELOAD_DELAY: Duration = Duration::from_millis(1000);
+
+/// The longest mcrouter may take to reload a written file: it notices the change within one
+/// reconfiguration delay, waits another (plus its jitter) and then rebuilds, so 3 × delay +
+/// jitter leaves one delay for the build.
+pub fn reload_window(launch: &Launch) -> Duration {
+    let delay = launch
+        .reconfiguration_delay_ms
+        .map_or(MCROUTER_RELOAD_DELAY, Duration::from_millis);
+    let jitter = Duration::from_millis(launch.reconfiguration_jitter_ms.unwrap_or(0));
+    delay.saturating_mul(3).saturating_add(jitter)
+}
+
+/// `--confirm-timeout` must leave mcrouter the time its own settings give it to reload.
+fn reload_fits(launch: &Launch, confirm_timeout: Duration) -> Result<(), UsageError> {
+    let needed = reload_window(launch);
+    if confirm_timeout >= needed {
+        return Ok(());
+    }
+    Err(UsageError::ConfirmTooShort {
+        timeout: confirm_timeout,
+        delay: launch
+            .reconfiguration_delay_ms
+            .unwrap_or(MCROUTER_RELOAD_DELAY.as_millis() as u64),
+        jitter: launch.reconfiguration_jitter_ms.unwrap_or(0),
+        needed,
+    })
+}
+
 /// `--template`/`--source` and `--output` paired in order; each output absolute and distinct.
 fn pairs(args: &ServiceArgs) -> Result<Vec<Pair>, Error> {
     let templates = args.template_paths();
@@ -204,6 +239,8 @@ pub fn one_pair(service: &Service) -> Result<(), UsageError> {
     }
 }
 
+/// The output with an absolute path (mcrouter gets it with -f), its directory created if
+/// missing (the default lives under /run).
 fn absolute_output(output: &OutputSpec) -> Result<OutputSpec, Error> {
     let dir = output::parent_dir(&output.path).to_path_buf();
     std::fs::create_dir_all(&dir).map_err(|source| Error::OutputDir {

@@ -89,11 +89,13 @@ impl TemplateWatcher {
     }
 
     /// The directories that decide what the template path reads: its own, and (when it is a
-    /// symlink chain) the final target's.
+    /// symlink chain) the final target's. While its own directory is missing (deleted, not
+    /// yet mounted), the nearest ancestor that exists stands in, so its creation is seen and
+    /// the directory is watched again.
     fn wanted_dirs(&self) -> Vec<PathBuf> {
         let own = crate::output::parent_dir(&self.template);
         // Absolute, so that the two entries compare equal when they are one directory.
-        let own = std::fs::canonicalize(own).unwrap_or_else(|_| own.to_path_buf());
+        let own = std::fs::canonicalize(own).unwrap_or_else(|_| nearest_existing(own));
         let mut dirs = vec![own];
         if let Ok(real) = std::fs::canonicalize(&self.template)
             && let Some(parent) = real.parent()
@@ -167,6 +169,15 @@ impl TemplateWatcher {
             std::future::pending::<()>().await
         }
     }
+}
+
+/// The nearest directory above `dir` that exists, canonical (`dir` itself when none does).
+fn nearest_existing(dir: &Path) -> PathBuf {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    absolute
+        .ancestors()
+        .find_map(|a| std::fs::canonicalize(a).ok())
+        .unwrap_or(absolute)
 }
 
 /// Whether an event may mean new content. Opening and reading a file (mcw's own reads of the

@@ -151,3 +151,51 @@ fn dns_tcp_reaches_a_server_that_answers_only_over_tcp() {
     );
     assert!(stdout(&out).is_empty());
 }
+
+/// Regression: tokens came in string order of their JSON pointers (`/servers/10` before
+/// `/servers/2`, pool `alpha` before `zeta`); the report follows the template, and so does the
+/// list of failed tokens.
+#[test]
+fn check_lists_tokens_in_template_order() {
+    let dns = DnsServer::start();
+    let names: Vec<String> = (0..11).map(|i| format!("m{i}.test")).collect();
+    for (i, n) in names.iter().enumerate().filter(|(i, _)| *i != 10) {
+        dns.set_addrs(n, &[&format!("10.0.0.{}", i + 1)], 30);
+    }
+    dns.set_addrs("a.test", &["10.0.1.1"], 30);
+    let servers: Vec<String> = names.iter().map(|n| format!("\"dns://{n}\"")).collect();
+    let work = Workdir::new();
+    work.write(
+        "template.json",
+        &format!(
+            r#"{{"pools": {{"zeta": {{"servers": [{}]}}, "alpha": {{"servers": ["dns://a.test", "dns://gone.test"]}}}},
+                "route": "PoolRoute|zeta"}}"#,
+            servers.join(", ")
+        ),
+    );
+    let out = run(&mut work.mcw("check", &dns));
+    assert_eq!(out.status.code(), Some(1));
+    let report = stdout(&out);
+    let listed: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with('/'))
+        .map(|l| l.split("  ").next().unwrap())
+        .collect();
+    let mut want: Vec<String> = (0..11)
+        .map(|i| format!("/pools/zeta/servers/{i}"))
+        .collect();
+    want.extend([
+        "/pools/alpha/servers/0".into(),
+        "/pools/alpha/servers/1".into(),
+    ]);
+    assert_eq!(listed, want, "{report}");
+    let problems: Vec<&str> = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("problem: "))
+        .collect();
+    assert!(
+        problems[0].starts_with("/pools/zeta/servers/10")
+            && problems[1].starts_with("/pools/alpha/servers/1"),
+        "{problems:?}"
+    );
+}

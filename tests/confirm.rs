@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::http;
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -264,4 +265,148 @@ fn an_admin_port_that_answers_error_never_causes_a_rollback() {
     assert!(log.contains("mcrouter answered \\\"ERROR\\\""), "{log}");
     assert!(!log.contains("rejected"), "{log}");
     assert!(work.read("out.json").contains("127.0.0.2:11211"));
+}
+
+/// `mcw run` over `mcrouter` with `--metrics-listen`; returns the watcher and the endpoint.
+fn run_observed(
+    work: &Workdir,
+    dns: &DnsServer,
+    mcrouter: &std::path::Path,
+    port: u16,
+    extra: &[&str],
+) -> (Watcher, String) {
+    let web = format!("127.0.0.1:{}", free_port());
+    let mut args = vec!["--metrics-listen", web.as_str()];
+    args.extend(extra);
+    let w = run_mcrouter(work, dns, &args, mcrouter, port);
+    wait_for("the metrics endpoint", WAIT, || {
+        http::try_request(&web, "GET", "/healthz", &[]).is_ok()
+    });
+    (w, web)
+}
+
+/// Regression: an mcrouter that opened its admin port after `--confirm-timeout` (a slow
+/// start, a large config) left mcw at "cannot tell" for ever: nothing asked again, `/readyz`
+/// stayed 503 and `mcw_config_in_sync` 0, and the pod never became ready.
+#[test]
+fn an_mcrouter_that_starts_after_the_confirm_timeout_is_confirmed_and_ready() {
+    let dns = DnsServer::start();
+    let work = one_token(&dns);
+    let slow = wrapper(
+        &work,
+        &format!("sleep 2\nexec {} \"$@\"", standin().display()),
+    );
+    let port = free_port();
+    let (w, web) = run_observed(&work, &dns, &slow, port, &["--confirm-timeout", "500ms"]);
+    w.wait_log("cannot tell whether mcrouter runs the new config", WAIT);
+    assert_eq!(http::get(&web, "/readyz").status, 503);
+    wait_for("readiness", WAIT, || {
+        http::get(&web, "/readyz").status == 200
+    });
+    let metrics = http::get(&web, "/metrics").body;
+    assert_eq!(http::sample(&metrics, "mcw_config_in_sync"), Some(1.0));
+    w.wait_log("mcrouter runs the new config", WAIT);
+}
+
+/// Regression: a reload slower than `--confirm-timeout` was called a rejection; mcw wrote the
+/// old bytes back and refused the new render, so the good config never ran. mcrouter's
+/// reconfiguration delay is hidden from mcw here (a wrapper adds it), as when it comes from a
+/// flavor file.
+#[test]
+fn a_reload_slower_than_the_confirm_timeout_is_not_reloaded_yet_never_a_rollback() {
+    let dns = DnsServer::start();
+    let work = one_token(&dns);
+    let slow = wrapper(
+        &work,
+        &format!(
+            "exec {} \"$@\" --reconfiguration-delay-ms=1500",
+            standin().display()
+        ),
+    );
+    let port = free_port();
+    let w = run_mcrouter(&work, &dns, &["--confirm-timeout", "500ms"], &slow, port);
+    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+    dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
+    w.signal(libc::SIGHUP);
+    w.wait_log("mcrouter has not reloaded the new config yet", WAIT);
+    wait_for("the late confirmation", WAIT, || confirmations(&w) == 2);
+    let log = w.log();
+    assert!(!log.contains("rejected"), "{log}");
+    assert!(!log.contains("wrote the running config back"), "{log}");
+    assert!(work.read("out.json").contains("127.0.0.2:11211"));
+    let reply = memcache(
+        &format!("127.0.0.1:{port}"),
+        "get __mcrouter__.config_md5_digest\r\n",
+    );
+    let md5 = mcw::confirm::md5_hex(work.read("out.json").as_bytes());
+    assert!(reply.contains(&md5), "{reply}");
+}
+
+/// mcw reads mcrouter's reload delay and jitter from its arguments and refuses, before
+/// anything starts, a `--confirm-timeout` shorter than mcrouter may take to reload.
+#[test]
+fn a_confirm_timeout_too_short_for_mcrouters_reload_delay_is_a_usage_error() {
+    let dns = DnsServer::start();
+    let work = one_token(&dns);
+    let mut cmd = work.mcw("run", &dns);
+    cmd.arg("--output")
+        .arg(work.path("out.json"))
+        .args(["--confirm-timeout", "2s", "--", "mcrouter", "-p", "5000"])
+        .args([
+            "--reconfiguration-delay-ms=1000",
+            "--reconfiguration-jitter-ms=500",
+        ]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--confirm-timeout 2s is too short")
+            && err.contains("--reconfiguration-delay-ms=1000")
+            && err.contains("--reconfiguration-jitter-ms=500")
+            && err.contains("3.5s"),
+        "{err}"
+    );
+    assert!(!work.path("out.json").exists(), "nothing may start");
+}
+
+/// Regression: a validator still running when mcw exited was left behind, with its candidate
+/// file beside the output.
+#[test]
+fn a_validator_still_running_when_mcw_exits_is_ended_and_its_candidate_removed() {
+    let dns = DnsServer::start();
+    let work = one_token(&dns);
+    let hang = work.path("hang");
+    let pidfile = work.path("validator.pid");
+    let mcrouter = wrapper(
+        &work,
+        &format!(
+            "case \"$*\" in *--validate-config*) [ -e {hang} ] && echo $$ > {pid} && exec sleep 600;; esac\nexec {standin} \"$@\"",
+            hang = hang.display(),
+            pid = pidfile.display(),
+            standin = standin().display()
+        ),
+    );
+    let port = free_port();
+    let extra = ["--validate", "--validate-timeout", "1h"];
+    let mut w = run_mcrouter(&work, &dns, &extra, &mcrouter, port);
+    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+    std::fs::write(&hang, "").unwrap();
+    dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
+    w.signal(libc::SIGHUP);
+    wait_for("the validator", WAIT, || pidfile.exists());
+    wait_for("the candidate", WAIT, || !leftovers(&work).is_empty());
+    let validator: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.wait_exit(WAIT), Some(0));
+    let left = leftovers(&work);
+    assert!(left.is_empty(), "candidate left behind: {left:?}");
+    // Killed (a zombie until init reaps it) or gone.
+    wait_for("the validator to end", WAIT, || {
+        std::fs::read_to_string(format!("/proc/{validator}/stat"))
+            .map_or(true, |stat| stat.contains(") Z "))
+    });
 }

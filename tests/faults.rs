@@ -103,7 +103,7 @@ fn the_output_path_removed_taken_by_a_directory_or_a_planted_symlink() {
     dns.set_addrs("memcache.test", &["10.0.0.2"], 1);
     wait_for("the directory made again", WAIT, || holds(&out, "10.0.0.2"));
 
-    std::fs::remove_file(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
     std::fs::create_dir(&out).unwrap();
     dns.set_addrs("memcache.test", &["10.0.0.3"], 1);
     w.wait_log("cannot rename into place", WAIT);
@@ -118,6 +118,51 @@ fn the_output_path_removed_taken_by_a_directory_or_a_planted_symlink() {
         std::fs::symlink_metadata(&out).is_ok_and(|m| m.is_file()) && holds(&out, "10.0.0.4")
     });
     assert_eq!(work.read("victim"), "do not touch\n");
+}
+
+/// Regression: the engine compared a render with what it remembered writing, not with the
+/// disk, so an output deleted (with its directory, or alone) while DNS and the template stay
+/// the same never came back, and an mcrouter that restarted then had no config. SIGHUP writes
+/// it again at once, and so does the periodic re-read of the template.
+#[test]
+fn a_deleted_output_comes_back_at_sighup_and_at_the_periodic_template_read() {
+    let dns = DnsServer::start();
+    dns.set_addrs("memcache.test", &["10.0.0.1"], 3600);
+    let work = Workdir::new();
+    work.write("template.json", TEMPLATE);
+    let dir = work.path("run");
+    let out = dir.join("config.json");
+    // Refreshes an hour apart, and no inotify that could wake mcw: only SIGHUP and the
+    // periodic re-read of the template (every --max-refresh) look at anything.
+    let mut cmd = work.mcw("watch", &dns);
+    cmd.arg("--output")
+        .arg(&out)
+        .args(["--min-refresh", "1h", "--max-refresh", "1h"])
+        .args(["--template-poll", "24h"]);
+    let w = Watcher::spawn(cmd, work.path("mcw.log"));
+    wait_for("the first config", WAIT, || holds(&out, "10.0.0.1"));
+    let first = std::fs::read(&out).unwrap();
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    w.signal(libc::SIGHUP);
+    wait_for("the config back after SIGHUP", WAIT, || {
+        std::fs::read(&out).is_ok_and(|b| b == first)
+    });
+    w.wait_log("the output on disk was not the config in force", WAIT);
+    drop(w);
+
+    let mut cmd = work.mcw("watch", &dns);
+    cmd.arg("--output")
+        .arg(&out)
+        .args(["--min-refresh", "1s", "--max-refresh", "1s"])
+        .args(["--template-poll", "24h"]);
+    let w = Watcher::spawn(cmd, work.path("mcw2.log"));
+    w.wait_log("output already holds this config", WAIT);
+    std::fs::remove_file(&out).unwrap();
+    wait_for("the config back at the template re-read", WAIT, || {
+        std::fs::read(&out).is_ok_and(|b| b == first)
+    });
+    w.wait_log("the output on disk was not the config in force", WAIT);
 }
 
 /// The template deleted, emptied, cut off mid-write, replaced by a directory, grown to 100 MB:

@@ -58,3 +58,63 @@ fn servfail_from_a_broken_zone_keeps_the_file_until_the_zone_is_fixed() {
     wait_file_contains(&work.path("out.json"), "10.6.0.2:11211", wait);
     w.wait_log("DNS answers again", wait);
 }
+
+/// Regression: a name behind a CNAME failed with "no records of that type" although the
+/// server's answer held the CNAME and the records; the original MCW (through the system
+/// resolver) follows CNAMEs. Every query type follows them here: A and AAAA names behind a
+/// chain of two, an SRV name that is an alias of the SRV name, an SRV target that is an alias,
+/// and a CNAME into another zone, whose target mcw must ask for itself.
+#[test]
+fn cname_chains_are_followed_for_a_aaaa_srv_and_srv_targets() {
+    let work = Workdir::new();
+    let knot_dir = work.path("knot");
+    std::fs::create_dir(&knot_dir).unwrap();
+    std::fs::write(
+        knot_dir.join("zone.zone"),
+        "$TTL 30\n@ SOA ns.mc.test. admin.mc.test. 1 60 60 60 1\n@ NS ns.mc.test.\nns A 127.0.0.1\n\
+         alias2 CNAME alias\nalias CNAME memcache\nmemcache A 10.6.0.1\nmemcache AAAA fd00::1\n\
+         _svc._tcp CNAME _memcache._tcp\n\
+         _memcache._tcp SRV 0 0 11211 mc-0\n_memcache._tcp SRV 0 0 11211 pod1\n\
+         mc-0 A 10.6.1.0\npod1 CNAME mc-1\nmc-1 A 10.6.1.1\n\
+         away CNAME host.elsewhere.test.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        knot_dir.join("elsewhere.zone"),
+        "$TTL 30\n@ SOA ns.elsewhere.test. admin.elsewhere.test. 1 60 60 60 1\n\
+         @ NS ns.elsewhere.test.\nns A 127.0.0.1\nhost A 10.6.2.1\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let _knot = Knot::start_zones(
+        &knot_dir,
+        port,
+        &[
+            ("mc.test", "zone.zone"),
+            ("elsewhere.test", "elsewhere.zone"),
+        ],
+    );
+    work.write(
+        "template.json",
+        r#"{"pools": {
+              "a": {"servers": ["dns://alias2.mc.test?family=any"]},
+              "srv": {"servers": ["dnssrv://_svc._tcp.mc.test"]},
+              "away": {"servers": ["dns://away.mc.test"]}},
+            "route": "PoolRoute|a"}"#,
+    );
+    let out = run(&mut work.mcw_at("render", &format!("127.0.0.1:{port}")));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        config["pools"]["a"]["servers"],
+        serde_json::json!(["10.6.0.1:11211", "[fd00::1]:11211"])
+    );
+    assert_eq!(
+        config["pools"]["srv"]["servers"],
+        serde_json::json!(["10.6.1.0:11211", "10.6.1.1:11211"])
+    );
+    assert_eq!(
+        config["pools"]["away"]["servers"],
+        serde_json::json!(["10.6.2.1:11211"])
+    );
+}

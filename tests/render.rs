@@ -53,6 +53,31 @@ fn the_seed_example_renders_as_documented() {
     golden("seed.template.json", "seed.expected.json");
 }
 
+/// Templates written for the original MCW in JSON5 (bare keys, single quotes) are read as
+/// they are, and the output is the same strict JSON.
+#[test]
+fn the_seed_example_written_in_json5_renders_the_same() {
+    golden("seed.template.json5", "seed.expected.json");
+}
+
+/// A JSON5 mistake is reported at its line and column in the file as written.
+#[test]
+fn a_json5_error_names_the_line_and_column_in_the_template() {
+    let dns = DnsServer::start();
+    let work = Workdir::new();
+    work.write(
+        "template.json",
+        "{\n  pools: {a: {servers: ['10.0.0.1:11211']}},\n  route: 'PoolRoute|a',\n  x: Infinity,\n}\n",
+    );
+    let out = run(&mut work.mcw("render", &dns));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("template.json:4:6: Infinity and NaN have no JSON spelling"),
+        "{err}"
+    );
+}
+
 #[test]
 fn every_token_form_mixed_with_static_entries() {
     golden("mixed.template.jsonc", "mixed.expected.json");
@@ -79,9 +104,15 @@ fn shuffled_answers_render_byte_identical_output() {
 }
 
 /// Regenerate golden files: `MCW_GOLDEN_WRITE=1 cargo test --test render write_golden -- --ignored`.
+/// Both are needed: `--ignored` alone (as `cargo test -- --include-ignored` would run it) fails
+/// instead of overwriting the fixtures the other tests compare with.
 #[test]
 #[ignore = "writes fixtures; run by hand after reviewing a change"]
 fn write_golden() {
+    assert!(
+        std::env::var_os("MCW_GOLDEN_WRITE").is_some_and(|v| v == "1"),
+        "this overwrites tests/fixtures/*.expected.json: set MCW_GOLDEN_WRITE=1 to mean it"
+    );
     let dns = DnsServer::start();
     standard_zone(&dns);
     for (t, e) in [

@@ -102,9 +102,21 @@ fn absurd_durations_are_usage_errors() {
     work.write("template.json", STATIC);
     for (flag, value, want) in [
         ("--stop-timeout", "18446744073709551615s", "--stop-timeout"),
+        (
+            "--confirm-timeout",
+            "25h",
+            "--confirm-timeout 90000s is too long: at most 86400s",
+        ),
         ("--confirm-timeout", "400d", "unknown unit"),
         ("--min-refresh", "0s", "too short"),
         ("--max-refresh", "100h", "too long"),
+        // Regression: accepted, then a template without tokens failed with "timed out after
+        // 0ns".
+        (
+            "--startup-timeout",
+            "0s",
+            "--startup-timeout 0ns is too short: at least 1ms",
+        ),
     ] {
         let out = run(&mut mcw_run(&work, &dns, &[flag, value], &["true"]));
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
@@ -477,6 +489,18 @@ fn refused_arguments_and_routing_prefixes_exit_2_before_anything_starts() {
             "matches no alias",
         ),
         (&["mcrouter", "-R", "/a/"], "is not /region/cluster/"),
+        // Regression: accepted, and the -f mcw appends became a positional after it.
+        (
+            &[
+                "mcrouter",
+                "-p",
+                "5000",
+                "-R",
+                "/datacenter/cluster0/",
+                "--",
+            ],
+            "end with --",
+        ),
         (&["mcrouter"], "routing prefix \"/././\" matches no alias"),
     ];
     for (command, want) in cases {

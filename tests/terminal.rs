@@ -46,7 +46,10 @@ fn at_terminal(cmd: Command, log: std::path::PathBuf) -> (Watcher, Terminal) {
         .open(ptsname_r(&master).unwrap())
         .unwrap();
     let mut setsid = Command::new("setsid");
-    setsid.arg("--ctty").arg(cmd.get_program()).args(cmd.get_args());
+    setsid
+        .arg("--ctty")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
     for (key, value) in cmd.get_envs() {
         match value {
             Some(v) => setsid.env(key, v),
@@ -93,9 +96,14 @@ fn ctrl_c_stops_run_while_it_waits_for_dns() {
     let work = Workdir::new();
     work.write("template.json", TEMPLATE);
     let mut cmd = work.mcw("run", &dns);
-    cmd.arg("--output")
-        .arg(work.path("out.json"))
-        .args(["--min-refresh", "100ms", "--", "mcrouter", "-p", "1"]);
+    cmd.arg("--output").arg(work.path("out.json")).args([
+        "--min-refresh",
+        "100ms",
+        "--",
+        "mcrouter",
+        "-p",
+        "1",
+    ]);
     let (mut w, mut tty) = at_terminal(cmd, work.path("mcw.log"));
     w.wait_log("DNS lookup failed", WAIT);
     tty.type_in(b"\x03");

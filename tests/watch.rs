@@ -445,3 +445,57 @@ fn watch_as_pid_1_reaps_orphans_that_land_on_it() {
     });
     wait_for("mcw to reap it", WAIT, || children(mcw).is_empty());
 }
+
+/// Regression: SIGHUP only re-resolved; `systemctl reload mcw` and the README promise that it
+/// re-reads the template too. The polling watcher here looks once a day, so only SIGHUP can
+/// bring the edit in.
+#[test]
+fn sighup_re_reads_the_template() {
+    let dns = DnsServer::start();
+    zone(&dns, 3600);
+    let work = Workdir::new();
+    let w = started(&work, &dns, &["--template-poll", "24h"]);
+    work.write(
+        "template.json",
+        &TEMPLATE.replace("PoolRoute|a", "PoolRoute|sts"),
+    );
+    w.signal(libc::SIGHUP);
+    wait_file_contains(&work.path("out.json"), "PoolRoute|sts", WAIT);
+    w.wait_log("template changed", WAIT);
+}
+
+/// Regression: once the template's directory was deleted, its watch was gone for good, and
+/// the same directory created again was never watched.
+#[test]
+fn a_template_directory_deleted_and_created_again_is_watched_again() {
+    let dns = DnsServer::start();
+    zone(&dns, 3600);
+    let work = Workdir::new();
+    let dir = work.path("conf");
+    std::fs::create_dir(&dir).unwrap();
+    let template = dir.join("template.json");
+    std::fs::write(&template, TEMPLATE).unwrap();
+    let mut cmd = mcw();
+    cmd.arg("watch")
+        .arg("--template")
+        .arg(&template)
+        .arg("--output")
+        .arg(work.path("out.json"))
+        .arg("--resolv-conf")
+        .arg(work.path("resolv.conf"))
+        .arg("--dns-server")
+        .arg(dns.arg())
+        // Nothing but the watch can bring an edit in within the test's wait.
+        .args(["--min-refresh", "1h", "--max-refresh", "1h"]);
+    let w = Watcher::spawn(cmd, work.path("mcw.log"));
+    wait_file_contains(&work.path("out.json"), "10.1.0.1:11211", WAIT);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    w.wait_log("cannot read the template", WAIT);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(&template, TEMPLATE.replace("PoolRoute|a", "PoolRoute|sts")).unwrap();
+    wait_file_contains(&work.path("out.json"), "PoolRoute|sts", WAIT);
+    // And the new directory stays watched.
+    std::fs::write(&template, TEMPLATE.replace("PoolRoute|a", "PoolRoute|b")).unwrap();
+    wait_file_contains(&work.path("out.json"), "PoolRoute|b", WAIT);
+}

@@ -1,7 +1,8 @@
-//! The template parser (JSONC → strict JSON → tokens) and the render, on any bytes.
+//! The template parser (JSON5 → strict JSON → tokens) and the render, on any bytes.
 //!
-//! Checks, beyond "no panic": blanking comments keeps every byte's position and every newline
-//! (so line:column in errors stays true); a template that parses renders, with every query
+//! Checks, beyond "no panic": every place in the strict JSON maps back into the template, in
+//! order (so line:column in errors stays true), and strict JSON comes through unchanged; a
+//! template that parses renders, with every query
 //! answered, to strict JSON that holds no token and renders again to the same bytes.
 #![no_main]
 
@@ -10,16 +11,24 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use mcw::resolve::{Answer, Records, SrvTarget};
-use mcw::template::{Template, jsonc};
+use mcw::template::{Template, json5};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(strict) = jsonc::to_strict(text) {
-        assert_eq!(strict.len(), text.len());
-        let newlines = |s: &str| s.bytes().filter(|&b| b == b'\n').count();
-        assert_eq!(newlines(&strict), newlines(text));
+    if let Ok(strict) = json5::to_strict(text) {
+        // Every place in the strict text maps back into the template, in order.
+        let mut last = 0;
+        for at in 0..strict.text.len() {
+            let source = strict.source_offset(at);
+            assert!(source >= last && source <= text.len(), "{at} -> {source}");
+            last = source;
+        }
+        // Strict JSON comes out unchanged.
+        if serde_json::from_str::<serde_json::Value>(text).is_ok() {
+            assert_eq!(strict.text, text);
+        }
     }
     let Ok(template) = Template::parse(Path::new("fuzz.json"), text) else {
         return;

@@ -140,7 +140,7 @@ impl Metrics {
                 r,
                 all,
                 "writes",
-                "Output files written (new configs and restorations)",
+                "Output files written (new configs, restorations after a rejection, and repairs of a file deleted or replaced under mcw)",
             ),
             write_failures: add(
                 r,
@@ -152,7 +152,7 @@ impl Metrics {
                 r,
                 confirm,
                 "reloads",
-                "Verdicts on written configs from mcrouter's reported md5, by outcome (confirmed, rejected, cannot_tell)",
+                "Verdicts on written configs from mcrouter's reported md5 and failed-reload count, by outcome (confirmed; rejected: mcrouter tried the config and failed; not_reloaded_yet, cannot_tell: no verdict by --confirm-timeout, still asking)",
             ),
             in_sync: add(
                 r,
@@ -227,7 +227,7 @@ impl Metrics {
                 let labels = of(&[("reason", "template_unreadable")]);
                 self.render_failures.get_or_create(&labels).inc();
             }
-            Report::Wrote { .. } | Report::Restored { .. } => {
+            Report::Wrote { .. } | Report::Restored { .. } | Report::Repaired { .. } => {
                 self.writes.get_or_create(&of(&[])).inc();
             }
             Report::WriteFailed { .. } => {
@@ -239,6 +239,14 @@ impl Metrics {
             Report::Confirmed { .. } => self.count(&self.reloads, "outcome", "confirmed"),
             Report::Rejected { .. } => self.count(&self.reloads, "outcome", "rejected"),
             Report::CannotTell { .. } => self.count(&self.reloads, "outcome", "cannot_tell"),
+            Report::NotReloadedYet { .. } => {
+                self.count(&self.reloads, "outcome", "not_reloaded_yet")
+            }
+            Report::PoolChanged {
+                pool, gone: true, ..
+            } => {
+                self.pool_remapped.remove(&of(&[("pool", pool)]));
+            }
             Report::PoolChanged { pool, remapped, .. } => {
                 self.pool_remapped
                     .get_or_create(&of(&[("pool", pool)]))
@@ -404,6 +412,7 @@ mod tests {
             written_md5: None,
             running: None,
             confirmed: false,
+            reload: None,
             in_sync: true,
             since_render: None,
             since_write: None,
@@ -439,5 +448,29 @@ mod tests {
             );
             assert_eq!(t.ends_with(" counter"), name.ends_with("_total"), "{t}");
         }
+    }
+
+    /// Regression: the remapped-share series of a pool that left the config stayed for ever.
+    #[test]
+    fn a_removed_pool_loses_its_remapped_share_series() {
+        let m = Metrics::new(Mode {
+            supervise: false,
+            confirm: false,
+        });
+        let output = std::path::PathBuf::from("/run/mcw/a.json");
+        let change = |pool: &str, gone: bool| Report::PoolChanged {
+            pool: pool.into(),
+            added: Vec::new(),
+            removed: Vec::new(),
+            servers: 1,
+            remapped: Err("a new pool".into()),
+            gone,
+        };
+        m.report(&output, &change("a", false));
+        m.report(&output, &change("b", false));
+        m.report(&output, &change("b", true));
+        let text = classic(&m.encode(&[], None));
+        assert!(text.contains("pool=\"a\""), "{text}");
+        assert!(!text.contains("pool=\"b\""), "{text}");
     }
 }

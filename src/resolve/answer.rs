@@ -1,6 +1,6 @@
 //! What DNS answered for one token, held in mcw's canonical order.
 //!
-//! Owns the ordering rule that decides which memcached sits at which index (SPEC §2): SRV
+//! Owns the ordering rule that decides which memcached sits at which index (README, "Server order"): SRV
 //! records by priority, then target in natural order, then port; addresses numerically, IPv4
 //! first. An [`Answer`] can only be built sorted, so every consumer sees the same order
 //! whatever order the server sent. No I/O here.

@@ -36,6 +36,9 @@ use crate::template::{Family, Query};
 /// default 208 KiB takes a few hundred): the dropped ones wait out the whole timeout.
 const MAX_IN_FLIGHT: usize = 64;
 
+/// The longest CNAME chain mcw follows (glibc's resolver gives up at about the same length).
+const MAX_CNAME_LINKS: usize = 8;
+
 /// How to reach DNS.
 #[derive(Clone, Debug)]
 pub struct DnsSettings {
@@ -204,29 +207,18 @@ impl Dns {
         })
     }
 
-    /// Resolve every query concurrently.
+    /// Resolve every query concurrently. Every query gets a result: one whose task panicked
+    /// fails (and is asked again at the retry interval) rather than going missing.
     pub async fn resolve_all(
         &self,
         queries: impl IntoIterator<Item = Query>,
     ) -> HashMap<Query, Result<Answer, Failure>> {
-        let mut set = JoinSet::new();
-        for query in queries {
-            let dns = self.clone();
-            set.spawn(async move {
-                let result = dns.resolve(&query).await;
-                (query, result)
-            });
-        }
-        let mut out = HashMap::new();
-        while let Some(joined) = set.join_next().await {
-            match joined {
-                Ok((query, result)) => {
-                    out.insert(query, result);
-                }
-                Err(e) => tracing::error!(reason = %e, "DNS lookup task failed"),
-            }
-        }
-        out
+        let dns = self.clone();
+        resolve_each(queries, move |query| {
+            let dns = dns.clone();
+            async move { dns.resolve(&query).await }
+        })
+        .await
     }
 
     /// Resolve one query, trying the search-list candidates in order. A transient failure
@@ -417,9 +409,53 @@ impl Dns {
         Ok(Answer::new(Records::Srv(targets), ttl))
     }
 
-    /// One query of one type for one absolute name: the matching answer records and the
-    /// additional section.
+    /// One query of one type for one absolute name, following CNAMEs as the system resolver
+    /// does: the matching answer records (their TTLs capped by the chain's) and the additional
+    /// section. hickory follows most chains itself; where it cannot (an SRV name that is an
+    /// alias: it takes the SRV targets for the next link), the name's "no records" leads mcw to
+    /// ask for its CNAME and follow it.
     async fn typed(
+        &self,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<(Vec<Record>, Vec<Record>), Failure> {
+        let mut current = name.to_string();
+        let mut chain_ttl = u32::MAX;
+        for _ in 0..=MAX_CNAME_LINKS {
+            let nodata = match self.typed_once(&current, rtype).await {
+                Ok((mut records, additionals)) => {
+                    for r in &mut records {
+                        r.ttl = r.ttl.min(chain_ttl);
+                    }
+                    return Ok((records, additionals));
+                }
+                Err(Failure::NoRecords { .. }) => Failure::NoRecords {
+                    tried: vec![name.to_string()],
+                },
+                Err(other) => return Err(other),
+            };
+            match self.typed_once(&current, RecordType::CNAME).await {
+                Ok((records, _)) => {
+                    let Some((target, ttl)) = records.iter().find_map(|r| match &r.data {
+                        RData::CNAME(cname) => Some((cname.0.to_ascii(), r.ttl)),
+                        _ => None,
+                    }) else {
+                        return Err(nodata);
+                    };
+                    chain_ttl = chain_ttl.min(ttl);
+                    current = target;
+                }
+                Err(Failure::NoRecords { .. } | Failure::NxDomain { .. }) => return Err(nodata),
+                Err(transient) => return Err(transient),
+            }
+        }
+        Err(Failure::other(format!(
+            "{rtype} {name}: more than {MAX_CNAME_LINKS} CNAMEs in a row"
+        )))
+    }
+
+    /// One query of one type for one absolute name, as hickory answers it.
+    async fn typed_once(
         &self,
         name: &str,
         rtype: RecordType,
@@ -470,6 +506,39 @@ impl Dns {
     }
 }
 
+/// Run `resolve` for every query in a task of its own, and collect one result per query.
+/// A task that panics is mapped back to its query, which fails with the panic's message.
+async fn resolve_each<F, Fut>(
+    queries: impl IntoIterator<Item = Query>,
+    resolve: F,
+) -> HashMap<Query, Result<Answer, Failure>>
+where
+    F: Fn(Query) -> Fut,
+    Fut: std::future::Future<Output = Result<Answer, Failure>> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    let mut asked = HashMap::new();
+    for query in queries {
+        let task = set.spawn(resolve(query.clone()));
+        asked.insert(task.id(), query);
+    }
+    let mut out = HashMap::with_capacity(asked.len());
+    while let Some(joined) = set.join_next_with_id().await {
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
+            Err(e) => {
+                tracing::error!(reason = %e, "DNS lookup task failed");
+                let failure = Failure::other(format!("lookup task failed: {e}"));
+                (e.id(), Err(failure))
+            }
+        };
+        if let Some(query) = asked.remove(&id) {
+            out.insert(query, result);
+        }
+    }
+    out
+}
+
 /// The mnemonic operators know from dig (`SERVFAIL`, not "Server Failure").
 fn rcode_name(code: ResponseCode) -> String {
     match code {
@@ -488,5 +557,38 @@ fn ip_of(record: &Record) -> Option<IpAddr> {
         RData::A(a) => Some(IpAddr::V4(a.0)),
         RData::AAAA(a) => Some(IpAddr::V6(a.0)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Family;
+
+    fn query(name: &str) -> Query {
+        Query {
+            name: name.into(),
+            srv: false,
+            family: Family::Ipv4,
+        }
+    }
+
+    /// Regression: a lookup task that panicked was logged and left out of the results, so the
+    /// engine kept its query "in flight" for ever and never asked again.
+    #[tokio::test]
+    async fn a_lookup_that_panics_fails_its_own_query_and_no_other() {
+        let results = resolve_each([query("ok.test"), query("boom.test")], |q| async move {
+            assert!(q.name != "boom.test", "a bug in one lookup");
+            Ok(Answer::new(
+                Records::Addrs(vec!["10.0.0.1".parse().unwrap()]),
+                5,
+            ))
+        })
+        .await;
+        assert_eq!(results.len(), 2);
+        assert!(results[&query("ok.test")].is_ok());
+        let failed = results[&query("boom.test")].as_ref().unwrap_err();
+        assert_eq!(failed.outcome(), "other");
+        assert!(failed.to_string().contains("panicked"), "{failed}");
     }
 }

@@ -54,6 +54,10 @@ pub struct Launch {
     pub listen_addresses: Vec<String>,
     /// The last `-R` / `--route-prefix` value, as written.
     pub route_prefix: Option<String>,
+    /// `--reconfiguration-delay-ms`, when given: how long mcrouter waits before it reloads.
+    pub reconfiguration_delay_ms: Option<u64>,
+    /// `--reconfiguration-jitter-ms`, when given: a random extra wait of up to this long.
+    pub reconfiguration_jitter_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +70,12 @@ pub enum ArgError {
         "mcrouter argument {0:?} is positional: mcrouter would read it as a flavor (options) file; write options as --name=value"
     )]
     Positional(String),
+    #[error(
+        "mcrouter's arguments end with --: mcw appends -f CONFIG after them, which mcrouter would then read as a positional (a flavor file) instead of its config; remove the --"
+    )]
+    TrailingDashes,
+    #[error("mcrouter argument {arg:?}: {value:?} is not a number of milliseconds")]
+    NotMillis { arg: String, value: String },
 }
 
 /// Vet `command`; `name` is the file name that marks mcrouter (`--mcrouter-name`).
@@ -87,10 +97,10 @@ pub fn vet(command: &[String], name: &str) -> Result<Launch, ArgError> {
     let mut words = command[at + 1..].iter();
     while let Some(word) = words.next() {
         if word == "--" {
-            if let Some(rest) = words.next() {
-                return Err(ArgError::Positional(rest.clone()));
-            }
-            break;
+            return Err(match words.next() {
+                Some(rest) => ArgError::Positional(rest.clone()),
+                None => ArgError::TrailingDashes,
+            });
         }
         if let Some(long) = word.strip_prefix("--") {
             let (opt, inline) = match long.split_once('=') {
@@ -107,7 +117,7 @@ pub fn vet(command: &[String], name: &str) -> Result<Launch, ArgError> {
                     _ => None,
                 },
             };
-            record_long(&mut launch, opt, value);
+            record_long(&mut launch, word, opt, value)?;
         } else if let Some(cluster) = word.strip_prefix('-').filter(|c| !c.is_empty()) {
             for (i, c) in cluster.char_indices() {
                 if c == 'f' {
@@ -177,21 +187,54 @@ fn split_list(value: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_string)
 }
 
-/// An unambiguous-enough abbreviation of `full` (at least 4 characters, as getopt would take
-/// it when no other option shares the prefix).
-fn abbreviates(opt: &str, full: &str) -> bool {
-    opt == full || (opt.len() >= 4 && full.starts_with(opt))
+/// Long options whose values mcw reads, so that an abbreviation is taken only when it names
+/// exactly one of them (getopt itself refuses an ambiguous one, and mcrouter then ignores it).
+const RECORDED_LONG: &[&str] = &[
+    "port",
+    "listen-addresses",
+    "route-prefix",
+    "reconfiguration-delay-ms",
+    "reconfiguration-jitter-ms",
+];
+
+/// Which of [`RECORDED_LONG`] `opt` names: itself, or an abbreviation of at least 4
+/// characters that fits no other.
+fn recorded(opt: &str) -> Option<&'static str> {
+    if let Some(exact) = RECORDED_LONG.iter().find(|full| **full == opt) {
+        return Some(exact);
+    }
+    let mut fits = RECORDED_LONG.iter().filter(|full| full.starts_with(opt));
+    match (fits.next(), fits.next()) {
+        (Some(one), None) if opt.len() >= 4 => Some(one),
+        _ => None,
+    }
 }
 
-fn record_long(launch: &mut Launch, opt: &str, value: Option<String>) {
-    let Some(value) = value else { return };
-    if abbreviates(opt, "port") {
-        launch.ports.extend(split_list(&value));
-    } else if abbreviates(opt, "listen-addresses") {
-        launch.listen_addresses.extend(split_list(&value));
-    } else if abbreviates(opt, "route-prefix") {
-        launch.route_prefix = Some(value);
+fn record_long(
+    launch: &mut Launch,
+    word: &str,
+    opt: &str,
+    value: Option<String>,
+) -> Result<(), ArgError> {
+    let Some(value) = value else { return Ok(()) };
+    let millis = || {
+        value
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| ArgError::NotMillis {
+                arg: word.to_string(),
+                value: value.clone(),
+            })
+    };
+    match recorded(opt) {
+        Some("port") => launch.ports.extend(split_list(&value)),
+        Some("listen-addresses") => launch.listen_addresses.extend(split_list(&value)),
+        Some("route-prefix") => launch.route_prefix = Some(value),
+        Some("reconfiguration-delay-ms") => launch.reconfiguration_delay_ms = Some(millis()?),
+        Some("reconfiguration-jitter-ms") => launch.reconfiguration_jitter_ms = Some(millis()?),
+        _ => {}
     }
+    Ok(())
 }
 
 fn record_short(launch: &mut Launch, opt: char, value: Option<String>) {
@@ -264,6 +307,39 @@ mod tests {
                 other => panic!("{cmd}: {other:?}"),
             }
         }
+    }
+
+    /// Regression: a trailing `--` was accepted, and the `-f CONFIG` mcw appends after it
+    /// became a positional (a flavor file) for mcrouter.
+    #[test]
+    fn a_trailing_double_dash_is_refused() {
+        assert_eq!(
+            vet(&words("mcrouter -p 1 --"), "mcrouter"),
+            Err(ArgError::TrailingDashes)
+        );
+    }
+
+    #[test]
+    fn the_reload_delay_and_jitter_are_read_in_every_spelling() {
+        let launch = vet(
+            &words("mcrouter --reconfiguration-delay-ms=250 --reconfiguration-j 40"),
+            "mcrouter",
+        )
+        .unwrap();
+        assert_eq!(launch.reconfiguration_delay_ms, Some(250));
+        assert_eq!(launch.reconfiguration_jitter_ms, Some(40));
+        let unset = vet(&words("mcrouter -p 5000"), "mcrouter").unwrap();
+        assert_eq!(unset.reconfiguration_delay_ms, None);
+        // Ambiguous between the two: getopt refuses it, so mcw reads nothing from it.
+        let ambiguous = vet(&words("mcrouter --reconfiguration=5"), "mcrouter").unwrap();
+        assert_eq!(ambiguous.reconfiguration_delay_ms, None);
+        assert!(matches!(
+            vet(
+                &words("mcrouter --reconfiguration-delay-ms=soon"),
+                "mcrouter"
+            ),
+            Err(ArgError::NotMillis { .. })
+        ));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Signals: which ones mcw listens for, what each one means, their names, and sending one on.
 //!
-//! Owns the signal table (SPEC §5), the single signal-hook stream that carries every signal
+//! Owns the signal table (README, "Signals"), the single signal-hook stream that carries every signal
 //! mcw handles together with where it came from, and [`send`], the one way mcw signals a
 //! process. nix names and sends the standard signals; its `Signal` enum has no real-time
 //! signals (nix-rust/nix#495), so `SIGRTMIN..=SIGRTMAX` go through rustix's checked

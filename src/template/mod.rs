@@ -5,11 +5,11 @@
 //! into the strict JSON mcrouter reads. Everything here is pure: reading the file is the only
 //! I/O ([`Template::load`]) and nothing here resolves names.
 
-pub mod jsonc;
+pub mod json5;
 pub mod render;
 pub mod token;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -22,8 +22,10 @@ pub use token::{Family, Query, Token, TokenError};
 #[derive(Clone, Debug)]
 pub struct Template {
     value: Value,
-    /// Token sites keyed by the JSON pointer of the string they replace.
-    sites: BTreeMap<String, Site>,
+    /// Token sites in document order (the order an operator reads them in).
+    sites: Vec<Site>,
+    /// Where each site is in `sites`, by the JSON pointer of the string it replaces.
+    at: HashMap<String, usize>,
 }
 
 /// One token in the template: where it is, what was written, and what it means.
@@ -106,10 +108,11 @@ impl Template {
             .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
     }
 
-    /// Parse template text; `path` is only used in error messages.
+    /// Parse template text (JSON5, which covers mcrouter's JSON with comments and trailing
+    /// commas); `path` is only used in error messages.
     pub fn parse(path: &Path, text: &str) -> Result<Template, TemplateError> {
         let syntax = |offset: usize, message: String| {
-            let (line, col) = jsonc::line_col(text, offset);
+            let (line, col) = json5::line_col(text, offset);
             TemplateError::Syntax {
                 path: path.to_path_buf(),
                 line,
@@ -117,28 +120,23 @@ impl Template {
                 message,
             }
         };
-        let strict = jsonc::to_strict(text)
-            .map_err(|at| syntax(at, "unterminated /* comment".to_string()))?;
-        let value: Value = serde_json::from_str(&strict).map_err(|e| {
+        let strict = json5::to_strict(text).map_err(|e| syntax(e.offset, e.message))?;
+        let value: Value = serde_json::from_str(&strict.text).map_err(|e| {
             let message = e.to_string();
             // serde_json appends " at line L column C"; the prefix already says where.
             let message = message
                 .rsplit_once(" at line ")
                 .map_or(message.as_str(), |(m, _)| m)
                 .to_string();
-            TemplateError::Syntax {
-                path: path.to_path_buf(),
-                line: e.line(),
-                col: e.column(),
-                message,
-            }
+            let at = json5::offset_of(&strict.text, e.line(), e.column());
+            syntax(strict.source_offset(at), message)
         })?;
         if !value.is_object() {
             return Err(TemplateError::NotObject {
                 path: path.to_path_buf(),
             });
         }
-        let mut sites = BTreeMap::new();
+        let mut sites = Vec::new();
         let mut errors = Vec::new();
         for_each_servers_array(&value, &mut |pointer, servers| {
             for (i, entry) in servers.iter().enumerate() {
@@ -146,12 +144,11 @@ impl Template {
                 let pointer = format!("{pointer}/{i}");
                 match token::parse(text) {
                     Ok(Some(token)) => {
-                        let site = Site {
-                            pointer: pointer.clone(),
+                        sites.push(Site {
+                            pointer,
                             text: text.to_string(),
                             token,
-                        };
-                        sites.insert(pointer, site);
+                        });
                     }
                     Ok(None) => {}
                     Err(err) => errors.push((pointer, text.to_string(), err)),
@@ -164,7 +161,12 @@ impl Template {
                 errors,
             });
         }
-        Ok(Template { value, sites })
+        let at = sites
+            .iter()
+            .enumerate()
+            .map(|(n, site)| (site.pointer.clone(), n))
+            .collect();
+        Ok(Template { value, sites, at })
     }
 
     /// The parsed JSON tree, before any token is expanded.
@@ -172,14 +174,20 @@ impl Template {
         &self.value
     }
 
-    /// Token sites in document order of their JSON pointers.
+    /// Token sites in document order: as the template lists them, `/servers/2` before
+    /// `/servers/10`, and pools in the order they are written.
     pub fn sites(&self) -> impl Iterator<Item = &Site> {
-        self.sites.values()
+        self.sites.iter()
+    }
+
+    /// The site of the string at `pointer`, if it is a token.
+    pub fn site_at(&self, pointer: &str) -> Option<&Site> {
+        self.at.get(pointer).map(|n| &self.sites[*n])
     }
 
     /// The distinct lookups the template needs.
     pub fn queries(&self) -> BTreeSet<Query> {
-        self.sites.values().map(|s| s.token.query.clone()).collect()
+        self.sites.iter().map(|s| s.token.query.clone()).collect()
     }
 }
 
@@ -277,12 +285,54 @@ mod tests {
         assert_eq!(
             pointers,
             [
-                "/macros/m/result/servers/0",
                 "/pools/a/servers/0",
-                "/route/pool/servers/0"
+                "/route/pool/servers/0",
+                "/macros/m/result/servers/0",
             ]
         );
         assert_eq!(t.queries().len(), 3);
+    }
+
+    /// Regression: tokens were listed in string order of their JSON pointers (`/servers/10`
+    /// before `/servers/2`, pool `alpha` before `zeta`), not in the order the template has them.
+    #[test]
+    fn tokens_are_listed_in_template_order() {
+        let servers: Vec<String> = (0..12).map(|i| format!("\"dns://m{i}.test\"")).collect();
+        let t = parse(&format!(
+            r#"{{"pools": {{"zeta": {{"servers": [{}]}}, "alpha": {{"servers": ["dns://a.test"]}}}}}}"#,
+            servers.join(", ")
+        ))
+        .unwrap();
+        let pointers: Vec<String> = t.sites().map(|s| s.pointer.clone()).collect();
+        let mut want: Vec<String> = (0..12)
+            .map(|i| format!("/pools/zeta/servers/{i}"))
+            .collect();
+        want.push("/pools/alpha/servers/0".into());
+        assert_eq!(pointers, want);
+        assert_eq!(
+            t.site_at("/pools/zeta/servers/10").unwrap().text,
+            "dns://m10.test"
+        );
+    }
+
+    /// Templates written for the original MCW, in JSON5: bare keys and single quotes are
+    /// read, the output is strict JSON, and an error still points at the template's own line
+    /// and column.
+    #[test]
+    fn json5_templates_of_the_original_mcw_are_read() {
+        let t = parse(
+            "{\n  pools: {\n    kubernetes: {servers: ['dns://memcache.domain', '10.0.0.9:11211']},\n  },\n  route: 'PoolRoute|kubernetes',\n}",
+        )
+        .unwrap();
+        assert_eq!(
+            t.value()["pools"]["kubernetes"]["servers"][1],
+            "10.0.0.9:11211"
+        );
+        assert_eq!(t.sites().next().unwrap().text, "dns://memcache.domain");
+        let err = parse("{\n  pools: {a: 'x'},\n  route: 'PoolRoute|a' 'oops',\n}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("template t.json:3:24: "), "{err}");
     }
 
     #[test]

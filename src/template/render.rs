@@ -63,7 +63,7 @@ pub fn render(
         let mut out = Vec::with_capacity(items.len());
         let mut ids = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let Some(site) = template.sites.get(&format!("{pointer}/{i}")) else {
+            let Some(site) = template.site_at(&format!("{pointer}/{i}")) else {
                 // Static entries are kept as written (they need not even be strings).
                 ids.push(
                     item.as_str()

@@ -239,13 +239,24 @@ pub struct Knot {
 
 impl Knot {
     pub fn start(dir: &Path, port: u16, zone: &str) -> Knot {
-        let conf = format!(
+        Knot::start_zones(dir, port, &[(zone, "zone.zone")])
+    }
+
+    /// Knot serving each `(domain, file)` zone from `dir/file`.
+    pub fn start_zones(dir: &Path, port: u16, zones: &[(&str, &str)]) -> Knot {
+        let mut conf = format!(
             "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  pidfile: \"{d}/knot.pid\"\n\
              database:\n  storage: \"{d}/db\"\ncontrol:\n  listen: \"{d}/knot.sock\"\n\
              log:\n  - target: stderr\n    any: critical\n\
-             zone:\n  - domain: {zone}\n    storage: \"{d}\"\n    file: \"zone.zone\"\n",
+             zone:\n",
             d = dir.display()
         );
+        for (domain, file) in zones {
+            conf += &format!(
+                "  - domain: {domain}\n    storage: \"{d}\"\n    file: \"{file}\"\n",
+                d = dir.display()
+            );
+        }
         std::fs::write(dir.join("knot.conf"), conf).unwrap();
         let child = Command::new("knotd")
             .arg("-c")

@@ -1,5 +1,4 @@
-//! An mcrouter stand-in for mcw's tests, written from `shared/mcrouter-contract.md`: the
-//! options, reload behaviour, data path, admin commands, signals and exit codes mcw relies on.
+//! An mcrouter stand-in for mcw's tests (README, "The mcrouter stand-in"): the options, reload behaviour, data path, admin commands, signals and exit codes mcw relies on.
 //! Not shipped. Differences from mcrouter: no macros, no flavors, no config dumps (a bad
 //! startup config exits 1 as if `--config-dump-root=` were given), and its Rendezvous hash
 //! mixes tag and key hashes its own way (placement depends on tags only, as in mcrouter).

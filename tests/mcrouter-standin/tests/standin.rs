@@ -1,4 +1,4 @@
-//! The stand-in behaves as shared/mcrouter-contract.md says mcrouter does.
+//! The stand-in behaves as the README's account of mcrouter says mcrouter does.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -1,0 +1,279 @@
+//! Confirmation of writes with mcrouter (`run` mode with an admin port), as a state machine.
+//!
+//! Owns what mcw knows of mcrouter's config after each write: the recent writes by md5, the
+//! write awaiting mcrouter's word, mcrouter's last answer, when to ask next, and the verdicts.
+//! A write is *confirmed* when mcrouter reports its md5; it is *rejected* only on evidence
+//! that mcrouter tried it and failed (its `config_failures` grew since the write while the md5
+//! stayed another); without that evidence a write mcrouter has not picked up by the deadline
+//! is *not reloaded yet* (or mcw *cannot tell*, when mcrouter gives no digest), which is
+//! reported and asked about again at a slower pace, never rolled back. It decides nothing
+//! about writing: what to restore after a rejection is the engine's to act on.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::Config;
+
+/// How many recent writes are remembered by md5, to restore what mcrouter reports running.
+const RECENT_WRITES: usize = 8;
+
+/// How a write's confirmation is paced.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfirmSettings {
+    /// How long mcrouter may take to report a write's md5 before mcw says so.
+    pub timeout: Duration,
+    /// How often it is asked until then.
+    pub poll: Duration,
+    /// How often it is asked after that, until mcw can tell.
+    pub slow_poll: Duration,
+}
+
+/// mcrouter's answer to one round of questions on its admin port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// The md5 of the config it runs (32 lowercase hex digits), or why mcw cannot tell.
+    pub running: Result<String, String>,
+    /// Its `config_failures` counter (`stats detailed`), when it gave one.
+    pub failures: Option<u64>,
+}
+
+impl Observed {
+    /// The digest, when mcrouter gave one.
+    pub fn md5(&self) -> Option<&str> {
+        self.running.as_deref().ok()
+    }
+}
+
+/// What one answer or deadline tells about the awaited write.
+#[derive(Debug)]
+pub(super) enum Verdict {
+    /// mcrouter runs the awaited write, `after` it was written.
+    Confirmed { md5: String, after: Duration },
+    /// mcrouter runs an earlier write of mcw's (not the latest, yet).
+    RunsEarlier { md5: String },
+    /// mcrouter tried the awaited write and failed: it still runs `running`, which is
+    /// `restore` when that is one of mcw's recent writes.
+    Rejected {
+        md5: String,
+        running: String,
+        failures: u64,
+        restore: Option<Config>,
+    },
+    /// The deadline passed while mcrouter reported another md5 and no failure: it has not
+    /// reloaded yet. Asked about again, slowly.
+    NotReloadedYet { md5: String, running: String },
+    /// The deadline passed without a digest from mcrouter. Asked about again, slowly.
+    CannotTell { md5: String, reason: String },
+}
+
+/// Where confirmation stands.
+#[derive(Debug)]
+enum State {
+    /// mcrouter is not started: writes are only remembered.
+    NotStarted,
+    /// Nothing is awaited: mcrouter ran the latest write, or rejected it.
+    Settled,
+    /// The latest write awaits mcrouter's word.
+    Awaiting(Awaited),
+}
+
+#[derive(Debug)]
+struct Awaited {
+    md5: String,
+    since: Instant,
+    deadline: Instant,
+    /// mcrouter's `config_failures` when the write was made (the first one seen after it,
+    /// when none was known): a count above it is evidence of a failed reload.
+    failures_before: Option<u64>,
+    /// The deadline passed without a verdict: asked about at the slow pace.
+    overdue: bool,
+}
+
+/// Confirmation of one output's writes.
+#[derive(Debug)]
+pub(super) struct Confirmer {
+    settings: ConfirmSettings,
+    state: State,
+    /// Recent writes, newest last, by md5.
+    recent: VecDeque<Config>,
+    /// mcrouter's last answer.
+    last: Option<Observed>,
+    /// mcrouter has reported running one of mcw's writes.
+    seen_ours: bool,
+    /// A question is out.
+    asking: bool,
+    next_ask: Option<Instant>,
+}
+
+impl Confirmer {
+    pub(super) fn new(settings: ConfirmSettings) -> Confirmer {
+        Confirmer {
+            settings,
+            state: State::NotStarted,
+            recent: VecDeque::new(),
+            last: None,
+            seen_ours: false,
+            asking: false,
+            next_ask: None,
+        }
+    }
+
+    /// mcrouter was started on the output, which holds `current` (when written).
+    pub(super) fn started(&mut self, current: Option<&str>, now: Instant) {
+        self.state = State::Settled;
+        if let Some(md5) = current {
+            self.await_write(md5.to_string(), now);
+        }
+    }
+
+    /// `config` was written: remember it and, once mcrouter runs, wait for its word.
+    pub(super) fn wrote(&mut self, config: Config, now: Instant) {
+        let md5 = config.md5.clone();
+        self.recent.retain(|r| r.md5 != md5);
+        self.recent.push_back(config);
+        if self.recent.len() > RECENT_WRITES {
+            self.recent.pop_front();
+        }
+        if !matches!(self.state, State::NotStarted) {
+            self.await_write(md5, now);
+        }
+    }
+
+    fn await_write(&mut self, md5: String, now: Instant) {
+        let inherited = match &self.state {
+            State::Awaiting(a) => a.failures_before,
+            _ => None,
+        };
+        let failures_before = self.last.as_ref().and_then(|o| o.failures).or(inherited);
+        self.state = State::Awaiting(Awaited {
+            md5,
+            since: now,
+            deadline: now + self.settings.timeout,
+            failures_before,
+            overdue: false,
+        });
+        if !self.asking {
+            self.next_ask = Some(now);
+        }
+    }
+
+    /// mcrouter answered.
+    pub(super) fn observed(&mut self, answer: Observed, now: Instant) -> Option<Verdict> {
+        self.asking = false;
+        let ours = |md5: &str| self.recent.iter().any(|r| r.md5 == md5);
+        if answer.md5().is_some_and(ours) {
+            self.seen_ours = true;
+        }
+        let changed = self.last.as_ref() != Some(&answer);
+        let verdict = match &mut self.state {
+            State::Awaiting(a) => {
+                if a.failures_before.is_none() {
+                    a.failures_before = answer.failures;
+                }
+                let failed = match (answer.failures, a.failures_before) {
+                    (Some(now), Some(before)) => now > before,
+                    _ => false,
+                };
+                match answer.md5() {
+                    Some(md5) if md5 == a.md5 => Some(Verdict::Confirmed {
+                        md5: a.md5.clone(),
+                        after: now.saturating_duration_since(a.since),
+                    }),
+                    Some(running) if failed => Some(Verdict::Rejected {
+                        md5: a.md5.clone(),
+                        running: running.to_string(),
+                        failures: answer.failures.unwrap_or_default(),
+                        restore: self.recent.iter().find(|r| r.md5 == running).cloned(),
+                    }),
+                    // A newer write never takes the verdict from an older one: if mcrouter
+                    // runs an earlier write, that write was accepted.
+                    Some(running) if changed && ours(running) => Some(Verdict::RunsEarlier {
+                        md5: running.to_string(),
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if matches!(
+            verdict,
+            Some(Verdict::Confirmed { .. } | Verdict::Rejected { .. })
+        ) {
+            self.state = State::Settled;
+        }
+        self.last = Some(answer);
+        if let State::Awaiting(a) = &self.state {
+            let pace = match a.overdue {
+                true => self.settings.slow_poll,
+                false => self.settings.poll,
+            };
+            self.next_ask = Some(now + pace);
+        }
+        verdict
+    }
+
+    /// Time passed: whether to ask mcrouter now, and what the deadline says.
+    pub(super) fn tick(&mut self, now: Instant) -> (bool, Option<Verdict>) {
+        let mut verdict = None;
+        if let State::Awaiting(a) = &mut self.state
+            && !a.overdue
+            && a.deadline <= now
+        {
+            a.overdue = true;
+            let md5 = a.md5.clone();
+            verdict = Some(match self.last.as_ref().map(|o| &o.running) {
+                Some(Ok(running)) => Verdict::NotReloadedYet {
+                    md5,
+                    running: running.clone(),
+                },
+                Some(Err(reason)) => Verdict::CannotTell {
+                    md5,
+                    reason: reason.clone(),
+                },
+                None => Verdict::CannotTell {
+                    md5,
+                    reason: "mcrouter has not answered yet".into(),
+                },
+            });
+            if !self.asking {
+                self.next_ask = Some(now + self.settings.slow_poll);
+            }
+        }
+        let ask = !self.asking && self.next_ask.is_some_and(|t| t <= now);
+        if ask {
+            self.next_ask = None;
+            self.asking = true;
+        }
+        (ask, verdict)
+    }
+
+    /// When [`Confirmer::tick`] next has something to do.
+    pub(super) fn next_wake(&self) -> Option<Instant> {
+        let ask = self.next_ask.filter(|_| !self.asking);
+        let deadline = match &self.state {
+            State::Awaiting(a) if !a.overdue => Some(a.deadline),
+            _ => None,
+        };
+        ask.into_iter().chain(deadline).min()
+    }
+
+    /// Where the latest write stands, for `/status`.
+    pub(super) fn phase(&self) -> &'static str {
+        match &self.state {
+            State::NotStarted => "not started",
+            State::Settled => "settled",
+            State::Awaiting(a) if a.overdue => "not reloaded yet",
+            State::Awaiting(_) => "awaiting",
+        }
+    }
+
+    /// mcrouter's last answer.
+    pub(super) fn last(&self) -> Option<&Observed> {
+        self.last.as_ref()
+    }
+
+    /// mcrouter has reported running a config mcw wrote.
+    pub(super) fn seen_ours(&self) -> bool {
+        self.seen_ours
+    }
+}
