@@ -13,10 +13,11 @@ use crate::error::{Error, FailedToken};
 use crate::placement;
 use crate::placement::Pool;
 use crate::prefix;
+use crate::resolve::Query;
 use crate::resolve::{self, Answer, Dns, Failure};
 use crate::settings;
 use crate::template::render::pools_of;
-use crate::template::{self, Query, Template};
+use crate::template::{self, Template};
 
 /// Answers per query, plus the tokens that failed. NXDOMAIN and empty answers count as "no
 /// servers" when `allow_empty` is set.

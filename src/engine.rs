@@ -23,8 +23,9 @@ use crate::confirm::md5_hex;
 use crate::error::{Error, FailedToken, StartupFailure, UsageError};
 use crate::placement::{self, Share};
 use crate::prefix;
+use crate::resolve::Query;
 use crate::resolve::{self, Answer, Failure, Member};
-use crate::template::{self, Query, Rendered, Template, TemplateError};
+use crate::template::{self, Rendered, Template, TemplateError};
 
 pub use confirm::{ConfirmSettings, Observed};
 use confirm::{Confirmer, Verdict};

@@ -35,6 +35,7 @@ pub mod cli;
 pub mod confirm;
 pub mod engine;
 pub mod error;
+pub mod fsx;
 pub mod http;
 pub mod metrics;
 pub mod output;

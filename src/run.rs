@@ -25,11 +25,12 @@ use crate::error::Error;
 use crate::http::{self, Ask, Readiness};
 use crate::metrics::{self, Metrics};
 use crate::output::{Candidate, OutputSpec};
+use crate::resolve::Query;
 use crate::resolve::{Dns, Failure};
 use crate::settings::{self, Service, Supervise};
 use crate::supervise::signals::{self, Arrival, Disposition, Mode, Signals};
 use crate::supervise::{self, Child, Exit};
-use crate::template::{Query, Template};
+use crate::template::Template;
 use crate::watch::TemplateWatcher;
 
 /// How long the template directory must be quiet before a change is read.

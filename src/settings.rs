@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::cli::{DnsArgs, RunArgs, ServiceArgs};
 use crate::confirm;
 use crate::error::{Error, UsageError};
-use crate::output::{self, OutputSpec};
+use crate::output::OutputSpec;
 use crate::prefix;
 use crate::resolve::DnsSettings;
 use crate::supervise::args::{self, Launch};
@@ -242,7 +242,7 @@ pub fn one_pair(service: &Service) -> Result<(), UsageError> {
 /// The output with an absolute path (mcrouter gets it with -f), its directory created if
 /// missing (the default lives under /run).
 fn absolute_output(output: &OutputSpec) -> Result<OutputSpec, Error> {
-    let dir = output::parent_dir(&output.path).to_path_buf();
+    let dir = crate::fsx::parent_dir(&output.path).to_path_buf();
     std::fs::create_dir_all(&dir).map_err(|source| Error::OutputDir {
         dir: dir.clone(),
         source,

@@ -93,7 +93,7 @@ impl TemplateWatcher {
     /// yet mounted), the nearest ancestor that exists stands in, so its creation is seen and
     /// the directory is watched again.
     fn wanted_dirs(&self) -> Vec<PathBuf> {
-        let own = crate::output::parent_dir(&self.template);
+        let own = crate::fsx::parent_dir(&self.template);
         // Absolute, so that the two entries compare equal when they are one directory.
         let own = std::fs::canonicalize(own).unwrap_or_else(|_| nearest_existing(own));
         let mut dirs = vec![own];

@@ -7,9 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use mcw::placement::{self, Hashing, Pool};
+use mcw::resolve::Query;
 use mcw::resolve::{Answer, Records, SrvTarget};
+use mcw::template::Template;
 use mcw::template::render::{pools_of, render};
-use mcw::template::{Query, Template};
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::Value;

@@ -43,7 +43,7 @@ fn query() -> Query {
     Query {
         name: "a.test".into(),
         srv: false,
-        family: crate::template::Family::Ipv4,
+        family: crate::resolve::Family::Ipv4,
     }
 }
 

@@ -7,10 +7,12 @@
 //! in [`answer`]; what to do about a failure is the caller's business.
 
 mod answer;
+mod failure;
+mod query;
 pub mod search;
+mod srv;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,9 +29,9 @@ use hickory_resolver::{Resolver, TokioResolver};
 use tokio::task::JoinSet;
 
 pub use answer::{Answer, Member, Records, SrvTarget, natural_cmp};
+pub use failure::{Failure, Trouble, with_allow_empty};
+pub use query::{Family, NameError, Query, validate_name};
 pub use search::SearchConfig;
-
-use crate::template::{Family, Query};
 
 /// Queries one mcw has in flight at once. A template of a thousand tokens would otherwise
 /// send a thousand datagrams in one burst, more than a server's socket buffer holds (Linux's
@@ -66,76 +68,6 @@ pub enum SetupError {
     NoServers { path: PathBuf },
     #[error("cannot start the DNS resolver: {0}")]
     Build(#[source] NetError),
-}
-
-/// Why a query has no usable answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// Every candidate name answered NXDOMAIN.
-    NxDomain { tried: Vec<String> },
-    /// The name exists but holds no record of the type asked for.
-    NoRecords { tried: Vec<String> },
-    /// Timeout, SERVFAIL, REFUSED, a connection error, or an SRV target without addresses.
-    Transient(Trouble, String),
-}
-
-/// The kind of a transient failure, for the lookup-outcome metric.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trouble {
-    ServFail,
-    Refused,
-    Timeout,
-    Other,
-}
-
-impl Failure {
-    /// A transient failure of no particular kind.
-    pub fn other(why: impl Into<String>) -> Failure {
-        Failure::Transient(Trouble::Other, why.into())
-    }
-
-    /// The outcome label of the lookup metric: `nxdomain`, `nodata`, `servfail`, `refused`,
-    /// `timeout` or `other`.
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            Failure::NxDomain { .. } => "nxdomain",
-            Failure::NoRecords { .. } => "nodata",
-            Failure::Transient(Trouble::ServFail, _) => "servfail",
-            Failure::Transient(Trouble::Refused, _) => "refused",
-            Failure::Transient(Trouble::Timeout, _) => "timeout",
-            Failure::Transient(Trouble::Other, _) => "other",
-        }
-    }
-
-    /// NXDOMAIN and empty answers: `--allow-empty` turns these into "no servers".
-    pub fn is_empty_answer(&self) -> bool {
-        !matches!(self, Failure::Transient(..))
-    }
-}
-
-/// The `--allow-empty` policy, in its one home: with it, NXDOMAIN and empty answers become an
-/// answer with no servers; everything else, and everything without it, is unchanged.
-pub fn with_allow_empty(
-    query: &Query,
-    result: Result<Answer, Failure>,
-    allow_empty: bool,
-) -> Result<Answer, Failure> {
-    match result {
-        Err(f) if allow_empty && f.is_empty_answer() => Ok(Answer::empty(query.srv)),
-        other => other,
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::NxDomain { tried } => write!(f, "NXDOMAIN (tried {})", tried.join(", ")),
-            Failure::NoRecords { tried } => {
-                write!(f, "no records of that type (tried {})", tried.join(", "))
-            }
-            Failure::Transient(_, why) => f.write_str(why),
-        }
-    }
 }
 
 /// A DNS client for template queries. Cheap to clone.
@@ -295,126 +227,12 @@ impl Dns {
         Ok((addrs, ttl))
     }
 
-    /// SRV records of one absolute name, each target with its addresses.
-    async fn srv_at(&self, name: &str, family: Family) -> Result<Answer, Failure> {
-        let (records, additionals) = self.typed(name, RecordType::SRV).await?;
-        let mut ttl = u32::MAX;
-        let mut srvs = Vec::new();
-        for r in &records {
-            if let RData::SRV(srv) = &r.data {
-                ttl = ttl.min(r.ttl);
-                // RFC 2782: a target of "." means the service is decidedly not available here.
-                if !srv.target.is_root() {
-                    srvs.push(srv.clone());
-                }
-            }
-        }
-        if srvs.is_empty() {
-            return Err(Failure::NoRecords {
-                tried: vec![name.to_string()],
-            });
-        }
-        // A target's name becomes a Rendezvous tag in the config: one that is not a host name
-        // (a label holding `"`, `@`, `%`, a backslash or control bytes, which DNS allows) could carry
-        // mcrouter macro syntax into it. Refuse the answer; the last good one stands.
-        for srv in &srvs {
-            let target = srv.target.to_ascii();
-            if crate::template::token::validate_name(&target).is_err() {
-                return Err(Failure::other(format!(
-                    "SRV target {target:?} is not a host name (letters, digits, '-', '_' and dots); refusing the answer"
-                )));
-            }
-        }
-
-        // Addresses per target: the additional section first, a lookup for what it lacks.
-        let mut glue: HashMap<&Name, Vec<&Record>> = HashMap::new();
-        for a in &additionals {
-            glue.entry(&a.name).or_default().push(a);
-        }
-        let mut addrs: HashMap<Name, (Vec<IpAddr>, u32)> = HashMap::new();
-        let mut lookups = JoinSet::new();
-        for srv in &srvs {
-            if addrs.contains_key(&srv.target) {
-                continue;
-            }
-            let offered = glue.get(&srv.target).map(Vec::as_slice).unwrap_or_default();
-            let mut found = Vec::new();
-            let mut found_ttl = u32::MAX;
-            for (wanted, rtype) in [
-                (family.wants_v4(), RecordType::A),
-                (family.wants_v6(), RecordType::AAAA),
-            ] {
-                if !wanted {
-                    continue;
-                }
-                let mut any = false;
-                for a in offered.iter().filter(|a| a.record_type() == rtype) {
-                    if let Some(ip) = ip_of(a) {
-                        any = true;
-                        found.push(ip);
-                        found_ttl = found_ttl.min(a.ttl);
-                    }
-                }
-                if !any {
-                    let dns = self.clone();
-                    let target = srv.target.clone();
-                    lookups.spawn(async move {
-                        let result = dns.typed(&target.to_ascii(), rtype).await;
-                        (target, result)
-                    });
-                }
-            }
-            addrs.insert(srv.target.clone(), (found, found_ttl));
-        }
-        while let Some(joined) = lookups.join_next().await {
-            let (target, result) =
-                joined.map_err(|e| Failure::other(format!("lookup task failed: {e}")))?;
-            match result {
-                Ok((records, _)) => {
-                    let entry = addrs.entry(target).or_default();
-                    for r in records {
-                        if let Some(ip) = ip_of(&r) {
-                            entry.0.push(ip);
-                            entry.1 = entry.1.min(r.ttl);
-                        }
-                    }
-                }
-                Err(Failure::NxDomain { .. } | Failure::NoRecords { .. }) => {}
-                Err(Failure::Transient(kind, why)) => {
-                    let why = format!("SRV target {}: {why}", target.to_ascii());
-                    return Err(Failure::Transient(kind, why));
-                }
-            }
-        }
-
-        let mut targets = Vec::with_capacity(srvs.len());
-        for srv in srvs {
-            let (ips, addr_ttl) = addrs.get(&srv.target).cloned().unwrap_or_default();
-            let target = srv.target.to_ascii();
-            if ips.is_empty() {
-                // Dropping the target would shift every later server's index; keep the last
-                // good answer instead until DNS is consistent again.
-                return Err(Failure::other(format!(
-                    "SRV target {target} has no address"
-                )));
-            }
-            ttl = ttl.min(addr_ttl);
-            targets.push(SrvTarget {
-                priority: srv.priority,
-                port: srv.port,
-                target: target.trim_end_matches('.').to_string(),
-                addrs: ips,
-            });
-        }
-        Ok(Answer::new(Records::Srv(targets), ttl))
-    }
-
     /// One query of one type for one absolute name, following CNAMEs as the system resolver
     /// does: the matching answer records (their TTLs capped by the chain's) and the additional
     /// section. hickory follows most chains itself; where it cannot (an SRV name that is an
     /// alias: it takes the SRV targets for the next link), the name's "no records" leads mcw to
     /// ask for its CNAME and follow it.
-    async fn typed(
+    pub(crate) async fn typed(
         &self,
         name: &str,
         rtype: RecordType,
@@ -552,7 +370,7 @@ fn rcode_name(code: ResponseCode) -> String {
     }
 }
 
-fn ip_of(record: &Record) -> Option<IpAddr> {
+pub(crate) fn ip_of(record: &Record) -> Option<IpAddr> {
     match &record.data {
         RData::A(a) => Some(IpAddr::V4(a.0)),
         RData::AAAA(a) => Some(IpAddr::V6(a.0)),
@@ -562,8 +380,8 @@ fn ip_of(record: &Record) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
+    use super::Family;
     use super::*;
-    use crate::template::Family;
 
     fn query(name: &str) -> Query {
         Query {

@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::resolve::Query;
+
 pub use render::{Rendered, render};
-pub use token::{Family, Query, Token, TokenError};
+pub use token::{Token, TokenError};
 
 /// A parsed template. Cheap to clone relative to a render.
 #[derive(Clone, Debug)]
@@ -86,7 +88,7 @@ impl Template {
     /// (symlinks are followed: ConfigMap volumes are made of them) of at most
     /// [`MAX_TEMPLATE_BYTES`]; a FIFO or device put in its place is refused, not waited on.
     pub fn read(path: &Path) -> Result<String, TemplateError> {
-        use crate::output::{Regular, read_regular};
+        use crate::fsx::{Regular, read_regular};
         let err = |source| TemplateError::Read {
             path: path.to_path_buf(),
             source,

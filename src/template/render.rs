@@ -10,9 +10,10 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use super::token::{DEFAULT_PORT, Query, Token};
+use super::token::{DEFAULT_PORT, Token};
 use super::{Template, for_each_servers_array, pointer_escape, walk};
 use crate::placement::{Hashing, Pool};
+use crate::resolve::Query;
 use crate::resolve::{Answer, Records};
 
 /// The output of one render.
