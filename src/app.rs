@@ -16,7 +16,7 @@ use crate::prefix;
 use crate::resolve::Query;
 use crate::resolve::{self, Answer, Dns, Failure};
 use crate::settings;
-use crate::template::render::pools_of;
+use crate::template::pools::pools_of;
 use crate::template::{self, Template};
 
 /// Answers per query, plus the tokens that failed. NXDOMAIN and empty answers count as "no

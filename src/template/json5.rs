@@ -377,29 +377,6 @@ fn no_json(offset: usize) -> DialectError {
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-/// The byte offset of 1-based `line` and `column` (as serde_json counts them: bytes into the
-/// line) in `text`.
-pub fn offset_of(text: &str, line: usize, column: usize) -> usize {
-    let start: usize = text
-        .split_inclusive('\n')
-        .take(line.saturating_sub(1))
-        .map(str::len)
-        .sum();
-    (start + column.saturating_sub(1)).min(text.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,10 +483,4 @@ mod tests {
         assert_eq!(s.source_offset(s.text.len() - 1), text.len() - 1);
     }
 
-    #[test]
-    fn line_col_counts_from_one() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
-        assert_eq!(offset_of("ab\ncd", 2, 2), 4);
-    }
 }

@@ -6,6 +6,7 @@
 //! I/O ([`Template::load`]) and nothing here resolves names.
 
 pub mod json5;
+pub mod pools;
 pub mod render;
 pub mod token;
 
@@ -114,7 +115,7 @@ impl Template {
     /// commas); `path` is only used in error messages.
     pub fn parse(path: &Path, text: &str) -> Result<Template, TemplateError> {
         let syntax = |offset: usize, message: String| {
-            let (line, col) = json5::line_col(text, offset);
+            let (line, col) = line_col(text, offset);
             TemplateError::Syntax {
                 path: path.to_path_buf(),
                 line,
@@ -130,7 +131,7 @@ impl Template {
                 .rsplit_once(" at line ")
                 .map_or(message.as_str(), |(m, _)| m)
                 .to_string();
-            let at = json5::offset_of(&strict.text, e.line(), e.column());
+            let at = offset_of(&strict.text, e.line(), e.column());
             syntax(strict.source_offset(at), message)
         })?;
         if !value.is_object() {
@@ -191,6 +192,29 @@ impl Template {
     pub fn queries(&self) -> BTreeSet<Query> {
         self.sites.iter().map(|s| s.token.query.clone()).collect()
     }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The byte offset of 1-based `line` and `column` (as serde_json counts them: bytes into the
+/// line) in `text`.
+pub fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    (start + column.saturating_sub(1)).min(text.len())
 }
 
 /// Escape one JSON-pointer reference token (RFC 6901).
@@ -335,6 +359,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("template t.json:3:24: "), "{err}");
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(offset_of("ab\ncd", 2, 2), 4);
     }
 
     #[test]
