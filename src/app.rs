@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use crate::cli::{CheckArgs, DiffArgs, DiffFormat, RenderArgs};
-use crate::error::{Error, FailedToken};
+use crate::engine::FailedToken;
+use crate::error::Error;
 use crate::placement;
 use crate::placement::Pool;
 use crate::prefix;

@@ -8,7 +8,6 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use md5::{Digest, Md5};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -22,14 +21,6 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// tell (a slow start, a slow reload).
 pub const SLOW_POLL: Duration = Duration::from_secs(1);
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Lowercase hex md5, as mcrouter reports it.
-pub fn md5_hex(bytes: &[u8]) -> String {
-    Md5::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// Where to ask: mcrouter's first port, on its first listen address (loopback when it listens
 /// on all addresses or none was given).
@@ -181,11 +172,6 @@ mod tests {
         ]);
         assert_eq!(stat(&reply, "config_failures"), Some("2"));
         assert_eq!(stat(&reply, "config"), None);
-    }
-
-    #[test]
-    fn md5_is_lowercase_hex() {
-        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
     }
 
     #[test]

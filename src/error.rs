@@ -4,13 +4,13 @@
 //! exit 2) and [`Error::exit_code`]. Each module keeps its own error enum for its own failures;
 //! they meet here. Messages are lowercase, context first, and say what to do when they can.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::engine::{FailedToken, FailedTokens, Refused, StartupFailure};
 use crate::output::WriteError;
 use crate::prefix::PrefixError;
-use crate::resolve::{Failure, SetupError};
+use crate::resolve::SetupError;
 use crate::supervise::SpawnError;
 use crate::supervise::args::ArgError;
 use crate::template::TemplateError;
@@ -118,6 +118,20 @@ pub enum UsageError {
     RunOnePair(usize),
 }
 
+/// A template the engine refused at start: one that does not parse is a failure (exit 1), one
+/// whose routes lack mcrouter's routing prefix a usage error (exit 2: the fix is `-R` or the
+/// template, before anything starts).
+impl From<Refused> for Error {
+    fn from(refused: Refused) -> Error {
+        match refused {
+            Refused::Template(e) => Error::Template(e),
+            Refused::Prefix { path, source } => {
+                Error::Usage(UsageError::TemplatePrefix { path, source })
+            }
+        }
+    }
+}
+
 impl Error {
     /// 2 for usage errors, 126/127 when mcrouter cannot be started, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
@@ -137,107 +151,9 @@ fn counted(n: usize, word: &str) -> String {
     }
 }
 
-/// A token that has no usable answer, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedToken {
-    pub pointer: String,
-    pub text: String,
-    pub failure: Failure,
-}
-
-/// `watch`/`run` gave up before writing a first config: which tokens never answered, and what
-/// went wrong otherwise (a write that failed, a config the validator rejected).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct StartupFailure {
-    pub timeout: Duration,
-    pub missing: Vec<FailedToken>,
-    pub problem: Option<String>,
-    /// The output that was never written, when mcw keeps several (`watch` with several pairs).
-    pub output: Option<PathBuf>,
-}
-
-impl fmt::Display for StartupFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "startup timed out after {:?} without writing a config",
-            self.timeout
-        )?;
-        if let Some(output) = &self.output {
-            write!(f, " to {}", output.display())?;
-        }
-        if let Some(problem) = &self.problem {
-            write!(f, "; the last attempt failed: {problem}")?;
-        }
-        if !self.missing.is_empty() {
-            f.write_str("; ")?;
-            list_tokens(f, &self.missing, "never resolved", "")?;
-        }
-        Ok(())
-    }
-}
-
-struct FailedTokens<'a>(&'a [FailedToken]);
-
-impl fmt::Display for FailedTokens<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        list_tokens(f, self.0, "could not be resolved", "; nothing was written")
-    }
-}
-
-/// `N token(s) VERB SUFFIX` and one indented line per token.
-fn list_tokens(
-    f: &mut fmt::Formatter<'_>,
-    tokens: &[FailedToken],
-    verb: &str,
-    suffix: &str,
-) -> fmt::Result {
-    let n = tokens.len();
-    let s = if n == 1 { "" } else { "s" };
-    write!(f, "{n} token{s} {verb}{suffix}")?;
-    for t in tokens {
-        write!(f, "\n  {} {}: {}", t.pointer, t.text, t.failure)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_startup_failure_names_the_cause_whether_tokens_or_writes() {
-        let token = FailedToken {
-            pointer: "/pools/a/servers/0".into(),
-            text: "dns://a.test".into(),
-            failure: Failure::Transient(crate::resolve::Trouble::Timeout, "timed out".into()),
-        };
-        let both = StartupFailure {
-            timeout: Duration::from_secs(1),
-            missing: vec![token],
-            problem: None,
-            output: Some("/run/mcw/b.json".into()),
-        }
-        .to_string();
-        assert!(both.contains("1 token never resolved"), "{both}");
-        assert!(both.contains("config to /run/mcw/b.json;"), "{both}");
-        assert!(
-            both.contains("/pools/a/servers/0 dns://a.test: timed out"),
-            "{both}"
-        );
-        let write = StartupFailure {
-            timeout: Duration::from_secs(1),
-            missing: vec![],
-            problem: Some("output /x: cannot write: disk full".into()),
-            output: None,
-        }
-        .to_string();
-        assert!(!write.contains("token"), "{write}");
-        assert!(
-            write.contains("the last attempt failed: output /x"),
-            "{write}"
-        );
-    }
 
     #[test]
     fn usage_errors_exit_2_spawn_errors_carry_their_code_the_rest_1() {

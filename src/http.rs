@@ -223,18 +223,14 @@ fn body(status: StatusCode, content_type: &'static str, body: String) -> Respons
     r
 }
 
-/// One template/output pair's state, as the loop hands it to `/status` and the metrics.
-pub struct PairStatus<'a> {
-    pub template: &'a std::path::Path,
-    pub output: &'a std::path::Path,
-    pub status: crate::engine::Status,
-}
-
 /// `/status`: per token its query, last answer, age, error and whether the last good answer
 /// stands in; per pool its servers; the md5 written and the md5 mcrouter runs; the child.
 /// With one pair those are top-level fields; with several (`watch`), `configs` lists one such
 /// object per pair, in the order given.
-pub fn status_json(pairs: &[PairStatus], child: Option<&crate::supervise::Child>) -> String {
+pub fn status_json(
+    pairs: &[crate::engine::PairStatus],
+    child: Option<&crate::supervise::Child>,
+) -> String {
     let mut out = match pairs {
         [one] => pair_json(one),
         several => {
@@ -265,7 +261,7 @@ pub fn status_json(pairs: &[PairStatus], child: Option<&crate::supervise::Child>
     text
 }
 
-fn pair_json(pair: &PairStatus) -> serde_json::Value {
+fn pair_json(pair: &crate::engine::PairStatus) -> serde_json::Value {
     use serde_json::json;
     let status = &pair.status;
     let secs = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0);

@@ -155,7 +155,7 @@ impl Loop {
                 .as_ref()
                 .filter(|p| p.validator.is_some())
                 .map(|p| p.validate_timeout),
-            supervise: sup.is_some(),
+            start_child: sup.is_some(),
             confirm: sup
                 .as_ref()
                 .filter(|p| p.admin.is_some())
@@ -374,7 +374,7 @@ impl Loop {
         let mut engines = self.pairs.iter().map(|p| &p.engine);
         engines
             .find_map(|e| e.token_of(query))
-            .unwrap_or_else(|| query.to_string())
+            .map_or_else(|| query.to_string(), str::to_string)
     }
 
     /// A lookup task finished: its answers go to every pair (each keeps those its template
@@ -578,7 +578,7 @@ impl Loop {
         let statuses = || {
             let pairs = self.pairs.iter();
             pairs
-                .map(|p| http::PairStatus {
+                .map(|p| crate::engine::PairStatus {
                     template: &p.template,
                     output: &p.output.path,
                     status: p.engine.status(now),

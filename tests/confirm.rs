@@ -105,7 +105,7 @@ fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
         WAIT,
     );
     w.wait_log(
-        &format!("running_md5={}", mcw::confirm::md5_hex(good.as_bytes())),
+        &format!("running_md5={}", mcw::engine::md5_hex(good.as_bytes())),
         WAIT,
     );
     w.wait_log("wrote the running config back to the output", WAIT);
@@ -130,7 +130,7 @@ fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
     assert_eq!(work.read("out.json"), good);
     let reply = memcache(&router, "get __mcrouter__.config_md5_digest\r\n");
     assert!(
-        reply.contains(&mcw::confirm::md5_hex(good.as_bytes())),
+        reply.contains(&mcw::engine::md5_hex(good.as_bytes())),
         "{reply}"
     );
 }
@@ -338,7 +338,7 @@ fn a_reload_slower_than_the_confirm_timeout_is_not_reloaded_yet_never_a_rollback
         &format!("127.0.0.1:{port}"),
         "get __mcrouter__.config_md5_digest\r\n",
     );
-    let md5 = mcw::confirm::md5_hex(work.read("out.json").as_bytes());
+    let md5 = mcw::engine::md5_hex(work.read("out.json").as_bytes());
     assert!(reply.contains(&md5), "{reply}");
 }
 

@@ -1,8 +1,10 @@
 //! The engine's behaviour as a table of transitions: events in, actions out, on a clock the
 //! test moves by hand.
 
+use std::collections::HashMap;
+
 use super::*;
-use crate::resolve::Records;
+use crate::resolve::{self, Answer, Failure, Records};
 
 const ONE_TOKEN: &str =
     r#"{"pools": {"a": {"servers": ["dns://a.test"]}}, "route": "PoolRoute|a"}"#;
@@ -20,7 +22,7 @@ fn settings() -> Settings {
         allow_empty: false,
         route_prefix: None,
         validate_timeout: None,
-        supervise: false,
+        start_child: false,
         confirm: None,
         hold_removed: Duration::ZERO,
     }
@@ -29,7 +31,7 @@ fn settings() -> Settings {
 /// `run` mode: supervise and confirm.
 fn run_settings() -> Settings {
     Settings {
-        supervise: true,
+        start_child: true,
         confirm: Some(ConfirmSettings {
             timeout: CONFIRM,
             poll: POLL,

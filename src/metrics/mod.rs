@@ -20,8 +20,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 
+use crate::engine::PairStatus;
 use crate::engine::{Event, Lookups, Report};
-use crate::http::PairStatus;
 
 /// Label pairs of one series.
 type Labels = Vec<(&'static str, String)>;

@@ -482,5 +482,4 @@ mod tests {
         assert_eq!(s.source_offset(at("\"z\"")), text.find("'z'").unwrap());
         assert_eq!(s.source_offset(s.text.len() - 1), text.len() - 1);
     }
-
 }

@@ -188,6 +188,14 @@ impl Template {
         self.at.get(pointer).map(|n| &self.sites[*n])
     }
 
+    /// The first token that asks `query`, as written; `None` when none does.
+    pub fn token_of(&self, query: &Query) -> Option<&str> {
+        let mut sites = self.sites.iter();
+        sites
+            .find(|s| &s.token.query == query)
+            .map(|s| s.text.as_str())
+    }
+
     /// The distinct lookups the template needs.
     pub fn queries(&self) -> BTreeSet<Query> {
         self.sites.iter().map(|s| s.token.query.clone()).collect()

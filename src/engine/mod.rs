@@ -1,0 +1,321 @@
+//! The long-running core of `watch` and `run`, as a state machine without I/O.
+//!
+//! Owns every decision between renders. It performs nothing: the caller feeds it [`Event`]s
+//! with the current time and performs the [`Action`]s it returns (look up, read the template,
+//! write these bytes, validate this candidate, ask mcrouter, start the child, report this),
+//! feeding back what happened. No I/O, no clock, no spawning, no logging, nothing of the
+//! command line here — which is why its whole behaviour is a table of unit tests
+//! (`tests.rs`). The event loop (`service`) is the caller. This file holds the engine, the
+//! template in force and the dispatch of events; the rest is one concept per file:
+//! - [`protocol`]: the events, actions and reports, and the domain types they carry;
+//! - `queries`: each DNS question's last good answer, refresh timing, holds;
+//! - `publish`: render, validate, write, restore, repair;
+//! - `confirm`: confirmation of writes with mcrouter, as a state enum;
+//! - `status`: the snapshot for `/status`, `/readyz` and the metrics.
+//!
+//! Invariants: nothing is written while any token lacks an answer (a failing token keeps its
+//! last good one); at most one write or validation is in progress; bytes that mcrouter or the
+//! validator rejected are not written again until the render changes or SIGHUP.
+
+mod confirm;
+mod protocol;
+mod publish;
+mod queries;
+mod status;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::prefix;
+use crate::resolve::Query;
+use crate::template::{Rendered, Template, TemplateError};
+
+use confirm::Confirmer;
+pub use confirm::{ConfirmSettings, Observed};
+pub use protocol::{
+    Action, Event, FailedToken, FailedTokens, Lookups, Refused, Report, StartupFailure, md5_hex,
+};
+use publish::Pending;
+use queries::QueryState;
+pub use queries::refresh_after;
+pub use status::{PairStatus, Status, TokenStatus};
+
+/// Settings of the engine (already checked by `settings`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The template's path, for messages only.
+    pub template: PathBuf,
+    pub min_refresh: Duration,
+    pub max_refresh: Duration,
+    pub startup_timeout: Duration,
+    pub allow_empty: bool,
+    /// In `run` mode, the normalised routing prefix every template must have an alias for.
+    pub route_prefix: Option<String>,
+    /// `--validate`: each new config is validated (within this time) before it is written.
+    pub validate_timeout: Option<Duration>,
+    /// `run` mode: start mcrouter once the first config is written.
+    pub start_child: bool,
+    /// `run` mode with a known admin port: confirm each write.
+    pub confirm: Option<ConfirmSettings>,
+    /// `--hold-removed`: how long a server that vanished from an answer keeps its slot
+    /// (zero: not at all).
+    pub hold_removed: Duration,
+}
+
+/// A config mcw wrote, or is about to.
+#[derive(Clone, Debug)]
+struct Config {
+    generation: u64,
+    md5: String,
+    rendered: Rendered,
+}
+
+pub struct Engine {
+    s: Settings,
+    template: Template,
+    /// The template text last read, good or not, so an unchanged file costs no parse.
+    seen_text: String,
+    /// Why the template could not be read, while it cannot.
+    unreadable: Option<String>,
+    states: BTreeMap<Query, QueryState>,
+    /// Something changed since the last render.
+    dirty: bool,
+    generation: u64,
+    /// What the output holds, as this process last wrote (or found) it.
+    current: Option<Config>,
+    pending: Option<Pending>,
+    /// md5 of bytes mcrouter or the validator rejected: not written again until the render
+    /// changes or SIGHUP.
+    rejected: Option<String>,
+    /// Compare the output on disk with the config at the next chance (SIGHUP, the periodic
+    /// template re-read, a refresh): a file deleted or replaced under mcw is written again.
+    verify: bool,
+    write_retry: Option<Instant>,
+    /// A restore whose write failed, to be tried again at `write_retry`.
+    failed_restore: Option<Config>,
+    template_due: Instant,
+    /// When to give up if no config has been written yet; `None` once one has.
+    startup_deadline: Option<Instant>,
+    /// The last thing that kept a render from the output (for the startup message).
+    problem: Option<String>,
+    child_started: bool,
+    /// When a config was last rendered, and last written (or restored).
+    last_render: Option<Instant>,
+    last_write: Option<Instant>,
+    confirm: Option<Confirmer>,
+    rng: u64,
+    out: Vec<Action>,
+}
+
+impl Engine {
+    /// An engine for the template `text`; every query is due at `now`. The first
+    /// [`Event::Tick`] starts the lookups. `seed` varies the refresh jitter between processes.
+    /// A template whose routes lack the `run` mode's routing prefix is refused: the fix is `-R`
+    /// or the template, and mcrouter would fail on it.
+    pub fn new(s: Settings, text: String, now: Instant, seed: u64) -> Result<Engine, Refused> {
+        let (template, unchecked) = checked_template(&s, &text)?;
+        let out = unchecked.into_iter().collect();
+        let states = template
+            .queries()
+            .into_iter()
+            .map(|q| (q, QueryState::due_at(now)))
+            .collect();
+        let confirm = s.confirm.map(Confirmer::new);
+        Ok(Engine {
+            template_due: now + s.max_refresh,
+            startup_deadline: Some(now + s.startup_timeout),
+            s,
+            template,
+            seen_text: text,
+            unreadable: None,
+            states,
+            dirty: true,
+            generation: 0,
+            current: None,
+            pending: None,
+            rejected: None,
+            verify: false,
+            write_retry: None,
+            failed_restore: None,
+            problem: None,
+            child_started: false,
+            last_render: None,
+            last_write: None,
+            confirm,
+            rng: seed | 1,
+            out,
+        })
+    }
+
+    /// Take one event at `now`; return what to do, in order.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        match event {
+            Event::Tick => self.tick(now),
+            Event::Looked(results) => self.looked(results, now),
+            Event::Template(read) => self.template_read(read, now),
+            Event::Refresh => self.refresh(),
+            Event::Wrote { generation, result } => self.wrote(generation, result, now),
+            Event::Validated { generation, result } => self.validated(generation, result),
+            Event::ChildStarted => self.child_started(now),
+            Event::Running(answer) => self.running(answer, now),
+        }
+        self.publish(now);
+        std::mem::take(&mut self.out)
+    }
+
+    /// The token of the template in force that asks `query`, as written; `None` when the
+    /// template asks no such question.
+    pub fn token_of(&self, query: &Query) -> Option<&str> {
+        self.template.token_of(query)
+    }
+
+    /// When the next [`Event::Tick`] is due: a lookup, a write retry, the periodic re-read of
+    /// the template, the startup deadline, a validator's or a confirmation's deadline, or the
+    /// next question to mcrouter.
+    pub fn next_wake(&self) -> Instant {
+        let lookups = self.states.values().filter(|s| !s.in_flight).map(|s| s.due);
+        let validation = match &self.pending {
+            Some(Pending::Validating { deadline, .. }) => Some(*deadline),
+            _ => None,
+        };
+        let confirm = self.confirm.as_ref().and_then(Confirmer::next_wake);
+        let holds = self
+            .states
+            .values()
+            .flat_map(|s| s.held.iter().map(|(_, until)| *until));
+        lookups
+            .chain(holds)
+            .chain(self.write_retry)
+            .chain(validation)
+            .chain(self.startup_deadline)
+            .chain(confirm)
+            .fold(self.template_due, Instant::min)
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if self.startup_deadline.is_some_and(|d| now >= d) {
+            let failure = StartupFailure {
+                timeout: self.s.startup_timeout,
+                missing: self.missing(),
+                problem: self.problem.clone(),
+                output: None,
+            };
+            self.out.push(Action::GiveUp(failure));
+            return;
+        }
+        self.take_lookups(|s| s.due <= now);
+        self.release_holds(now);
+        if self.template_due <= now {
+            self.template_due = now + self.s.max_refresh;
+            self.out.push(Action::ReadTemplate);
+        }
+        if self.write_retry.is_some_and(|t| t <= now) {
+            self.write_retry = None;
+            match self.failed_restore.take() {
+                Some(config) if self.pending.is_none() => self.restore(config),
+                _ => self.dirty = true,
+            }
+        }
+        if let Some(Pending::Validating { deadline, .. }) = &self.pending
+            && *deadline <= now
+        {
+            let timeout = self.s.validate_timeout.unwrap_or_default();
+            self.validation_failed(format!("timed out after {timeout:?}; killed"));
+        }
+        self.confirm_tick(now);
+    }
+
+    /// SIGHUP: re-read the template, re-resolve every token, compare the output on disk, and
+    /// lift the block on rejected bytes (a validator that was merely slow, a config fixed by
+    /// hand on mcrouter's side: the operator asks to try again).
+    fn refresh(&mut self) {
+        self.rejected = None;
+        self.verify = true;
+        // Bytes blocked until now may be what the last good answers render.
+        self.dirty = true;
+        self.out.push(Action::ReadTemplate);
+        self.lookup_all();
+    }
+
+    /// A new template text: parse it and, when it is good, re-resolve every token. A broken
+    /// edit is reported and the last good template stays in force.
+    fn template_read(&mut self, read: Result<String, TemplateError>, now: Instant) {
+        let text = match read {
+            // Whether or not the template changed, the output on disk is checked against the
+            // config in force (a deleted file or directory comes back).
+            Ok(text) => {
+                self.verify = true;
+                text
+            }
+            Err(e) => {
+                // Said once, not at every read while it lasts.
+                let reason = e.to_string();
+                if self.unreadable.as_ref() != Some(&reason) {
+                    self.unreadable = Some(reason.clone());
+                    self.out
+                        .push(Action::Report(Report::TemplateUnreadable { reason }));
+                }
+                return;
+            }
+        };
+        self.unreadable = None;
+        if text == self.seen_text {
+            return;
+        }
+        self.seen_text = text;
+        let template = match checked_template(&self.s, &self.seen_text) {
+            Ok((t, unchecked)) => {
+                self.out.extend(unchecked);
+                t
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                self.out
+                    .push(Action::Report(Report::TemplateRejected { reason }));
+                return;
+            }
+        };
+        let queries = template.queries();
+        self.states.retain(|q, _| queries.contains(q));
+        for q in queries {
+            self.states
+                .entry(q)
+                .or_insert_with(|| QueryState::due_at(now));
+        }
+        let tokens = template.sites().count();
+        self.out
+            .push(Action::Report(Report::TemplateChanged { tokens }));
+        self.template = template;
+        self.dirty = true;
+        self.lookup_all();
+    }
+}
+
+/// Parse template `text` and, in `run` mode, check it has the routing prefix's alias.
+fn checked_template(s: &Settings, text: &str) -> Result<(Template, Option<Action>), Refused> {
+    let template = Template::parse(&s.template, text)?;
+    let Some(p) = &s.route_prefix else {
+        return Ok((template, None));
+    };
+    match prefix::check_aliases(template.value(), p) {
+        Ok(aliases) => Ok((template, unchecked(aliases))),
+        Err(source) => Err(Refused::Prefix {
+            path: s.template.clone(),
+            source,
+        }),
+    }
+}
+
+/// The report that the routing prefix could not be checked against some routes, if so.
+fn unchecked(aliases: prefix::Aliases) -> Option<Action> {
+    match aliases {
+        prefix::Aliases::Match => None,
+        prefix::Aliases::Unverifiable(routes) => {
+            Some(Action::Report(Report::PrefixUnchecked { routes }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

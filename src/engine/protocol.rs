@@ -1,0 +1,324 @@
+//! What the engine and its caller say to each other: the events fed in, the actions given
+//! out, and the reports among them, with the domain types they carry.
+//!
+//! Owns the vocabulary only; what each event does is the engine's, performing an action is
+//! the event loop's, and turning a report into a log line or a metric is theirs too.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+
+use super::Observed;
+use crate::placement::Share;
+use crate::prefix::PrefixError;
+use crate::resolve::{Answer, Failure, Query};
+use crate::template::TemplateError;
+
+/// Results of one batch of lookups.
+pub type Lookups = HashMap<Query, Result<Answer, Failure>>;
+
+/// What happened, fed in by the caller.
+#[derive(Debug)]
+pub enum Event {
+    /// Time passed (also the first event: it starts the first lookups).
+    Tick,
+    /// Lookups finished.
+    Looked(Lookups),
+    /// The template file was read (after a change, or the periodic re-read).
+    Template(Result<String, TemplateError>),
+    /// SIGHUP: re-read the template, re-resolve every token now, write the output again if
+    /// the file on disk differs from the render, and lift every "not again" block.
+    Refresh,
+    /// The write of `generation` finished: `Ok(true)` written, `Ok(false)` the file already
+    /// held those bytes.
+    Wrote {
+        generation: u64,
+        result: Result<bool, String>,
+    },
+    /// The validator's verdict on the candidate of `generation`.
+    Validated {
+        generation: u64,
+        result: Result<(), String>,
+    },
+    /// mcrouter was started.
+    ChildStarted,
+    /// mcrouter's answer to one round of questions: the md5 it runs (or why mcw cannot
+    /// tell) and its failed-reload count.
+    Running(Observed),
+}
+
+/// What to do, returned to the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Look these queries up and feed back [`Event::Looked`].
+    Lookup(Vec<Query>),
+    /// Read the template and feed back [`Event::Template`].
+    ReadTemplate,
+    /// Atomically replace the output with `bytes` unless it holds them already; feed back
+    /// [`Event::Wrote`].
+    Write { generation: u64, bytes: Vec<u8> },
+    /// Write `bytes` to a candidate beside the output and validate it; feed back
+    /// [`Event::Validated`].
+    Validate { generation: u64, bytes: Vec<u8> },
+    /// The validation of `generation` is over: stop the validator if it still runs, then
+    /// install the candidate (and feed back [`Event::Wrote`]) or discard it.
+    EndValidation { generation: u64, install: bool },
+    /// Ask mcrouter once which config it runs; feed back [`Event::Running`].
+    AskMcrouter,
+    /// Start mcrouter (the first config is on disk); feed back [`Event::ChildStarted`].
+    StartChild,
+    /// Give up: no config could be written before the startup timeout.
+    GiveUp(StartupFailure),
+    /// Tell the operator (and, later, the metrics).
+    Report(Report),
+}
+
+/// Something worth telling, with its facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    TemplateChanged {
+        tokens: usize,
+    },
+    /// A template edit that does not parse, holds a bad token, or lacks the routing prefix.
+    TemplateRejected {
+        reason: String,
+    },
+    TemplateUnreadable {
+        reason: String,
+    },
+    /// No plain alias matched the routing prefix, and this many routes are macro calls that
+    /// cannot be checked.
+    PrefixUnchecked {
+        routes: usize,
+    },
+    LookupFailed {
+        token: String,
+        failure: Failure,
+        /// Whether a last good answer is kept.
+        kept: bool,
+    },
+    /// `--hold-removed`: a server vanished from a token's answer and keeps its slot for `hold`.
+    Holding {
+        token: String,
+        server: String,
+        hold: Duration,
+    },
+    /// A held server is back in DNS (`back`: nothing changes), or its hold ran out (it is
+    /// removed).
+    HoldEnded {
+        token: String,
+        server: String,
+        back: bool,
+    },
+    DnsRecovered {
+        token: String,
+    },
+    /// A new config was rendered (its bytes differ from the output's).
+    Rendered {
+        generation: u64,
+        md5: String,
+    },
+    PoolChanged {
+        pool: String,
+        added: Vec<String>,
+        removed: Vec<String>,
+        servers: usize,
+        /// The share of keys the change sends elsewhere, or why mcw cannot tell.
+        remapped: Result<Share, String>,
+        /// The pool is no longer in the config.
+        gone: bool,
+    },
+    Wrote {
+        generation: u64,
+        md5: String,
+        pools: usize,
+        servers: usize,
+    },
+    /// Something in the written config is not as the template asked.
+    RenderNote {
+        note: String,
+    },
+    /// The output already held the rendered bytes (found on disk at start, say).
+    AlreadyOnDisk {
+        md5: String,
+    },
+    WriteFailed {
+        reason: String,
+    },
+    /// The render equals bytes mcrouter or the validator rejected; not written again.
+    SkippedRejected {
+        md5: String,
+    },
+    ValidatorRejected {
+        generation: u64,
+        reason: String,
+    },
+    Confirmed {
+        md5: String,
+        after: Duration,
+    },
+    /// mcrouter runs an earlier write of mcw's, not the latest (yet).
+    RunsEarlier {
+        md5: String,
+    },
+    /// mcrouter tried `md5` and failed (its `config_failures` grew to `failures`): it still
+    /// runs `running`.
+    Rejected {
+        md5: String,
+        running: String,
+        failures: u64,
+        /// The running config's bytes are being written back.
+        restoring: bool,
+    },
+    /// The running config's bytes are back in the output.
+    Restored {
+        md5: String,
+    },
+    /// The deadline passed while mcrouter still ran `running`, with no sign that it tried
+    /// `md5` and failed: it has not reloaded yet. No verdict, no rollback; asked again.
+    NotReloadedYet {
+        md5: String,
+        running: String,
+    },
+    /// At the deadline mcw could not tell what mcrouter runs; no verdict, no rollback; asked
+    /// again.
+    CannotTell {
+        md5: String,
+        reason: String,
+    },
+    /// The file on disk was not the config mcw last wrote (deleted, emptied, replaced): it
+    /// was written again.
+    Repaired {
+        md5: String,
+    },
+}
+
+/// A token that has no usable answer, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedToken {
+    pub pointer: String,
+    pub text: String,
+    pub failure: Failure,
+}
+
+/// `watch`/`run` gave up before writing a first config: which tokens never answered, and what
+/// went wrong otherwise (a write that failed, a config the validator rejected).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct StartupFailure {
+    pub timeout: Duration,
+    pub missing: Vec<FailedToken>,
+    pub problem: Option<String>,
+    /// The output that was never written, when mcw keeps several (`watch` with several pairs).
+    pub output: Option<PathBuf>,
+}
+
+impl fmt::Display for StartupFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "startup timed out after {:?} without writing a config",
+            self.timeout
+        )?;
+        if let Some(output) = &self.output {
+            write!(f, " to {}", output.display())?;
+        }
+        if let Some(problem) = &self.problem {
+            write!(f, "; the last attempt failed: {problem}")?;
+        }
+        if !self.missing.is_empty() {
+            f.write_str("; ")?;
+            list_tokens(f, &self.missing, "never resolved", "")?;
+        }
+        Ok(())
+    }
+}
+
+/// A list of tokens that could not be resolved, as an error message shows it.
+pub struct FailedTokens<'a>(pub &'a [FailedToken]);
+
+impl fmt::Display for FailedTokens<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        list_tokens(f, self.0, "could not be resolved", "; nothing was written")
+    }
+}
+
+/// `N token(s) VERB SUFFIX` and one indented line per token.
+fn list_tokens(
+    f: &mut fmt::Formatter<'_>,
+    tokens: &[FailedToken],
+    verb: &str,
+    suffix: &str,
+) -> fmt::Result {
+    let n = tokens.len();
+    let s = if n == 1 { "" } else { "s" };
+    write!(f, "{n} token{s} {verb}{suffix}")?;
+    for t in tokens {
+        write!(f, "\n  {} {}: {}", t.pointer, t.text, t.failure)?;
+    }
+    Ok(())
+}
+
+/// Lowercase hex md5, as mcrouter reports it.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A template the engine will not take: it does not parse, or (in `run` mode) its routes lack
+/// the routing prefix mcrouter runs with.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("template {}: {source}", .path.display())]
+    Prefix { path: PathBuf, source: PrefixError },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_startup_failure_names_the_cause_whether_tokens_or_writes() {
+        let token = FailedToken {
+            pointer: "/pools/a/servers/0".into(),
+            text: "dns://a.test".into(),
+            failure: Failure::Transient(crate::resolve::Trouble::Timeout, "timed out".into()),
+        };
+        let both = StartupFailure {
+            timeout: Duration::from_secs(1),
+            missing: vec![token],
+            problem: None,
+            output: Some("/run/mcw/b.json".into()),
+        }
+        .to_string();
+        assert!(both.contains("1 token never resolved"), "{both}");
+        assert!(both.contains("config to /run/mcw/b.json;"), "{both}");
+        assert!(
+            both.contains("/pools/a/servers/0 dns://a.test: timed out"),
+            "{both}"
+        );
+        let write = StartupFailure {
+            timeout: Duration::from_secs(1),
+            missing: vec![],
+            problem: Some("output /x: cannot write: disk full".into()),
+            output: None,
+        }
+        .to_string();
+        assert!(!write.contains("token"), "{write}");
+        assert!(
+            write.contains("the last attempt failed: output /x"),
+            "{write}"
+        );
+    }
+
+    #[test]
+    fn md5_is_lowercase_hex() {
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+}
