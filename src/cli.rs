@@ -18,15 +18,17 @@ use crate::output::OutputSpec;
 #[command(name = "mcw", version, about, max_term_width = 100)]
 pub struct Cli {
     /// Log format on stderr (level from MCW_LOG or RUST_LOG, default info).
-    #[arg(long, global = true, env = "MCW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[arg(long, global = true, env = "MCW_LOG_FORMAT", value_enum, default_value_t = Format::Text)]
+    pub log_format: Format,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Text for people, JSON for scripts: of the logs (`--log-format`) and of `diff`'s report
+/// (`--format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub enum Format {
     Text,
     Json,
 }
@@ -84,16 +86,10 @@ pub struct DiffArgs {
     )]
     pub output: OutputSpec,
     /// text for people, json for scripts.
-    #[arg(long, env = "MCW_FORMAT", value_enum, default_value_t = DiffFormat::Text)]
-    pub format: DiffFormat,
+    #[arg(long, env = "MCW_FORMAT", value_enum, default_value_t = Format::Text)]
+    pub format: Format,
     #[command(flatten)]
     pub dns: DnsArgs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DiffFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Args)]

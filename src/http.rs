@@ -21,8 +21,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::confirm;
-use crate::metrics::{self, mcrouter};
+use crate::mcrouter::{admin, stats};
+use crate::metrics::{self, exporter};
 
 /// How long the loop may take to answer; longer means it is wedged.
 const LOOP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -153,7 +153,7 @@ async fn ready(ctx: &Context) -> Response<Full<Bytes>> {
         None => wedged(),
         Some(Readiness::Ready) => text(StatusCode::OK, "ready\n"),
         Some(Readiness::NotReady(why)) => not_ready(why),
-        Some(Readiness::IfAnswers(addr)) => match confirm::answers(addr, READY_TIMEOUT).await {
+        Some(Readiness::IfAnswers(addr)) => match admin::answers(addr, READY_TIMEOUT).await {
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(why) => not_ready(format!(
                 "mcrouter does not answer on its admin port {addr}: {why}"
@@ -166,7 +166,7 @@ async fn scrape(ctx: &Context, openmetrics: bool) -> Response<Full<Bytes>> {
     // mcrouter's stats are fetched while the loop answers; neither waits for the other.
     let stats = async {
         match ctx.admin {
-            Some(addr) => Some(mcrouter::fetch(addr).await),
+            Some(addr) => Some(stats::fetch(addr).await),
             None => None,
         }
     };
@@ -178,7 +178,7 @@ async fn scrape(ctx: &Context, openmetrics: bool) -> Response<Full<Bytes>> {
         let stats = stats
             .inspect_err(|why| tracing::debug!(reason = %why, "no stats from mcrouter"))
             .ok();
-        exposition.push_str(&mcrouter::encode(stats));
+        exposition.push_str(&exporter::encode(stats));
     }
     exposition.push_str(&metrics::eof());
     if openmetrics {

@@ -32,18 +32,19 @@
 
 pub mod app;
 pub mod cli;
-pub mod confirm;
+
 pub mod engine;
 pub mod error;
 pub mod fsx;
 pub mod http;
+pub mod mcrouter;
 pub mod metrics;
 pub mod output;
 pub mod placement;
 pub mod prefix;
 pub mod resolve;
-pub mod run;
+pub mod service;
 pub mod settings;
 pub mod supervise;
 pub mod template;
-pub mod watch;
+pub mod template_watch;

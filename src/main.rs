@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcw::cli::{Cli, Command, LogFormat};
+use mcw::cli::{Cli, Command, Format};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -30,8 +30,8 @@ fn main() -> ExitCode {
             Command::Diff(args) => mcw::app::diff(args)
                 .await
                 .map_err(|e| mcw::error::Error::Trouble(Box::new(e))),
-            Command::Watch(args) => mcw::run::watch(args).await,
-            Command::Run(args) => mcw::run::run(args).await,
+            Command::Watch(args) => mcw::app::watch(args).await,
+            Command::Run(args) => mcw::app::run(args).await,
         }
     });
     match result {
@@ -50,7 +50,7 @@ fn report(message: &str) {
     let _ = writeln!(std::io::stderr(), "mcw: {message}");
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: Format) {
     // hickory logs every retry at warn; mcw reports DNS outcomes itself.
     let default = "info,hickory_resolver=error,hickory_net=error,hickory_proto=error";
     let filter = std::env::var("MCW_LOG")
@@ -66,9 +66,9 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(EnvFilter::new(filter));
     match format {
         // The journal stamps every line itself: a second timestamp is noise there.
-        LogFormat::Text if stderr_is_the_journal() => builder.without_time().init(),
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        Format::Text if stderr_is_the_journal() => builder.without_time().init(),
+        Format::Text => builder.init(),
+        Format::Json => builder.json().flatten_event(true).init(),
     }
 }
 

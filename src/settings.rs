@@ -8,12 +8,13 @@
 //! (exit 2) before anything starts. It does not start anything.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{DnsArgs, RunArgs, ServiceArgs};
-use crate::confirm;
+use crate::engine;
 use crate::error::{Error, UsageError};
+use crate::mcrouter::{self, admin};
 use crate::output::OutputSpec;
 use crate::prefix;
 use crate::resolve::DnsSettings;
@@ -52,9 +53,9 @@ pub struct Service {
     pub hold_removed: Duration,
 }
 
-/// What `run` adds.
+/// What `run` adds: mcrouter's command and what mcw read from it, and how to supervise it.
 #[derive(Clone, Debug)]
-pub struct Supervise {
+pub struct Run {
     pub launch: Launch,
     /// The normalised routing prefix every template must have an alias for.
     pub route_prefix: String,
@@ -131,7 +132,7 @@ pub fn service(args: &ServiceArgs) -> Result<Service, Error> {
 }
 
 /// Settings of `run`: mcrouter's command vetted, its routing prefix normalised.
-pub fn supervise(args: &RunArgs) -> Result<Supervise, UsageError> {
+pub fn run(args: &RunArgs) -> Result<Run, UsageError> {
     let launch = args::vet(&args.command, &args.mcrouter_name)?;
     // mcrouter's default routing prefix is /././ when -R is not given.
     let raw_prefix = launch.route_prefix.as_deref().unwrap_or("/././");
@@ -165,8 +166,8 @@ pub fn supervise(args: &RunArgs) -> Result<Supervise, UsageError> {
             Some(argv)
         }
     };
-    Ok(Supervise {
-        admin: confirm::admin_addr(&launch.ports, &launch.listen_addresses),
+    Ok(Run {
+        admin: mcrouter::admin_addr(&launch.ports, &launch.listen_addresses),
         launch,
         route_prefix,
         stop_timeout,
@@ -229,6 +230,32 @@ fn pairs(args: &ServiceArgs) -> Result<Vec<Pair>, Error> {
         });
     }
     Ok(pairs)
+}
+
+/// The engine's settings for the pair whose template is `template`: the service's refresh,
+/// startup and hold settings, and in `run` mode the routing prefix every template must have,
+/// the validation limit, and how to confirm writes with mcrouter (when its port is known).
+pub fn engine(service: &Service, run: Option<&Run>, template: &Path) -> engine::Settings {
+    engine::Settings {
+        template: template.to_path_buf(),
+        min_refresh: service.min_refresh,
+        max_refresh: service.max_refresh,
+        startup_timeout: service.startup_timeout,
+        allow_empty: service.allow_empty,
+        hold_removed: service.hold_removed,
+        route_prefix: run.map(|r| r.route_prefix.clone()),
+        validate_timeout: run
+            .filter(|r| r.validator.is_some())
+            .map(|r| r.validate_timeout),
+        start_child: run.is_some(),
+        confirm: run
+            .filter(|r| r.admin.is_some())
+            .map(|r| engine::ConfirmSettings {
+                timeout: r.confirm_timeout,
+                poll: admin::POLL,
+                slow_poll: admin::SLOW_POLL,
+            }),
+    }
 }
 
 /// `run` starts one mcrouter with one `-f`: exactly one pair.

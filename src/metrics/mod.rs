@@ -7,7 +7,7 @@
 //! `prometheus-client`'s. mcrouter's own stats are [`mcrouter`]'s; process figures are
 //! [`process`]'s.
 
-pub mod mcrouter;
+pub mod exporter;
 pub mod process;
 
 use std::collections::HashSet;

@@ -1,11 +1,12 @@
 //! Asking mcrouter which config it runs.
 //!
-//! Owns the admin conversation (`get __mcrouter__.config_md5_digest`, memcache ASCII, on
-//! mcrouter's own port) and what counts as an answer: a well-formed digest, or "cannot tell".
-//! One question at a time; when to ask, and what the answers mean for a write (confirmed,
-//! rejected, no verdict), is the engine's business.
+//! Owns the admin conversation (`get __mcrouter__.config_md5_digest` and `stats detailed`,
+//! memcache ASCII, on mcrouter's own port), the reply framing every mcrouter conversation
+//! shares, and what counts as an answer: a well-formed digest, or "cannot tell". One question
+//! at a time; when to ask, and what the answers mean for a write (confirmed, rejected, no
+//! verdict), is the engine's business.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -21,22 +22,6 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// tell (a slow start, a slow reload).
 pub const SLOW_POLL: Duration = Duration::from_secs(1);
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Where to ask: mcrouter's first port, on its first listen address (loopback when it listens
-/// on all addresses or none was given).
-pub fn admin_addr(ports: &[String], listen: &[String]) -> Option<SocketAddr> {
-    let port: u16 = ports.first()?.parse().ok()?;
-    let ip = match listen.first().map(|a| a.trim_matches(['[', ']'])) {
-        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Some(a) => match a.parse::<IpAddr>() {
-            Ok(ip) if ip.is_unspecified() && ip.is_ipv6() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            Ok(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Ok(ip) => ip,
-            Err(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        },
-    };
-    Some(SocketAddr::new(ip, port))
-}
 
 /// Ask mcrouter once which config it runs and how many reloads have failed: the digest (or
 /// why mcw cannot tell: no connection, no reply in time, an answer that is no digest) and
@@ -172,27 +157,5 @@ mod tests {
         ]);
         assert_eq!(stat(&reply, "config_failures"), Some("2"));
         assert_eq!(stat(&reply, "config"), None);
-    }
-
-    #[test]
-    fn the_admin_address_follows_port_and_listen_address() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            admin_addr(&s(&["5000"]), &[]),
-            Some("127.0.0.1:5000".parse().unwrap())
-        );
-        assert_eq!(
-            admin_addr(&s(&["5000", "5001"]), &s(&["10.1.1.1"])),
-            Some("10.1.1.1:5000".parse().unwrap())
-        );
-        assert_eq!(
-            admin_addr(&s(&["5000"]), &s(&["0.0.0.0"])),
-            Some("127.0.0.1:5000".parse().unwrap())
-        );
-        assert_eq!(
-            admin_addr(&s(&["5000"]), &s(&["[::]"])),
-            Some("[::1]:5000".parse().unwrap())
-        );
-        assert_eq!(admin_addr(&[], &[]), None);
     }
 }

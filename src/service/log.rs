@@ -1,0 +1,162 @@
+//! The engine's reports as log lines: one line per report, at the level an operator needs
+//! (`info` for what they must see, `warn` for degraded-but-running, `error` before a failure
+//! that matters), with the field names the README lists (`template`, `output`, `token`,
+//! `pool`, `generation`, `reason`, `pid`, `signal`, `exit_code`, `md5`).
+
+use std::path::Path;
+
+use crate::engine::Report;
+
+/// One log line for `report` about the config written from `template` to `output`. With
+/// several pairs, `named` is the output, and every line names it (once).
+pub(super) fn log(report: &Report, template: &Path, output: &Path, named: Option<&Path>) {
+    let output = output.display();
+    let template = template.display();
+    let config = named.map(|p| tracing::field::display(p.display()));
+    match report {
+        Report::TemplateChanged { tokens } => {
+            tracing::info!(output = config, %template, tokens, "template changed")
+        }
+        Report::TemplateRejected { reason } => {
+            tracing::error!(output = config, %template, reason, "template edit rejected; keeping the last good config")
+        }
+        Report::TemplateUnreadable { reason } => {
+            tracing::warn!(output = config, %template, reason, "cannot read the template; keeping the last good config")
+        }
+        Report::PrefixUnchecked { routes } => {
+            tracing::debug!(output = config, %template, routes, "routing prefix matches no plain alias; some routes are macro calls and cannot be checked")
+        }
+        Report::LookupFailed {
+            token,
+            failure,
+            kept: true,
+        } => {
+            tracing::warn!(output = config, token, reason = %failure, "DNS lookup failed; keeping the last good answer")
+        }
+        Report::LookupFailed { token, failure, .. } => {
+            tracing::warn!(output = config, token, reason = %failure, "DNS lookup failed; nothing to write until it answers")
+        }
+        Report::DnsRecovered { token } => {
+            tracing::info!(output = config, token, "DNS answers again")
+        }
+        Report::Holding {
+            token,
+            server,
+            hold,
+        } => tracing::info!(
+            output = config,
+            %token,
+            %server,
+            hold = ?hold,
+            "server vanished from DNS; holding its slot (--hold-removed)"
+        ),
+        Report::HoldEnded {
+            token,
+            server,
+            back: true,
+        } => {
+            tracing::info!(output = config, %token, %server, "held server is back in DNS; nothing changes")
+        }
+        Report::HoldEnded {
+            token,
+            server,
+            back: false,
+        } => {
+            tracing::info!(output = config, %token, %server, "hold ran out; removing the server")
+        }
+        Report::Rendered { generation, md5 } => {
+            tracing::debug!(output = config, generation, %md5, "rendered a new config")
+        }
+        Report::PoolChanged {
+            pool,
+            added,
+            removed,
+            servers,
+            remapped,
+            gone,
+        } => {
+            let remapped = match remapped {
+                Ok(share) => share.to_string(),
+                Err(why) => format!("unknown ({why})"),
+            };
+            let added = added.iter().map(|s| format!("+{s}")).collect::<Vec<_>>();
+            let removed = removed.iter().map(|s| format!("-{s}")).collect::<Vec<_>>();
+            let message = if *gone {
+                "pool removed"
+            } else if added.is_empty() && removed.is_empty() {
+                "pool servers reordered"
+            } else {
+                "pool servers changed"
+            };
+            tracing::info!(
+                output = config,
+                pool = %pool,
+                added = %added.join(" "),
+                removed = %removed.join(" "),
+                servers,
+                %remapped,
+                "{message}"
+            );
+        }
+        Report::Wrote {
+            generation,
+            md5,
+            pools,
+            servers,
+        } => {
+            tracing::info!(%output, generation, %md5, pools, servers, "wrote config")
+        }
+        Report::RenderNote { note } => {
+            tracing::warn!(output = config, %template, reason = %note, "rendered with a caveat")
+        }
+        Report::AlreadyOnDisk { md5 } => {
+            tracing::info!(%output, %md5, "output already holds this config")
+        }
+        Report::WriteFailed { reason } => {
+            tracing::error!(%output, reason, "cannot write the config; the old file is intact, retrying")
+        }
+        Report::SkippedRejected { md5 } => {
+            tracing::debug!(output = config, %md5, "this render was rejected before; not writing it again")
+        }
+        Report::ValidatorRejected { generation, reason } => {
+            tracing::error!(
+                generation,
+                reason,
+                "mcrouter --validate-config rejected the new config; it was not installed"
+            )
+        }
+        Report::Confirmed { md5, after } => {
+            let after_ms = after.as_millis() as u64;
+            tracing::info!(%md5, after_ms, "mcrouter runs the new config")
+        }
+        Report::RunsEarlier { md5 } => {
+            tracing::debug!(%md5, "mcrouter runs an earlier config of mcw's")
+        }
+        Report::Rejected {
+            md5,
+            running,
+            failures,
+            restoring,
+        } => {
+            tracing::error!(
+                %md5,
+                running_md5 = %running,
+                config_failures = failures,
+                restoring,
+                "mcrouter rejected the config and still runs the previous one"
+            )
+        }
+        Report::Restored { md5 } => {
+            tracing::info!(%md5, %output, "wrote the running config back to the output")
+        }
+        Report::NotReloadedYet { md5, running } => {
+            tracing::warn!(%md5, running_md5 = %running, "mcrouter has not reloaded the new config yet and shows no failed reload; still asking")
+        }
+        Report::CannotTell { md5, reason } => {
+            tracing::warn!(%md5, reason, "cannot tell whether mcrouter runs the new config; still asking")
+        }
+        Report::Repaired { md5 } => {
+            tracing::warn!(%md5, %output, "the output on disk was not the config in force (deleted or replaced); wrote it again")
+        }
+    }
+}

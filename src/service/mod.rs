@@ -1,0 +1,338 @@
+//! The event loop of `mcw watch` and `mcw run`: one `select!` whose arms each call one named
+//! step, in the manner of tini's main loop, and the executor of the engine's actions.
+//!
+//! Owns the loop itself: the pairs (each an engine, a template and its watch, an output), the
+//! order of start-up, feeding events to the engines and performing their actions (reading the
+//! template, writing the output, asking mcrouter). The rest of its work is one file each:
+//! - `lookups`: DNS lookups spawned and de-duplicated across pairs;
+//! - `child`: mcrouter's side in `run`: starting it, signals, reaping, the stop timeout;
+//! - `validator`: the `--validate` process and its candidate;
+//! - `answer`: answers to the HTTP endpoint, and readiness;
+//! - `log`: the engine's reports as log lines.
+//!
+//! What to do, and when, is the [`Engine`]'s decision; the child's lifecycle is
+//! [`Child`](crate::supervise::Child)'s.
+
+mod answer;
+mod child;
+mod log;
+mod lookups;
+mod validator;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::{Instant, sleep_until};
+
+use crate::engine::{Action, Engine, Event, Observed};
+use crate::error::Error;
+use crate::http::{self, Ask};
+use crate::mcrouter::admin;
+use crate::metrics::{self, Metrics};
+use crate::output::OutputSpec;
+use crate::resolve::Dns;
+use crate::settings::{self, Run, Service};
+use crate::supervise::Child;
+use crate::supervise::signals::{self, Mode, Signals};
+use crate::template::Template;
+use crate::template_watch::TemplateWatcher;
+
+use child::Mcrouter;
+use lookups::InFlight;
+
+/// How long the template directory must be quiet before a change is read.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Serve `service` (and, in `run` mode, supervise mcrouter as `run` says) until stopped
+/// (`watch`) or until mcrouter exits (`run`); returns the exit code.
+pub async fn serve(service: Service, run: Option<Run>) -> Result<u8, Error> {
+    Loop::new(service, run)?.serve().await
+}
+
+/// One template and its output: its own engine (template in force, last good answers, what
+/// was written) and its own template watch.
+struct Pair {
+    engine: Engine,
+    template: PathBuf,
+    output: OutputSpec,
+    watcher: TemplateWatcher,
+}
+
+impl Pair {
+    /// Pair `n` of `s`: its template read and checked, leftovers beside its output removed,
+    /// its template watched.
+    fn new(s: &Service, run: Option<&Run>, n: usize) -> Result<Pair, Error> {
+        let p = &s.pairs[n];
+        let text = Template::read(&p.template)?;
+        let settings = settings::engine(s, run, &p.template);
+        let now = Instant::now().into_std();
+        let engine = Engine::new(settings, text, now, seed() ^ n as u64)?;
+        for left in p.output.remove_leftovers() {
+            tracing::info!(path = %left.display(), "removed a temp file left by an earlier run");
+        }
+        let watcher =
+            TemplateWatcher::new(&p.template, DEBOUNCE, s.template_poll).map_err(|source| {
+                Error::Setup {
+                    what: "the template watch",
+                    source,
+                }
+            })?;
+        Ok(Pair {
+            engine,
+            template: p.template.clone(),
+            output: p.output.clone(),
+            watcher,
+        })
+    }
+}
+
+/// Everything the loop owns.
+struct Loop {
+    /// At least one; in `run` mode exactly one, and the child, validation and confirmation
+    /// are about it.
+    pairs: Vec<Pair>,
+    admin: Option<SocketAddr>,
+    signals: Signals,
+    lookups: InFlight,
+    asks: JoinSet<Observed>,
+    mcrouter: Option<Mcrouter>,
+    metrics: Metrics,
+    /// Questions from the HTTP endpoint (`--metrics-listen`).
+    http: Option<mpsc::Receiver<Ask>>,
+}
+
+impl Loop {
+    /// Bind the HTTP port, load each template, clear leftovers of a crashed run, and start
+    /// listening for signals (before any child exists, so none is lost).
+    fn new(s: Service, run: Option<Run>) -> Result<Loop, Error> {
+        // First, so a taken port stops mcw before anything else happens.
+        let listener = s
+            .metrics_listen
+            .map(|addr| http::bind(addr).map_err(|source| Error::Listen { addr, source }))
+            .transpose()?;
+        let admin = run.as_ref().and_then(|r| r.admin);
+        let pairs = (0..s.pairs.len())
+            .map(|n| Pair::new(&s, run.as_ref(), n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dns = Dns::new(&s.dns)?;
+        let mode = match run {
+            Some(_) => Mode::Run,
+            None => Mode::Watch,
+        };
+        let signals = Signals::listen(&signals::caught(mode)).map_err(|source| Error::Setup {
+            what: "signal handling",
+            source,
+        })?;
+        let metrics = Metrics::new(metrics::Mode {
+            supervise: run.is_some(),
+            confirm: admin.is_some(),
+        });
+        for p in &pairs {
+            metrics.add_output(&p.output.path);
+            tracing::info!(
+                template = %p.template.display(),
+                output = %p.output.path.display(),
+                "watching"
+            );
+        }
+        let http = listener.map(|listener| {
+            let (tx, rx) = mpsc::channel(16);
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving /metrics, /healthz, /readyz and /status");
+            }
+            http::serve(listener, tx, admin);
+            rx
+        });
+        Ok(Loop {
+            pairs,
+            admin,
+            signals,
+            lookups: InFlight::new(dns),
+            asks: JoinSet::new(),
+            mcrouter: run.map(|settings| Mcrouter {
+                settings,
+                child: Child::Pending,
+                validation: None,
+            }),
+            metrics,
+            http,
+        })
+    }
+
+    /// Run until stopped (watch) or until the child exits (run); returns the exit code. A
+    /// validator still running then is killed and its candidate removed.
+    async fn serve(mut self) -> Result<u8, Error> {
+        let result = self.serve_until_done().await;
+        if let Some(v) = self.mcrouter.as_mut().and_then(|m| m.validation.take()) {
+            v.abandon();
+        }
+        result
+    }
+
+    async fn serve_until_done(&mut self) -> Result<u8, Error> {
+        self.feed_all(|| Event::Tick)?;
+        loop {
+            let wake = self.pairs.iter().map(|p| p.engine.next_wake()).min();
+            let wake = Instant::from_std(wake.unwrap_or_else(|| Instant::now().into_std()));
+            let kill_at = self.mcrouter.as_ref().and_then(|m| m.child.kill_deadline());
+            let step = tokio::select! {
+                results = self.lookups.next() => self.looked(results),
+                _ = sleep_until(wake) => self.feed_all(|| Event::Tick).map(|()| None),
+                n = first_change(&mut self.pairs) => self.template_touched(n),
+                arrival = self.signals.next() => self.on_signal(arrival),
+                Some(answer) = self.asks.join_next(), if !self.asks.is_empty() => {
+                    self.mcrouter_answered(answer)
+                }
+                _ = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => {
+                    self.stop_timeout_passed()
+                }
+                Some(ask) = next_ask(&mut self.http) => self.answer(ask),
+            };
+            if let Some(code) = step? {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// Give every pair's engine the event `make` makes, in order (time passed, SIGHUP, an
+    /// answer: each pair keeps its own state of the same facts).
+    fn feed_all(&mut self, make: impl Fn() -> Event) -> Result<(), Error> {
+        for n in 0..self.pairs.len() {
+            self.feed(n, make())?;
+        }
+        Ok(())
+    }
+
+    /// Give pair `n`'s engine `event`, perform what it says, and feed back what that caused,
+    /// until nothing follows. Fails when the engine gives up (the startup timeout).
+    fn feed(&mut self, n: usize, event: Event) -> Result<(), Error> {
+        let mut queue = VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            let now = Instant::now().into_std();
+            self.metrics.event(&event);
+            for action in self.pairs[n].engine.handle(event, now) {
+                if let Some(next) = self.perform(n, action)? {
+                    queue.push_back(next);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Perform one action of pair `n`'s engine; some produce the event that reports their
+    /// outcome.
+    fn perform(&mut self, n: usize, action: Action) -> Result<Option<Event>, Error> {
+        let pair = &self.pairs[n];
+        Ok(match action {
+            Action::Lookup(queries) => {
+                self.lookups.start(queries);
+                None
+            }
+            Action::ReadTemplate => Some(Event::Template(Template::read(&pair.template))),
+            Action::Write { generation, bytes } => {
+                let result = pair
+                    .output
+                    .write_if_changed(&bytes)
+                    .map_err(|e| e.to_string());
+                Some(Event::Wrote { generation, result })
+            }
+            Action::Validate { generation, bytes } => self.start_validation(n, generation, &bytes),
+            Action::EndValidation {
+                generation,
+                install,
+            } => self.end_validation(n, generation, install),
+            Action::AskMcrouter => {
+                if let Some(addr) = self.admin {
+                    self.asks.spawn(admin::ask(addr));
+                }
+                None
+            }
+            Action::StartChild => Some(self.start_child(n)?),
+            Action::GiveUp(mut failure) => {
+                failure.output = self.named(n).map(|p| p.to_path_buf());
+                return Err(failure.into());
+            }
+            Action::Report(report) => {
+                self.metrics.report(&pair.output.path, &report);
+                log::log(&report, &pair.template, &pair.output.path, self.named(n));
+                None
+            }
+        })
+    }
+
+    /// Pair `n`'s output when there are several pairs, so messages about one config name it;
+    /// with one pair, messages stay as they are.
+    fn named(&self, n: usize) -> Option<&Path> {
+        (self.pairs.len() > 1).then(|| self.pairs[n].output.path.as_path())
+    }
+
+    /// A lookup task finished: its answers go to every pair (each keeps those its template
+    /// asks for), and are counted once, under the token of the first pair that asks.
+    fn looked(&mut self, results: crate::engine::Lookups) -> Result<Option<u8>, Error> {
+        self.metrics.looked(&results, |q| {
+            let mut engines = self.pairs.iter().map(|p| &p.engine);
+            engines
+                .find_map(|e| e.token_of(q))
+                .map_or_else(|| q.to_string(), str::to_string)
+        });
+        self.feed_all(|| Event::Looked(results.clone()))?;
+        Ok(None)
+    }
+
+    fn template_touched(&mut self, n: usize) -> Result<Option<u8>, Error> {
+        let read = Template::read(&self.pairs[n].template);
+        self.feed(n, Event::Template(read))?;
+        Ok(None)
+    }
+
+    fn mcrouter_answered(
+        &mut self,
+        answer: Result<Observed, JoinError>,
+    ) -> Result<Option<u8>, Error> {
+        let answer = answer.unwrap_or_else(|e| Observed {
+            running: Err(format!("the question failed: {e}")),
+            failures: None,
+        });
+        self.feed(0, Event::Running(answer))?;
+        Ok(None)
+    }
+}
+
+/// The index of the first pair whose template may have changed. Cancellation-safe, as each
+/// watcher's `changed` is.
+async fn first_change(pairs: &mut [Pair]) -> usize {
+    let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = pairs
+        .iter_mut()
+        .map(|p| Box::pin(p.watcher.changed()) as Pin<Box<dyn Future<Output = ()> + Send>>)
+        .collect();
+    std::future::poll_fn(|cx| {
+        let ready = waits
+            .iter_mut()
+            .position(|w| w.as_mut().poll(cx).is_ready());
+        ready.map_or(Poll::Pending, Poll::Ready)
+    })
+    .await
+}
+
+/// The next question from the HTTP endpoint; never, without one.
+async fn next_ask(rx: &mut Option<mpsc::Receiver<Ask>>) -> Option<Ask> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Seed of the refresh jitter: differs between processes and starts.
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32)
+}
