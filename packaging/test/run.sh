@@ -115,6 +115,10 @@ packages() {
 /usr/share/man/man1/mcw-watch.1.gz
 /usr/share/man/man1/mcw.1.gz
 /usr/share/zsh/vendor-completions/_mcw'
+  # The README's docs/ folder, whatever it holds.
+  local docs
+  docs=$(cd docs && ls ./*.md | sed 's|^\./|/usr/share/doc/mcw/docs/|')
+  want_deb=$(printf '%s\n%s\n' "$want_deb" "$docs" | sort)
   diff -u <(echo "$want_deb") <(dpkg-deb -c "$DEB" | awk '$1 !~ /^d/ {print substr($6, 2)}' | sort) ||
     fail "the .deb's files differ from the expected list (above)"
   diff -u <(printf '/etc/default/mcw\n/etc/mcw/template.json\n') \
@@ -138,6 +142,7 @@ packages() {
 /usr/share/man/man1/mcw-watch.1.gz
 /usr/share/man/man1/mcw.1.gz
 /usr/share/zsh/site-functions/_mcw'
+  want_rpm=$(printf '%s\n%s\n' "$want_rpm" "$docs" | sort)
   diff -u <(echo "$want_rpm") <(rpm -qlp "$RPM" 2>/dev/null | sort) ||
     fail "the .rpm's files differ from the expected list (above)"
   diff -u <(printf '/etc/mcw/template.json\n/etc/sysconfig/mcw\n') <(rpm -qcp "$RPM" 2>/dev/null | sort) ||
@@ -214,7 +219,7 @@ systemd_deb() {
   wait_until "mcrouter running the re-rendered config" 30 mcrouter_runs_file $c
   [[ $(inside $c 'pgrep -x -u mcw mcrouter') == "$mcrouter_pid" ]] || fail "reload restarted mcrouter"
   [[ $(inside $c 'systemctl show -p MainPID --value mcw') == "$main_pid" ]] || fail "reload restarted mcw"
-  inside $c 'journalctl -u mcw -o cat' | grep -c '^ INFO mcw::run: re-resolving every token.*signal=SIGHUP' >/dev/null ||
+  inside $c 'journalctl -u mcw -o cat' | grep -c '^ INFO mcw::service::child: re-reading the template and re-resolving every token.*signal=SIGHUP' >/dev/null ||
     fail "mcw did not log the SIGHUP of systemctl reload (without a timestamp of its own)"
 
   # upgrade (the same package again takes the upgrade path): a running service restarts on
