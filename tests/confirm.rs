@@ -1,6 +1,6 @@
-//! `mcw run` over the mcrouter stand-in with real memcached: reloads are confirmed, keys stay
-//! on their memcached when another pod moves, a rejected config is detected and the file
-//! restored.
+//! `mcw run` over mcrouter (the stand-in, and the real mcrouter when there is one) with real
+//! memcached: reloads are confirmed, keys stay on their memcached when another pod moves, a
+//! rejected config is detected and the file restored, a slow start or reload is waited for.
 
 mod common;
 
@@ -11,14 +11,19 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// mcw run over the stand-in with a one-token template (memcache.test at `ttl`), once the
-/// first config is confirmed; returns it, the work dir, and mcrouter's address.
-fn confirmed_standin(dns: &DnsServer, ttl: u32, extra: &[&str]) -> (Watcher, Workdir, String) {
+/// mcw run over `router` with a one-token template (memcache.test at `ttl`), once the first
+/// config is confirmed; returns it, the work dir, and mcrouter's address.
+fn confirmed(
+    router: &Mcrouter,
+    dns: &DnsServer,
+    ttl: u32,
+    extra: &[&str],
+) -> (Watcher, Workdir, String) {
     dns.set_addrs("memcache.test", &["127.0.0.1"], ttl);
     let work = Workdir::new();
     work.write("template.json", GOOD);
     let port = free_port();
-    let w = run_standin(&work, dns, extra, port);
+    let w = run_router(&work, dns, extra, router, port);
     wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
     (w, work, format!("127.0.0.1:{port}"))
 }
@@ -32,136 +37,143 @@ fn confirmations(w: &Watcher) -> usize {
 
 #[test]
 fn keys_stay_on_their_memcached_when_another_pod_moves() {
-    let mc_port = free_port();
-    let pods: Vec<String> = (0..4).map(|i| format!("127.0.0.{}", 11 + i)).collect();
-    let mut mems: Vec<Daemon> = pods.iter().map(|ip| memcached(ip, mc_port)).collect();
-    let dns = DnsServer::start();
-    let names: Vec<String> = (0..4).map(|i| format!("mc-{i}.mc.test")).collect();
-    let srv: Vec<(u16, u16, u16, &str)> =
-        names.iter().map(|n| (0, 0, mc_port, n.as_str())).collect();
-    dns.set_srv("_mc._tcp.mc.test", &srv, 1);
-    for (n, ip) in names.iter().zip(&pods) {
-        dns.set_addrs(n, &[ip], 1);
-    }
-    let work = Workdir::new();
-    work.write(
-        "template.json",
-        r#"{"pools": {"a": {"servers": ["dnssrv://_mc._tcp.mc.test"]}}, "route": "PoolRoute|a"}"#,
-    );
-    let port = free_port();
-    let router = format!("127.0.0.1:{port}");
-    let w = run_standin(&work, &dns, &["--min-refresh", "200ms"], port);
-    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
-
-    let keys: Vec<String> = (0..300).map(|i| format!("user:{i}")).collect();
-    let mut owner = Vec::new();
-    for k in &keys {
-        assert_eq!(
-            memcache(&router, &format!("set {k} 0 0 3\r\nabc\r\n")),
-            "STORED\r\n"
+    with_each_mcrouter(|router| {
+        let mc_port = free_port();
+        let pods: Vec<String> = (0..4).map(|i| format!("127.0.0.{}", 11 + i)).collect();
+        let mut mems: Vec<Daemon> = pods.iter().map(|ip| memcached(ip, mc_port)).collect();
+        let dns = DnsServer::start();
+        let names: Vec<String> = (0..4).map(|i| format!("mc-{i}.mc.test")).collect();
+        let srv: Vec<(u16, u16, u16, &str)> =
+            names.iter().map(|n| (0, 0, mc_port, n.as_str())).collect();
+        dns.set_srv("_mc._tcp.mc.test", &srv, 1);
+        for (n, ip) in names.iter().zip(&pods) {
+            dns.set_addrs(n, &[ip], 1);
+        }
+        let work = Workdir::new();
+        work.write(
+            "template.json",
+            r#"{"pools": {"a": {"servers": ["dnssrv://_mc._tcp.mc.test"]}}, "route": "PoolRoute|a"}"#,
         );
-        let on: Vec<usize> = (0..4)
-            .filter(|i| {
-                memcache(&format!("{}:{mc_port}", pods[*i]), &format!("get {k}\r\n"))
-                    .contains("VALUE")
-            })
-            .collect();
-        assert_eq!(on.len(), 1, "{k} stored on {on:?}");
-        owner.push(on[0]);
-    }
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let w = run_router(&work, &dns, &["--min-refresh", "200ms"], router, port);
+        wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
 
-    // Pod mc-2 comes back with a new IP (a new, empty memcached).
-    let moved = 2;
-    mems.push(memcached("127.0.0.21", mc_port));
-    dns.set_addrs(&names[moved], &["127.0.0.21"], 1);
-    wait_for("the confirmed reload", WAIT, || confirmations(&w) == 2);
-    w.wait_log("removed=-127.0.0.13", WAIT);
+        let keys: Vec<String> = (0..300).map(|i| format!("user:{i}")).collect();
+        let mut owner = Vec::new();
+        for k in &keys {
+            assert_eq!(
+                memcache(&addr, &format!("set {k} 0 0 3\r\nabc\r\n")),
+                "STORED\r\n"
+            );
+            let on: Vec<usize> = (0..4)
+                .filter(|i| {
+                    memcache(&format!("{}:{mc_port}", pods[*i]), &format!("get {k}\r\n"))
+                        .contains("VALUE")
+                })
+                .collect();
+            assert_eq!(on.len(), 1, "{k} stored on {on:?}");
+            owner.push(on[0]);
+        }
 
-    let mut kept = 0;
-    for (k, o) in keys.iter().zip(&owner) {
-        let hit = memcache(&router, &format!("get {k}\r\n")).contains("VALUE");
-        assert_eq!(hit, *o != moved, "{k} (was on mc-{o})");
-        kept += usize::from(hit);
-    }
-    let on_moved = owner.iter().filter(|o| **o == moved).count();
-    assert!(on_moved > 30, "mc-2 held {on_moved} keys");
-    assert_eq!(kept, keys.len() - on_moved);
+        // Pod mc-2 comes back with a new IP (a new, empty memcached).
+        let moved = 2;
+        mems.push(memcached("127.0.0.21", mc_port));
+        dns.set_addrs(&names[moved], &["127.0.0.21"], 1);
+        wait_for("the confirmed reload", WAIT, || confirmations(&w) == 2);
+        w.wait_log("removed=-127.0.0.13", WAIT);
+
+        let mut kept = 0;
+        for (k, o) in keys.iter().zip(&owner) {
+            let hit = memcache(&addr, &format!("get {k}\r\n")).contains("VALUE");
+            assert_eq!(hit, *o != moved, "{k} (was on mc-{o})");
+            kept += usize::from(hit);
+        }
+        let on_moved = owner.iter().filter(|o| **o == moved).count();
+        assert!(on_moved > 30, "mc-2 held {on_moved} keys");
+        assert_eq!(kept, keys.len() - on_moved);
+    });
 }
 
 #[test]
 fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
-    let dns = DnsServer::start();
-    let (w, work, router) = confirmed_standin(
-        &dns,
-        0,
-        &["--min-refresh", "200ms", "--confirm-timeout", "1s"],
-    );
-    let good = work.read("out.json");
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        let (w, work, router) = confirmed(
+            router,
+            &dns,
+            0,
+            &["--min-refresh", "200ms", "--confirm-timeout", "1s"],
+        );
+        let good = work.read("out.json");
 
-    // Valid for mcw, refused by mcrouter (no such route type).
-    work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": {"type": "NoSuchRoute"}}"#);
-    w.wait_log(
-        "mcrouter rejected the config and still runs the previous one",
-        WAIT,
-    );
-    w.wait_log(
-        &format!("running_md5={}", mcw::engine::md5_hex(good.as_bytes())),
-        WAIT,
-    );
-    w.wait_log("wrote the running config back to the output", WAIT);
-    assert_eq!(work.read("out.json"), good, "the file must match what runs");
-    let failures = |r: &str| {
-        memcache(r, "stats detailed\r\n")
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("STAT config_failures ")
-                    .map(|v| v.trim().to_string())
-            })
-            .unwrap()
-    };
-    assert_eq!(failures(&router), "1");
-    // Refreshes go on (every 200 ms), but the rejected bytes are not written again.
-    let asked = dns.queries("memcache.test", hickory_server::proto::rr::RecordType::A);
-    wait_for("three more refreshes", WAIT, || {
-        dns.queries("memcache.test", hickory_server::proto::rr::RecordType::A) >= asked + 3
+        // Valid for mcw, refused by mcrouter (no such route type).
+        work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": {"type": "NoSuchRoute"}}"#);
+        w.wait_log(
+            "mcrouter rejected the config and still runs the previous one",
+            WAIT,
+        );
+        w.wait_log(
+            &format!("running_md5={}", mcw::engine::md5_hex(good.as_bytes())),
+            WAIT,
+        );
+        w.wait_log("wrote the running config back to the output", WAIT);
+        assert_eq!(work.read("out.json"), good, "the file must match what runs");
+        let failures = |r: &str| {
+            memcache(r, "stats detailed\r\n")
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("STAT config_failures ")
+                        .map(|v| v.trim().to_string())
+                })
+                .unwrap()
+        };
+        assert_eq!(failures(&router), "1");
+        // Refreshes go on (every 200 ms), but the rejected bytes are not written again.
+        let asked = dns.queries("memcache.test", hickory_server::proto::rr::RecordType::A);
+        wait_for("three more refreshes", WAIT, || {
+            dns.queries("memcache.test", hickory_server::proto::rr::RecordType::A) >= asked + 3
+        });
+        assert_eq!(failures(&router), "1");
+        assert_eq!(w.log().matches("wrote config").count(), 2, "{}", w.log());
+        assert_eq!(work.read("out.json"), good);
+        let reply = memcache(&router, "get __mcrouter__.config_md5_digest\r\n");
+        assert!(
+            reply.contains(&mcw::engine::md5_hex(good.as_bytes())),
+            "{reply}"
+        );
     });
-    assert_eq!(failures(&router), "1");
-    assert_eq!(w.log().matches("wrote config").count(), 2, "{}", w.log());
-    assert_eq!(work.read("out.json"), good);
-    let reply = memcache(&router, "get __mcrouter__.config_md5_digest\r\n");
-    assert!(
-        reply.contains(&mcw::engine::md5_hex(good.as_bytes())),
-        "{reply}"
-    );
 }
 
 #[test]
 fn validate_keeps_a_bad_candidate_from_ever_being_installed() {
-    let dns = DnsServer::start();
-    let (w, work, router) = confirmed_standin(&dns, 3600, &["--validate"]);
-    let good = work.read("out.json");
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        let (w, work, router) = confirmed(router, &dns, 3600, &["--validate"]);
+        let good = work.read("out.json");
 
-    work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": {"type": "NoSuchRoute"}}"#);
-    w.wait_log(
-        "mcrouter --validate-config rejected the new config; it was not installed",
-        WAIT,
-    );
-    assert_eq!(work.read("out.json"), good);
-    let stats = memcache(&router, "stats detailed\r\n");
-    assert!(
-        stats.contains("STAT config_failures 0"),
-        "mcrouter never saw the bad config: {stats}"
-    );
-    let left = leftovers(&work);
-    assert!(left.is_empty(), "candidate left behind: {left:?}");
+        work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": {"type": "NoSuchRoute"}}"#);
+        w.wait_log(
+            "mcrouter --validate-config rejected the new config; it was not installed",
+            WAIT,
+        );
+        assert_eq!(work.read("out.json"), good);
+        let stats = memcache(&router, "stats detailed\r\n");
+        assert!(
+            stats.contains("STAT config_failures 0"),
+            "mcrouter never saw the bad config: {stats}"
+        );
+        let left = leftovers(&work);
+        assert!(left.is_empty(), "candidate left behind: {left:?}");
 
-    // The next good edit passes validation and is confirmed.
-    work.write(
-        "template.json",
-        &GOOD.replace("PoolRoute|a", "PoolRoute|a\", \"x\": \"1"),
-    );
-    wait_for("the second confirmation", WAIT, || confirmations(&w) == 2);
-    assert!(work.read("out.json").contains("\"x\": \"1\""));
+        // The next good edit passes validation and is confirmed.
+        work.write(
+            "template.json",
+            &GOOD.replace("PoolRoute|a", "PoolRoute|a\", \"x\": \"1"),
+        );
+        wait_for("the second confirmation", WAIT, || confirmations(&w) == 2);
+        assert!(work.read("out.json").contains("\"x\": \"1\""));
+    });
 }
 
 /// Temp files and candidates in the work dir.
@@ -196,42 +208,51 @@ fn wrapper(work: &Workdir, body: &str) -> std::path::PathBuf {
 /// Regression: a validator that never exited stalled every later update.
 #[test]
 fn a_hung_validator_is_killed_and_the_next_change_is_still_installed_and_confirmed() {
-    let dns = DnsServer::start();
-    let work = one_token(&dns);
-    let hang = work.path("hang");
-    // The validator hangs while the file `hang` exists; mcrouter itself is the stand-in.
-    let mcrouter = wrapper(
-        &work,
-        &format!(
-            "case \"$*\" in *--validate-config*) [ -e {hang} ] && exec sleep 600;; esac\nexec {standin} \"$@\"",
-            hang = hang.display(),
-            standin = standin().display()
-        ),
-    );
-    let port = free_port();
-    let extra = [
-        "--validate",
-        "--validate-timeout",
-        "500ms",
-        "--min-refresh",
-        "100ms",
-    ];
-    let w = run_mcrouter(&work, &dns, &extra, &mcrouter, port);
-    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        let work = one_token(&dns);
+        let hang = work.path("hang");
+        // The validator hangs while the file `hang` exists; mcrouter itself is the stand-in.
+        let mcrouter = wrapper(
+            &work,
+            &format!(
+                "case \"$*\" in *--validate-config*) [ -e {hang} ] && exec sleep 600;; esac\nexec {standin} \"$@\"",
+                hang = hang.display(),
+                standin = router.path().display()
+            ),
+        );
+        let port = free_port();
+        let extra = [
+            "--validate",
+            "--validate-timeout",
+            "500ms",
+            "--min-refresh",
+            "100ms",
+        ];
+        let w = run_command(
+            &work,
+            &dns,
+            &extra,
+            &mcrouter,
+            &router.isolation(work.dir.path()),
+            port,
+        );
+        wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
 
-    std::fs::write(&hang, "").unwrap();
-    dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
-    w.signal(libc::SIGHUP);
-    w.wait_log("timed out after 500ms; killed", WAIT);
-    assert!(work.read("out.json").contains("127.0.0.1:11211"));
+        std::fs::write(&hang, "").unwrap();
+        dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
+        w.signal(libc::SIGHUP);
+        w.wait_log("timed out after 500ms; killed", WAIT);
+        assert!(work.read("out.json").contains("127.0.0.1:11211"));
 
-    std::fs::remove_file(&hang).unwrap();
-    dns.set_addrs("memcache.test", &["127.0.0.3"], 3600);
-    w.signal(libc::SIGHUP);
-    wait_for("the second confirmation", WAIT, || confirmations(&w) == 2);
-    assert!(work.read("out.json").contains("127.0.0.3:11211"));
-    let left = leftovers(&work);
-    assert!(left.is_empty(), "candidate left behind: {left:?}");
+        std::fs::remove_file(&hang).unwrap();
+        dns.set_addrs("memcache.test", &["127.0.0.3"], 3600);
+        w.signal(libc::SIGHUP);
+        wait_for("the second confirmation", WAIT, || confirmations(&w) == 2);
+        assert!(work.read("out.json").contains("127.0.0.3:11211"));
+        let left = leftovers(&work);
+        assert!(left.is_empty(), "candidate left behind: {left:?}");
+    });
 }
 
 /// An admin port that answers `ERROR` (or anything but a digest) tells mcw nothing: no
@@ -248,11 +269,12 @@ fn an_admin_port_that_answers_error_never_causes_a_rollback() {
         ),
     );
     let port = free_port();
-    let w = run_mcrouter(
+    let w = run_command(
         &work,
         &dns,
         &["--confirm-timeout", "500ms"],
         &mcrouter,
+        &[],
         port,
     );
     w.wait_log("cannot tell whether mcrouter runs the new config", WAIT);
@@ -267,18 +289,20 @@ fn an_admin_port_that_answers_error_never_causes_a_rollback() {
     assert!(work.read("out.json").contains("127.0.0.2:11211"));
 }
 
-/// `mcw run` over `mcrouter` with `--metrics-listen`; returns the watcher and the endpoint.
+/// `mcw run` over `mcrouter` (a wrapper of `router`) with `--metrics-listen`; returns the
+/// watcher and the endpoint.
 fn run_observed(
     work: &Workdir,
     dns: &DnsServer,
-    mcrouter: &std::path::Path,
+    (mcrouter, router): (&std::path::Path, &Mcrouter),
     port: u16,
     extra: &[&str],
 ) -> (Watcher, String) {
     let web = format!("127.0.0.1:{}", free_port());
     let mut args = vec!["--metrics-listen", web.as_str()];
     args.extend(extra);
-    let w = run_mcrouter(work, dns, &args, mcrouter, port);
+    let isolation = router.isolation(work.dir.path());
+    let w = run_command(work, dns, &args, mcrouter, &isolation, port);
     wait_for("the metrics endpoint", WAIT, || {
         http::try_request(&web, "GET", "/healthz", &[]).is_ok()
     });
@@ -290,22 +314,30 @@ fn run_observed(
 /// stayed 503 and `mcw_config_in_sync` 0, and the pod never became ready.
 #[test]
 fn an_mcrouter_that_starts_after_the_confirm_timeout_is_confirmed_and_ready() {
-    let dns = DnsServer::start();
-    let work = one_token(&dns);
-    let slow = wrapper(
-        &work,
-        &format!("sleep 2\nexec {} \"$@\"", standin().display()),
-    );
-    let port = free_port();
-    let (w, web) = run_observed(&work, &dns, &slow, port, &["--confirm-timeout", "500ms"]);
-    w.wait_log("cannot tell whether mcrouter runs the new config", WAIT);
-    assert_eq!(http::get(&web, "/readyz").status, 503);
-    wait_for("readiness", WAIT, || {
-        http::get(&web, "/readyz").status == 200
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        let work = one_token(&dns);
+        let slow = wrapper(
+            &work,
+            &format!("sleep 2\nexec {} \"$@\"", router.path().display()),
+        );
+        let port = free_port();
+        let (w, web) = run_observed(
+            &work,
+            &dns,
+            (&slow, router),
+            port,
+            &["--confirm-timeout", "500ms"],
+        );
+        w.wait_log("cannot tell whether mcrouter runs the new config", WAIT);
+        assert_eq!(http::get(&web, "/readyz").status, 503);
+        wait_for("readiness", WAIT, || {
+            http::get(&web, "/readyz").status == 200
+        });
+        let metrics = http::get(&web, "/metrics").body;
+        assert_eq!(http::sample(&metrics, "mcw_config_in_sync"), Some(1.0));
+        w.wait_log("mcrouter runs the new config", WAIT);
     });
-    let metrics = http::get(&web, "/metrics").body;
-    assert_eq!(http::sample(&metrics, "mcw_config_in_sync"), Some(1.0));
-    w.wait_log("mcrouter runs the new config", WAIT);
 }
 
 /// Regression: a reload slower than `--confirm-timeout` was called a rejection; mcw wrote the
@@ -314,32 +346,42 @@ fn an_mcrouter_that_starts_after_the_confirm_timeout_is_confirmed_and_ready() {
 /// flavor file.
 #[test]
 fn a_reload_slower_than_the_confirm_timeout_is_not_reloaded_yet_never_a_rollback() {
-    let dns = DnsServer::start();
-    let work = one_token(&dns);
-    let slow = wrapper(
-        &work,
-        &format!(
-            "exec {} \"$@\" --reconfiguration-delay-ms=1500",
-            standin().display()
-        ),
-    );
-    let port = free_port();
-    let w = run_mcrouter(&work, &dns, &["--confirm-timeout", "500ms"], &slow, port);
-    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
-    dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
-    w.signal(libc::SIGHUP);
-    w.wait_log("mcrouter has not reloaded the new config yet", WAIT);
-    wait_for("the late confirmation", WAIT, || confirmations(&w) == 2);
-    let log = w.log();
-    assert!(!log.contains("rejected"), "{log}");
-    assert!(!log.contains("wrote the running config back"), "{log}");
-    assert!(work.read("out.json").contains("127.0.0.2:11211"));
-    let reply = memcache(
-        &format!("127.0.0.1:{port}"),
-        "get __mcrouter__.config_md5_digest\r\n",
-    );
-    let md5 = mcw::engine::md5_hex(work.read("out.json").as_bytes());
-    assert!(reply.contains(&md5), "{reply}");
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        let work = one_token(&dns);
+        let slow = wrapper(
+            &work,
+            &format!(
+                "exec {} \"$@\" --reconfiguration-delay-ms=1500",
+                standin().display()
+            ),
+        );
+        let port = free_port();
+        let isolation = router.isolation(work.dir.path());
+        let w = run_command(
+            &work,
+            &dns,
+            &["--confirm-timeout", "500ms"],
+            &slow,
+            &isolation,
+            port,
+        );
+        wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+        dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
+        w.signal(libc::SIGHUP);
+        w.wait_log("mcrouter has not reloaded the new config yet", WAIT);
+        wait_for("the late confirmation", WAIT, || confirmations(&w) == 2);
+        let log = w.log();
+        assert!(!log.contains("rejected"), "{log}");
+        assert!(!log.contains("wrote the running config back"), "{log}");
+        assert!(work.read("out.json").contains("127.0.0.2:11211"));
+        let reply = memcache(
+            &format!("127.0.0.1:{port}"),
+            "get __mcrouter__.config_md5_digest\r\n",
+        );
+        let md5 = mcw::engine::md5_hex(work.read("out.json").as_bytes());
+        assert!(reply.contains(&md5), "{reply}");
+    });
 }
 
 /// mcw reads mcrouter's reload delay and jitter from its arguments and refuses, before
@@ -373,40 +415,49 @@ fn a_confirm_timeout_too_short_for_mcrouters_reload_delay_is_a_usage_error() {
 /// file beside the output.
 #[test]
 fn a_validator_still_running_when_mcw_exits_is_ended_and_its_candidate_removed() {
-    let dns = DnsServer::start();
-    let work = one_token(&dns);
-    let hang = work.path("hang");
-    let pidfile = work.path("validator.pid");
-    let mcrouter = wrapper(
-        &work,
-        &format!(
-            "case \"$*\" in *--validate-config*) [ -e {hang} ] && echo $$ > {pid} && exec sleep 600;; esac\nexec {standin} \"$@\"",
-            hang = hang.display(),
-            pid = pidfile.display(),
-            standin = standin().display()
-        ),
-    );
-    let port = free_port();
-    let extra = ["--validate", "--validate-timeout", "1h"];
-    let mut w = run_mcrouter(&work, &dns, &extra, &mcrouter, port);
-    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
-    std::fs::write(&hang, "").unwrap();
-    dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
-    w.signal(libc::SIGHUP);
-    wait_for("the validator", WAIT, || pidfile.exists());
-    wait_for("the candidate", WAIT, || !leftovers(&work).is_empty());
-    let validator: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    w.signal(libc::SIGTERM);
-    assert_eq!(w.wait_exit(WAIT), Some(0));
-    let left = leftovers(&work);
-    assert!(left.is_empty(), "candidate left behind: {left:?}");
-    // Killed (a zombie until init reaps it) or gone.
-    wait_for("the validator to end", WAIT, || {
-        std::fs::read_to_string(format!("/proc/{validator}/stat"))
-            .map_or(true, |stat| stat.contains(") Z "))
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        let work = one_token(&dns);
+        let hang = work.path("hang");
+        let pidfile = work.path("validator.pid");
+        let mcrouter = wrapper(
+            &work,
+            &format!(
+                "case \"$*\" in *--validate-config*) [ -e {hang} ] && echo $$ > {pid} && exec sleep 600;; esac\nexec {standin} \"$@\"",
+                hang = hang.display(),
+                pid = pidfile.display(),
+                standin = router.path().display()
+            ),
+        );
+        let port = free_port();
+        let extra = ["--validate", "--validate-timeout", "1h"];
+        let mut w = run_command(
+            &work,
+            &dns,
+            &extra,
+            &mcrouter,
+            &router.isolation(work.dir.path()),
+            port,
+        );
+        wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+        std::fs::write(&hang, "").unwrap();
+        dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
+        w.signal(libc::SIGHUP);
+        wait_for("the validator", WAIT, || pidfile.exists());
+        wait_for("the candidate", WAIT, || !leftovers(&work).is_empty());
+        let validator: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        w.signal(libc::SIGTERM);
+        assert_eq!(w.wait_exit(WAIT), Some(0));
+        let left = leftovers(&work);
+        assert!(left.is_empty(), "candidate left behind: {left:?}");
+        // Killed (a zombie until init reaps it) or gone.
+        wait_for("the validator to end", WAIT, || {
+            std::fs::read_to_string(format!("/proc/{validator}/stat"))
+                .map_or(true, |stat| stat.contains(") Z "))
+        });
     });
 }

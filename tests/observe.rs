@@ -1,6 +1,6 @@
 //! `--metrics-listen`: health, readiness and status as an operator's probes and scripts see
 //! them, mcrouter's stats in the scrape, a taken port, JSON logs. Against the built binary,
-//! the mcrouter stand-in and real memcached.
+//! mcrouter (the stand-in, and the real one when there is one) and real memcached.
 
 mod common;
 
@@ -26,9 +26,9 @@ struct Setup {
     _memcached: Daemon,
 }
 
-/// `mcw run --metrics-listen` over the stand-in and one memcached, with `memcache.test`
-/// failing (NXDOMAIN) until the test sets it.
-fn start(dns: &DnsServer, extra: &[&str]) -> Setup {
+/// `mcw run --metrics-listen` over `router` and one memcached, with `memcache.test` failing
+/// (NXDOMAIN) until the test sets it.
+fn start(router: &Mcrouter, dns: &DnsServer, extra: &[&str]) -> Setup {
     let mc_port = free_port();
     let memcached = memcached("127.0.0.1", mc_port);
     let work = Workdir::new();
@@ -37,7 +37,7 @@ fn start(dns: &DnsServer, extra: &[&str]) -> Setup {
     let port = free_port();
     let mut args = vec!["--metrics-listen", &web, "--min-refresh", "100ms"];
     args.extend(extra);
-    let w = run_standin(&work, dns, &args, port);
+    let w = run_router(&work, dns, &args, router, port);
     wait_for("the metrics endpoint", WAIT, || {
         http::try_request(&web, "GET", "/healthz", &[]).is_ok()
     });
@@ -63,86 +63,88 @@ fn in_sync(web: &str) -> Option<f64> {
 
 #[test]
 fn readiness_follows_mcrouter_not_config_rejections() {
-    let dns = DnsServer::start();
-    dns.fault("memcache.test", Some(Fault::NxDomain));
-    let s = start(&dns, &["--confirm-timeout", "1s"]);
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        dns.fault("memcache.test", Some(Fault::NxDomain));
+        let s = start(router, &dns, &["--confirm-timeout", "1s"]);
 
-    // Before any config: alive, not ready, and says why.
-    assert_eq!(http::get(&s.web, "/healthz").status, 200);
-    let r = http::get(&s.web, "/readyz");
-    assert_eq!(r.status, 503);
-    assert!(r.body.contains("not started yet"), "{}", r.body);
+        // Before any config: alive, not ready, and says why.
+        assert_eq!(http::get(&s.web, "/healthz").status, 200);
+        let r = http::get(&s.web, "/readyz");
+        assert_eq!(r.status, 503);
+        assert!(r.body.contains("not started yet"), "{}", r.body);
 
-    dns.fault("memcache.test", None);
-    dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
-    wait_for("readiness", WAIT, || {
-        http::get(&s.web, "/readyz").status == 200
+        dns.fault("memcache.test", None);
+        dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
+        wait_for("readiness", WAIT, || {
+            http::get(&s.web, "/readyz").status == 200
+        });
+        assert_eq!(in_sync(&s.web), Some(1.0));
+
+        // /status names the token's servers and the md5s.
+        let status: serde_json::Value =
+            serde_json::from_str(&http::get(&s.web, "/status").body).expect("/status is JSON");
+        let token = &status["tokens"][0];
+        assert_eq!(token["token"], format!("dns+{}://memcache.test", s.mc_port));
+        assert_eq!(token["query"], "address lookup of memcache.test");
+        let server = format!("127.0.0.1:{}", s.mc_port);
+        assert_eq!(token["servers"], serde_json::json!([server]));
+        assert_eq!(token["last_good_in_use"], false);
+        assert_eq!(status["pools"]["a"], serde_json::json!([server]));
+        assert_eq!(status["mcrouter"]["state"], "running");
+        assert_eq!(status["mcrouter"]["running_md5"], status["written_md5"]);
+
+        // A config mcrouter rejects: in_sync drops to 0 and comes back with the restoration, while
+        // the pod stays ready throughout (mcrouter serves the previous config).
+        let mut seen = Vec::new();
+        s.work.write(
+            "template.json",
+            &r#"{"pools": {"a": {"servers": ["dns+PORT://memcache.test"]}}, "route": {"type": "NoSuchRoute"}}"#
+                .replace("PORT", &s.mc_port),
+        );
+        wait_for("the restoration", WAIT, || {
+            assert_eq!(http::get(&s.web, "/readyz").status, 200, "ready throughout");
+            let v = in_sync(&s.web);
+            if seen.last() != Some(&v) {
+                seen.push(v);
+            }
+            s.w.log()
+                .contains("wrote the running config back to the output")
+                && v == Some(1.0)
+        });
+        assert!(seen.contains(&Some(0.0)), "in_sync never dropped: {seen:?}");
+        let text = metrics(&s.web);
+        assert_eq!(
+            sample(&text, "mcw_reloads_total{outcome=\"rejected\"}"),
+            Some(1.0)
+        );
+
+        // mcrouter frozen: not ready, with the reason; thawed: ready again.
+        let pid = child_pid(&s);
+        mcw::supervise::signals::send(pid, libc::SIGSTOP).unwrap();
+        wait_for("unreadiness", WAIT, || {
+            http::get(&s.web, "/readyz").status == 503
+        });
+        let r = http::get(&s.web, "/readyz");
+        assert!(
+            r.body.contains("does not answer on its admin port"),
+            "{}",
+            r.body
+        );
+        // Its stats are gone too, and the rest of the scrape is still there.
+        let text = metrics(&s.web);
+        assert_eq!(sample(&text, "mcrouter_up"), Some(0.0));
+        assert!(
+            sample(&text, "mcw_writes_total").is_some_and(|v| v >= 2.0),
+            "{text}"
+        );
+        assert_eq!(http::get(&s.web, "/healthz").status, 200);
+        mcw::supervise::signals::send(pid, libc::SIGCONT).unwrap();
+        wait_for("readiness again", WAIT, || {
+            http::get(&s.web, "/readyz").status == 200
+        });
+        assert_eq!(sample(&metrics(&s.web), "mcrouter_up"), Some(1.0));
     });
-    assert_eq!(in_sync(&s.web), Some(1.0));
-
-    // /status names the token's servers and the md5s.
-    let status: serde_json::Value =
-        serde_json::from_str(&http::get(&s.web, "/status").body).expect("/status is JSON");
-    let token = &status["tokens"][0];
-    assert_eq!(token["token"], format!("dns+{}://memcache.test", s.mc_port));
-    assert_eq!(token["query"], "address lookup of memcache.test");
-    let server = format!("127.0.0.1:{}", s.mc_port);
-    assert_eq!(token["servers"], serde_json::json!([server]));
-    assert_eq!(token["last_good_in_use"], false);
-    assert_eq!(status["pools"]["a"], serde_json::json!([server]));
-    assert_eq!(status["mcrouter"]["state"], "running");
-    assert_eq!(status["mcrouter"]["running_md5"], status["written_md5"]);
-
-    // A config mcrouter rejects: in_sync drops to 0 and comes back with the restoration, while
-    // the pod stays ready throughout (mcrouter serves the previous config).
-    let mut seen = Vec::new();
-    s.work.write(
-        "template.json",
-        &r#"{"pools": {"a": {"servers": ["dns+PORT://memcache.test"]}}, "route": {"type": "NoSuchRoute"}}"#
-            .replace("PORT", &s.mc_port),
-    );
-    wait_for("the restoration", WAIT, || {
-        assert_eq!(http::get(&s.web, "/readyz").status, 200, "ready throughout");
-        let v = in_sync(&s.web);
-        if seen.last() != Some(&v) {
-            seen.push(v);
-        }
-        s.w.log()
-            .contains("wrote the running config back to the output")
-            && v == Some(1.0)
-    });
-    assert!(seen.contains(&Some(0.0)), "in_sync never dropped: {seen:?}");
-    let text = metrics(&s.web);
-    assert_eq!(
-        sample(&text, "mcw_reloads_total{outcome=\"rejected\"}"),
-        Some(1.0)
-    );
-
-    // mcrouter frozen: not ready, with the reason; thawed: ready again.
-    let pid = child_pid(&s);
-    mcw::supervise::signals::send(pid, libc::SIGSTOP).unwrap();
-    wait_for("unreadiness", WAIT, || {
-        http::get(&s.web, "/readyz").status == 503
-    });
-    let r = http::get(&s.web, "/readyz");
-    assert!(
-        r.body.contains("does not answer on its admin port"),
-        "{}",
-        r.body
-    );
-    // Its stats are gone too, and the rest of the scrape is still there.
-    let text = metrics(&s.web);
-    assert_eq!(sample(&text, "mcrouter_up"), Some(0.0));
-    assert!(
-        sample(&text, "mcw_writes_total").is_some_and(|v| v >= 2.0),
-        "{text}"
-    );
-    assert_eq!(http::get(&s.web, "/healthz").status, 200);
-    mcw::supervise::signals::send(pid, libc::SIGCONT).unwrap();
-    wait_for("readiness again", WAIT, || {
-        http::get(&s.web, "/readyz").status == 200
-    });
-    assert_eq!(sample(&metrics(&s.web), "mcrouter_up"), Some(1.0));
 }
 
 fn child_pid(s: &Setup) -> i32 {
@@ -153,72 +155,80 @@ fn child_pid(s: &Setup) -> i32 {
 
 #[test]
 fn mcrouters_stats_count_live_traffic_per_destination() {
-    let dns = DnsServer::start();
-    dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
-    let s = start(&dns, &[]);
-    wait_for("readiness", WAIT, || {
-        http::get(&s.web, "/readyz").status == 200
-    });
-    let dest = format!("127.0.0.1:{}:ascii:plain:notcompressed-1000", s.mc_port);
-    let found = format!("mcrouter_server_memcached_found_count{{server=\"{dest}\"}}");
-    let missed = format!("mcrouter_server_memcached_not_found_count{{server=\"{dest}\"}}");
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
+        let s = start(router, &dns, &[]);
+        wait_for("readiness", WAIT, || {
+            http::get(&s.web, "/readyz").status == 200
+        });
+        let dest = format!("127.0.0.1:{}:ascii:plain:notcompressed-1000", s.mc_port);
+        let found = format!("mcrouter_server_memcached_found_count{{server=\"{dest}\"}}");
+        let missed = format!("mcrouter_server_memcached_not_found_count{{server=\"{dest}\"}}");
 
-    assert!(memcache(&s.router, "set k 0 0 1\r\nv\r\n").starts_with("STORED"));
-    memcache(&s.router, "get k\r\n");
-    memcache(&s.router, "get k\r\n");
-    memcache(&s.router, "get nope\r\n");
-    let text = metrics(&s.web);
-    assert_eq!(sample(&text, "mcrouter_up"), Some(1.0));
-    assert_eq!(
-        sample(&text, "mcrouter_command_count{cmd=\"get\"}"),
-        Some(3.0)
-    );
-    assert_eq!(
-        sample(&text, "mcrouter_command_count{cmd=\"set\"}"),
-        Some(1.0)
-    );
-    assert_eq!(sample(&text, &found), Some(2.0), "{text}");
-    assert_eq!(sample(&text, &missed), Some(1.0), "{text}");
-    let stored = format!("mcrouter_server_memcached_stored_count{{server=\"{dest}\"}}");
-    assert_eq!(sample(&text, &stored), Some(1.0));
-    assert!(text.contains("mcrouter_version{version=\"41.0.0 mcrouter-standin\"} 1"));
+        assert!(memcache(&s.router, "set k 0 0 1\r\nv\r\n").starts_with("STORED"));
+        memcache(&s.router, "get k\r\n");
+        memcache(&s.router, "get k\r\n");
+        memcache(&s.router, "get nope\r\n");
+        let text = metrics(&s.web);
+        assert_eq!(sample(&text, "mcrouter_up"), Some(1.0));
+        assert_eq!(
+            sample(&text, "mcrouter_command_count{cmd=\"get\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(&text, "mcrouter_command_count{cmd=\"set\"}"),
+            Some(1.0)
+        );
+        assert_eq!(sample(&text, &found), Some(2.0), "{text}");
+        assert_eq!(sample(&text, &missed), Some(1.0), "{text}");
+        let stored = format!("mcrouter_server_memcached_stored_count{{server=\"{dest}\"}}");
+        assert_eq!(sample(&text, &stored), Some(1.0));
+        // The version mcrouter reports for itself, as the exporter labels it.
+        let version = memcache(&s.router, "version\r\n");
+        let version = version.trim_end().strip_prefix("VERSION ").unwrap();
+        let series = format!("mcrouter_version{{version=\"{version}\"}} 1");
+        assert!(text.contains(&series), "{series} missing from\n{text}");
+    });
 }
 
 #[test]
 fn unknown_paths_and_other_methods_are_refused() {
-    let dns = DnsServer::start();
-    dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
-    let s = start(&dns, &[]);
-    assert_eq!(http::get(&s.web, "/nope").status, 404);
-    let r = http::request(&s.web, "POST", "/metrics", &[]);
-    assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET, HEAD"));
-    // Prometheus asks for OpenMetrics and gets it; curl gets the classic format.
-    let om = http::request(
-        &s.web,
-        "GET",
-        "/metrics",
-        &[(
-            "Accept",
-            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
-        )],
-    );
-    assert!(
-        om.header("content-type")
-            .unwrap()
-            .starts_with("application/openmetrics-text")
-    );
-    assert!(om.body.ends_with("# EOF\n"));
-    assert!(om.body.contains("# TYPE mcw_writes counter"));
-    let classic = http::get(&s.web, "/metrics");
-    assert!(
-        classic
-            .header("content-type")
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4")
-    );
-    assert!(classic.body.contains("# TYPE mcw_writes_total counter"));
-    assert!(!classic.body.contains("# EOF"));
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
+        let s = start(router, &dns, &[]);
+        assert_eq!(http::get(&s.web, "/nope").status, 404);
+        let r = http::request(&s.web, "POST", "/metrics", &[]);
+        assert_eq!(r.status, 405);
+        assert_eq!(r.header("allow"), Some("GET, HEAD"));
+        // Prometheus asks for OpenMetrics and gets it; curl gets the classic format.
+        let om = http::request(
+            &s.web,
+            "GET",
+            "/metrics",
+            &[(
+                "Accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            )],
+        );
+        assert!(
+            om.header("content-type")
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+        assert!(om.body.ends_with("# EOF\n"));
+        assert!(om.body.contains("# TYPE mcw_writes counter"));
+        let classic = http::get(&s.web, "/metrics");
+        assert!(
+            classic
+                .header("content-type")
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4")
+        );
+        assert!(classic.body.contains("# TYPE mcw_writes_total counter"));
+        assert!(!classic.body.contains("# EOF"));
+    });
 }
 
 #[test]

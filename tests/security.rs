@@ -162,41 +162,44 @@ fn the_metrics_listener_survives_garbage_huge_and_idle_clients() {
 /// reports it.
 #[test]
 fn the_endpoints_show_nothing_beyond_servers_paths_and_counts() {
-    let dns = DnsServer::start();
-    dns.set_addrs("memcache.test", &["127.0.0.1"], 30);
-    let work = Workdir::new();
-    let marker = "s3cr3t-7f1c";
-    work.write(
-        "template.json",
-        &format!(
-            r#"{{"pools": {{"a": {{"servers": ["dns://memcache.test"]}}}},
-              "route": {{"type": "PoolRoute", "pool": "a", "note": "{marker}"}}}}"#
-        ),
-    );
-    let web = format!("127.0.0.1:{}", free_port());
-    let port = free_port();
-    let mut cmd = work.mcw("run", &dns);
-    cmd.env("SOME_PASSWORD", marker)
-        .arg("--output")
-        .arg(work.path("out.json"))
-        .args(["--metrics-listen", &web, "--"])
-        .arg(standin())
-        .args(["-p", &port.to_string(), "--listen-addresses=127.0.0.1"])
-        .arg(format!("--config-dump-root=/tmp/{marker}"));
-    let w = Watcher::spawn(cmd, work.path("mcw.log"));
-    w.wait_log("mcrouter runs the new config", WAIT);
-    for path in ["/metrics", "/status", "/readyz", "/healthz"] {
-        let body = http::get(&web, path).body;
-        // mcrouter's own `commandargs` stat, exported as the standalone exporter does: anyone
-        // who can reach mcrouter's port can ask `stats all` for it anyway.
-        let shown: Vec<&str> = body
-            .lines()
-            .filter(|l| l.contains(marker) && !l.starts_with("mcrouter_commandargs{"))
-            .collect();
-        assert!(shown.is_empty(), "{path} shows {marker}:\n{shown:?}");
-    }
-    // The marker was there to be found: it is in the config mcrouter reads.
-    assert!(work.read("out.json").contains(marker));
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        dns.set_addrs("memcache.test", &["127.0.0.1"], 30);
+        let work = Workdir::new();
+        let marker = "s3cr3t-7f1c";
+        work.write(
+            "template.json",
+            &format!(
+                r#"{{"pools": {{"a": {{"servers": ["dns://memcache.test"]}}}},
+                  "route": {{"type": "PoolRoute", "pool": "a", "note": "{marker}"}}}}"#
+            ),
+        );
+        let web = format!("127.0.0.1:{}", free_port());
+        let port = free_port();
+        let mut cmd = work.mcw("run", &dns);
+        cmd.env("SOME_PASSWORD", marker)
+            .arg("--output")
+            .arg(work.path("out.json"))
+            .args(["--metrics-listen", &web, "--"])
+            .arg(router.path())
+            .args(["-p", &port.to_string(), "--listen-addresses=127.0.0.1"])
+            .args(router.isolation(work.dir.path()))
+            .arg(format!("--config-params=note:{marker}"));
+        let w = Watcher::spawn(cmd, work.path("mcw.log"));
+        w.wait_log("mcrouter runs the new config", WAIT);
+        for path in ["/metrics", "/status", "/readyz", "/healthz"] {
+            let body = http::get(&web, path).body;
+            // mcrouter's own `commandargs` stat, exported as the standalone exporter does: anyone
+            // who can reach mcrouter's port can ask `stats all` for it anyway.
+            let shown: Vec<&str> = body
+                .lines()
+                .filter(|l| l.contains(marker) && !l.starts_with("mcrouter_commandargs{"))
+                .collect();
+            assert!(shown.is_empty(), "{path} shows {marker}:\n{shown:?}");
+        }
+        // The marker was there to be found: it is in the config mcrouter reads.
+        assert!(work.read("out.json").contains(marker));
+    });
 }
 
 /// Send `bytes`, read until the server closes or 5 s pass; what came back, as text.

@@ -115,20 +115,23 @@ fn ctrl_c_stops_run_while_it_waits_for_dns() {
 /// mcw forwards its own copy): it shuts down gracefully and mcw exits with its 0.
 #[test]
 fn ctrl_c_stops_run_and_mcrouter() {
-    let dns = DnsServer::start();
-    dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
-    let work = Workdir::new();
-    work.write("template.json", TEMPLATE);
-    let port = free_port();
-    let mut cmd = work.mcw("run", &dns);
-    cmd.arg("--output").arg(work.path("out.json")).arg("--");
-    cmd.arg(standin())
-        .args(["-p", &port.to_string(), "--listen-addresses=127.0.0.1"]);
-    let (mut w, mut tty) = at_terminal(cmd, work.path("mcw.log"));
-    w.wait_log("mcrouter runs the new config", WAIT);
-    tty.type_in(b"\x03");
-    assert_eq!(w.wait_exit(WAIT), Some(0), "{}", w.log());
-    assert!(w.log().contains("mcrouter exited"), "{}", w.log());
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
+        let work = Workdir::new();
+        work.write("template.json", TEMPLATE);
+        let port = free_port();
+        let mut cmd = work.mcw("run", &dns);
+        cmd.arg("--output").arg(work.path("out.json")).arg("--");
+        cmd.arg(router.path())
+            .args(["-p", &port.to_string(), "--listen-addresses=127.0.0.1"])
+            .args(router.isolation(work.dir.path()));
+        let (mut w, mut tty) = at_terminal(cmd, work.path("mcw.log"));
+        w.wait_log("mcrouter runs the new config", WAIT);
+        tty.type_in(b"\x03");
+        assert_eq!(w.wait_exit(WAIT), Some(0), "{}", w.log());
+        assert!(w.log().contains("mcrouter exited"), "{}", w.log());
+    });
 }
 
 /// Closing the terminal (the kernel's SIGHUP to the session leader) ends mcw like SIGTERM;
@@ -153,19 +156,22 @@ fn closing_the_terminal_stops_watch_and_kill_hup_does_not() {
 /// that would kill it) and mcw exits with mcrouter's 0.
 #[test]
 fn closing_the_terminal_stops_run_and_mcrouter_gracefully() {
-    let dns = DnsServer::start();
-    dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
-    let work = Workdir::new();
-    work.write("template.json", TEMPLATE);
-    let port = free_port();
-    let mut cmd = work.mcw("run", &dns);
-    cmd.arg("--output").arg(work.path("out.json")).arg("--");
-    cmd.arg(standin())
-        .args(["-p", &port.to_string(), "--listen-addresses=127.0.0.1"]);
-    let (mut w, tty) = at_terminal(cmd, work.path("mcw.log"));
-    w.wait_log("mcrouter runs the new config", WAIT);
-    drop(tty);
-    assert_eq!(w.wait_exit(WAIT), Some(0), "{}", w.log());
-    let log = w.log();
-    assert!(log.contains("terminal hung up; stopping mcrouter"), "{log}");
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
+        let work = Workdir::new();
+        work.write("template.json", TEMPLATE);
+        let port = free_port();
+        let mut cmd = work.mcw("run", &dns);
+        cmd.arg("--output").arg(work.path("out.json")).arg("--");
+        cmd.arg(router.path())
+            .args(["-p", &port.to_string(), "--listen-addresses=127.0.0.1"])
+            .args(router.isolation(work.dir.path()));
+        let (mut w, tty) = at_terminal(cmd, work.path("mcw.log"));
+        w.wait_log("mcrouter runs the new config", WAIT);
+        drop(tty);
+        assert_eq!(w.wait_exit(WAIT), Some(0), "{}", w.log());
+        let log = w.log();
+        assert!(log.contains("terminal hung up; stopping mcrouter"), "{log}");
+    });
 }

@@ -50,6 +50,9 @@ const RESULTS: [&str; 7] = [
     "tko",
 ];
 const SERVER_STATES: [&str; 4] = ["closed", "down", "new", "up"];
+/// The stat behind `mcrouter_clients`: mcrouter says `num_client_connections` (in `stats all`),
+/// where the exporter looked for `num_clients`.
+const CLIENTS: &str = "num_client_connections";
 
 /// The `mcrouter_*` families of one scrape, as OpenMetrics text (no `# EOF`): the stats, or
 /// `mcrouter_up 0` alone when there are none.
@@ -114,10 +117,16 @@ impl Collector for Exported {
         out.gauge("up", up, 1.0)?;
         let s = &stats.all;
         let n = |key: &str| number(s, key);
+        // mcrouter reports `time` and `uptime`, not the `start_time` the exporter reads (which
+        // the tests' stand-in once printed).
+        let started = match (s.contains_key("time"), s.contains_key("uptime")) {
+            (true, true) => n("time") - n("uptime"),
+            _ => n("start_time"),
+        };
         out.gauge(
             "start_time_seconds",
             "When mcrouter started, in seconds since the Unix epoch",
-            n("start_time"),
+            started,
         )?;
         let text = |key: &str| s.get(key).cloned().unwrap_or_default();
         out.labelled(
@@ -211,7 +220,7 @@ impl Collector for Exported {
                 "config_last_success",
                 "When mcrouter last loaded a config, in seconds since the Unix epoch",
             ),
-            ("clients", "num_clients", "Connected clients"),
+            ("clients", CLIENTS, "Connected clients"),
             (
                 "asynclog_requests",
                 "asynclog_requests",

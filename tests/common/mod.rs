@@ -307,17 +307,143 @@ pub fn standin() -> PathBuf {
         .clone()
 }
 
-/// `mcw run` over the mcrouter stand-in on `port`, writing `out.json`, logging to `mcw.log`.
-pub fn run_standin(work: &Workdir, dns: &DnsServer, extra: &[&str], port: u16) -> Watcher {
-    run_mcrouter(work, dns, extra, &standin(), port)
+/// An mcrouter the tests run: the project's stand-in, or a real build of Meta's mcrouter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mcrouter {
+    Standin,
+    Real(PathBuf),
 }
 
-/// `mcw run` over `mcrouter` (the stand-in, or a wrapper named mcrouter) on `port`.
-pub fn run_mcrouter(
+impl std::fmt::Display for Mcrouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mcrouter::Standin => f.write_str("the mcrouter stand-in"),
+            Mcrouter::Real(path) => write!(f, "the real mcrouter ({})", path.display()),
+        }
+    }
+}
+
+impl Mcrouter {
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Mcrouter::Standin => standin(),
+            Mcrouter::Real(path) => path.clone(),
+        }
+    }
+
+    pub fn is_real(&self) -> bool {
+        matches!(self, Mcrouter::Real(_))
+    }
+
+    /// Options that keep a run to itself: the real mcrouter otherwise writes config dumps and
+    /// stats under /var/mcrouter (and falls back to a dump at startup) and looks for a spool
+    /// in /var/spool/mcrouter. The stand-in accepts and ignores the ones it has no use for.
+    pub fn isolation(&self, dir: &Path) -> Vec<String> {
+        let at = |name: &str| {
+            let sub = dir.join(name);
+            std::fs::create_dir_all(&sub).unwrap();
+            sub.display().to_string()
+        };
+        vec![
+            format!("--config-dump-root={}", at("mcrouter-dump")),
+            format!("--stats-root={}", at("mcrouter-stats")),
+            format!("--async-dir={}", at("mcrouter-spool")),
+            "--debug-fifo-root=".into(),
+        ]
+    }
+}
+
+/// Where the real mcrouter is: `MCW_TEST_MCROUTER`, else `mcrouter` on PATH, else the build
+/// beside the repository (`../shared/mcrouter/mcrouter`); `None` when there is none. A real
+/// mcrouter that is found but does not run (its runtime libraries missing) fails the test
+/// that wants it, saying what to install.
+pub fn real_mcrouter() -> Option<PathBuf> {
+    static FOUND: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let found = std::env::var_os("MCW_TEST_MCROUTER")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("PATH").and_then(|path| {
+                        std::env::split_paths(&path)
+                            .map(|dir| dir.join("mcrouter"))
+                            .find(|p| p.is_file())
+                    })
+                })
+                .or_else(|| {
+                    let beside = Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../shared/mcrouter/mcrouter");
+                    beside.is_file().then_some(beside)
+                });
+            match &found {
+                Some(path) => {
+                    let out = Command::new(path).arg("--version").output();
+                    let ok = out.as_ref().is_ok_and(|o| o.status.success());
+                    assert!(
+                        ok,
+                        "found a real mcrouter at {} but it does not run ({:?}); install its runtime libraries (../shared/mcrouter/README.md: apt-get install …) or set MCW_TEST_MCROUTER",
+                        path.display(),
+                        out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    );
+                }
+                None => eprintln!(
+                    "NOTE: no real mcrouter found (MCW_TEST_MCROUTER, mcrouter on PATH, ../shared/mcrouter/mcrouter): the tests that start mcrouter run against the stand-in only"
+                ),
+            }
+            found
+        })
+        .clone()
+}
+
+/// Every mcrouter a test that starts one runs against: the stand-in, and the real one when
+/// there is one. `MCW_TEST_ONLY=standin` or `=real` narrows that (to work on one of them).
+pub fn mcrouters() -> Vec<Mcrouter> {
+    let mut all = vec![Mcrouter::Standin];
+    all.extend(real_mcrouter().map(Mcrouter::Real));
+    match std::env::var("MCW_TEST_ONLY").as_deref() {
+        Ok("standin") => all.retain(|m| !m.is_real()),
+        Ok("real") => all.retain(Mcrouter::is_real),
+        _ => {}
+    }
+    all
+}
+
+/// Run `body` once against each mcrouter, saying which (the output of a failing test shows
+/// the last one named).
+pub fn with_each_mcrouter(mut body: impl FnMut(&Mcrouter)) {
+    for router in mcrouters() {
+        eprintln!("=== against {router}");
+        body(&router);
+    }
+}
+
+/// `mcw run` over `router` on `port`, writing `out.json`, logging to `mcw.log`.
+pub fn run_router(
+    work: &Workdir,
+    dns: &DnsServer,
+    extra: &[&str],
+    router: &Mcrouter,
+    port: u16,
+) -> Watcher {
+    run_command(
+        work,
+        dns,
+        extra,
+        &router.path(),
+        &router.isolation(work.dir.path()),
+        port,
+    )
+}
+
+/// `mcw run` over `mcrouter` (a wrapper named mcrouter, say) on `port`, with `isolation` (see
+/// [`Mcrouter::isolation`]) among its arguments.
+pub fn run_command(
     work: &Workdir,
     dns: &DnsServer,
     extra: &[&str],
     mcrouter: &std::path::Path,
+    isolation: &[String],
     port: u16,
 ) -> Watcher {
     let mut cmd = work.mcw("run", dns);
@@ -325,12 +451,14 @@ pub fn run_mcrouter(
         .arg(work.path("out.json"))
         .args(extra)
         .arg("--");
-    cmd.arg(mcrouter).args([
-        "-p",
-        &port.to_string(),
-        "--listen-addresses=127.0.0.1",
-        "--reconfiguration-delay-ms=50",
-    ]);
+    cmd.arg(mcrouter)
+        .args([
+            "-p",
+            &port.to_string(),
+            "--listen-addresses=127.0.0.1",
+            "--reconfiguration-delay-ms=50",
+        ])
+        .args(isolation);
     Watcher::spawn(cmd, work.path("mcw.log"))
 }
 
@@ -372,7 +500,8 @@ impl MemcacheConn {
         MemcacheConn(std::io::BufReader::new(stream))
     }
 
-    /// The reply up to END (get/stats) or its first line; what came before the peer closed.
+    /// The reply up to END (get/stats) or its first line; an error line (`SERVER_ERROR …`) ends
+    /// either; what came before the peer closed.
     pub fn ask(&mut self, command: &str) -> String {
         use std::io::{BufRead, Write};
         self.0.get_mut().write_all(command.as_bytes()).unwrap();
@@ -382,7 +511,10 @@ impl MemcacheConn {
             let mut line = String::new();
             if self.0.read_line(&mut line).unwrap() == 0 || {
                 reply += &line;
-                !multi || line == "END\r\n"
+                let error = line == "ERROR\r\n"
+                    || line.starts_with("SERVER_ERROR")
+                    || line.starts_with("CLIENT_ERROR");
+                !multi || line == "END\r\n" || error
             } {
                 return reply;
             }

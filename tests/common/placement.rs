@@ -1,5 +1,5 @@
 //! Key placement measured through a real data path, shared by `tests/placement.rs` and
-//! `benches/placement.rs`: `mcw run` over the mcrouter stand-in, ten real memcached "pods" on
+//! `benches/placement.rs`: `mcw run` over mcrouter (the stand-in or a real one), ten real memcached "pods" on
 //! 127.0.1.10–19 (and two spares), an in-process DNS server. For each event, keys are set
 //! through mcrouter, the DNS change is made, mcw's confirmation of the reload is awaited, and
 //! every key is read back through mcrouter: a key moved exactly when the read misses, since its
@@ -142,8 +142,9 @@ fn predicted(log: &str) -> Option<f64> {
     value.parse::<f64>().ok().map(|p| p / 100.0)
 }
 
-/// Run one event with `keys` keys: (share of keys measured to have moved, mcw's prediction).
-pub fn scenario(fleet: &Fleet, row: &Row, keys: usize) -> (f64, Option<f64>) {
+/// Run one event with `keys` keys through `mcrouter`: (share of keys measured to have moved,
+/// mcw's prediction).
+pub fn scenario(fleet: &Fleet, mcrouter: &Mcrouter, row: &Row, keys: usize) -> (f64, Option<f64>) {
     let &(token, event, rendezvous, ..) = row;
     let mc_port = fleet.mc_port;
     for ip in (0..N)
@@ -174,18 +175,17 @@ pub fn scenario(fleet: &Fleet, row: &Row, keys: usize) -> (f64, Option<f64>) {
     let port = free_port();
     let router = format!("127.0.0.1:{port}");
     let mut cmd = work.mcw("run", &dns);
-    cmd.arg("--output").arg(work.path("out.json")).args([
-        "--min-refresh",
-        "200ms",
-        "--",
-        standin().to_str().unwrap(),
-    ]);
+    cmd.arg("--output")
+        .arg(work.path("out.json"))
+        .args(["--min-refresh", "200ms", "--"])
+        .arg(mcrouter.path());
     cmd.args([
         "-p",
         &port.to_string(),
         "--listen-addresses=127.0.0.1",
         "--reconfiguration-delay-ms=50",
-    ]);
+    ])
+    .args(mcrouter.isolation(work.dir.path()));
     cmd.env("MCW_LOG", "info");
     let w = Watcher::spawn(cmd, work.path("mcw.log"));
     let confirmed = |n: usize| w.log().matches("mcrouter runs the new config").count() >= n;

@@ -63,7 +63,7 @@ pub fn build(bytes: &[u8], route_prefix: &str) -> Result<Config, String> {
     };
     if let Some(pools) = obj.get("pools") {
         for (name, pool) in pools.as_object().ok_or("pools is not an object")? {
-            let servers = b.servers(pool.get("servers"))?;
+            let servers = b.pool_servers(pool)?;
             b.pools.entry(name.clone()).or_insert(servers);
         }
     }
@@ -101,6 +101,25 @@ pub fn build(bytes: &[u8], route_prefix: &str) -> Result<Config, String> {
 }
 
 impl Builder {
+    /// A pool object's servers. Its `hostnames` and `failure_domains` must list one entry per
+    /// server (else mcrouter refuses the config); its `weights` of another length are dropped
+    /// without a word, as mcrouter drops them.
+    fn pool_servers(&mut self, pool: &Value) -> Result<Arc<Vec<String>>, String> {
+        let servers = self.servers(pool.get("servers"))?;
+        for key in ["hostnames", "failure_domains"] {
+            if let Some(list) = pool.get(key).and_then(Value::as_array)
+                && list.len() != servers.len()
+            {
+                return Err(format!(
+                    "{key} has {} entries for {} servers",
+                    list.len(),
+                    servers.len()
+                ));
+            }
+        }
+        Ok(servers)
+    }
+
     fn servers(&mut self, list: Option<&Value>) -> Result<Arc<Vec<String>>, String> {
         let list = list
             .and_then(Value::as_array)
@@ -123,7 +142,7 @@ impl Builder {
                     .ok_or_else(|| format!("unknown pool {name}"))
             }
             Value::Object(o) => {
-                let servers = self.servers(o.get("servers"))?;
+                let servers = self.pool_servers(v)?;
                 match o.get("name").and_then(Value::as_str) {
                     Some(name) => Ok(self
                         .pools

@@ -1,5 +1,6 @@
-//! Key placement: mcrouter's default `Ch3` (furc_hash, a consistent hash over an index) and a
-//! Rendezvous (highest-random-weight) hash over per-server tags.
+//! Key placement: mcrouter's default `Ch3` (furc_hash, a consistent hash over an index) and its
+//! Rendezvous (highest-random-weight) hash over per-server tags, both as mcrouter's sources
+//! define them (lib/fbi/hash.c, lib/RendezvousHashFunc.cpp).
 
 const MULT: u64 = 0xc6a4a7935bd1e995;
 const SHIFT: u32 = 47;
@@ -96,13 +97,32 @@ pub fn furc_hash(key: &[u8], n: u32) -> u32 {
     0
 }
 
-/// Rendezvous: the index of the tag scoring highest for `key`.
+/// RendezvousHashFunc's seeds: of the tags, and of the key.
+const TAG_SEED: u64 = 4193360111;
+const KEY_SEED: u64 = 2718281828;
+
+/// CityHash's Hash128to64 of (upper = tag hash, lower = key hash): the tag's score.
+fn score(tag: u64, key: u64) -> u64 {
+    const K: u64 = 0x9ddfea08eb382d69;
+    let mut a = (key ^ tag).wrapping_mul(K);
+    a ^= a >> 47;
+    let mut b = (tag ^ a).wrapping_mul(K);
+    b ^= b >> 47;
+    b.wrapping_mul(K)
+}
+
+/// Rendezvous as mcrouter's RendezvousHashFunc: the index of the tag scoring highest for
+/// `key`, the first on a tie.
 pub fn rendezvous(key: &[u8], tags: &[String]) -> usize {
-    let key_hash = murmur64a(key, 0);
-    tags.iter()
-        .enumerate()
-        .max_by_key(|(_, tag)| mix(murmur64a(tag.as_bytes(), 0) ^ key_hash))
-        .map_or(0, |(i, _)| i)
+    let key_hash = murmur64a(key, KEY_SEED);
+    let mut best: Option<(usize, u64)> = None;
+    for (i, tag) in tags.iter().enumerate() {
+        let s = score(murmur64a(tag.as_bytes(), TAG_SEED), key_hash);
+        if best.is_none_or(|(_, b)| s > b) {
+            best = Some((i, s));
+        }
+    }
+    best.map_or(0, |(i, _)| i)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! An mcrouter stand-in for mcw's tests (README, "The mcrouter stand-in"): the options, reload behaviour, data path, admin commands, signals and exit codes mcw relies on.
-//! Not shipped. Differences from mcrouter: no macros, no flavors, no config dumps (a bad
-//! startup config exits 1 as if `--config-dump-root=` were given), and its Rendezvous hash
-//! mixes tag and key hashes its own way (placement depends on tags only, as in mcrouter).
+//! An mcrouter stand-in for mcw's tests (docs/mcrouter.md): the options, reload behaviour,
+//! config dumps and the startup fallback to them, data path, admin commands, stats, signals
+//! and exit codes mcw relies on, each checked against a real mcrouter by
+//! `tests/conformance.rs`. Not shipped. It leaves out macros, flavors, and every route and
+//! hash mcw does not render.
 
 mod config;
+mod dump;
 mod hash;
 mod options;
 mod reload;
@@ -62,29 +64,54 @@ fn run(o: Options) -> i32 {
         (None, Some(s)) => s.into_bytes(),
         (None, None) => return 1,
     };
-    let cfg = match config::build(&bytes, &o.route_prefix) {
-        Ok(c) => c,
-        Err(e) => {
-            log(&format!("invalid config: {e}"));
-            return if o.validate { 3 } else { 1 };
+    let dump = path
+        .as_deref()
+        .and_then(|p| dump::Dump::new(&o.config_dump_root, &o.ports, p));
+    let (cfg, from_disk, failures) = match config::build(&bytes, &o.route_prefix) {
+        Ok(c) => (c, 0, 0),
+        Err(e) if o.validate => {
+            log(&format!("invalid config: Failed to configure: {e}"));
+            return 3;
         }
+        // mcrouter's fallback: the last good config it dumped, if young enough.
+        Err(e) => match dump
+            .as_ref()
+            .and_then(|d| d.load(o.max_dumped_config_age))
+            .and_then(|b| config::build(&b, &o.route_prefix).ok())
+        {
+            Some(c) => {
+                log(&format!(
+                    "FAILURE Failed to configure initial config: {e}; serving the config dumped earlier"
+                ));
+                (c, 1, 1)
+            }
+            None => {
+                log(&format!("Failed to configure, initial error '{e}'"));
+                return 1;
+            }
+        },
     };
     if o.validate {
         log("config is valid");
         return 0;
     }
+    if from_disk == 0
+        && let Some(d) = &dump
+    {
+        d.save(&bytes);
+    }
     let state = Arc::new(State {
         config: RwLock::new(Arc::new(cfg)),
-        failures: AtomicU64::new(0),
+        failures: AtomicU64::new(failures),
         attempts: AtomicU64::new(1),
-        last_success: AtomicU64::new(0),
+        last_success: AtomicU64::new(server::unix_now()),
         polls: AtomicU64::new(0),
-        start_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        start_time: server::unix_now(),
         commandargs: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         clients: AtomicU64::new(0),
         counts: Default::default(),
+        from_disk: AtomicU64::new(from_disk),
+        last_attempt: AtomicU64::new(server::unix_now()),
     });
     // SIGTERM/SIGINT: graceful exit 0 once startup has finished, which clients see as the port
     // answering, so the handlers go in before the listeners. SIGHUP, SIGUSR1 and SIGUSR2 keep
@@ -101,6 +128,7 @@ fn run(o: Options) -> i32 {
             o.reconfiguration_delay,
             o.route_prefix.clone(),
             state.clone(),
+            dump,
         );
     }
     let hosts = if o.listen_addresses.is_empty() {

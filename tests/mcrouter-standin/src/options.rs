@@ -16,6 +16,10 @@ pub struct Options {
     pub validate: bool,
     pub reconfiguration_delay: Duration,
     pub disable_reload: bool,
+    /// Where the last good config is dumped (empty: nowhere), and how old a dump may be to
+    /// stand in for a config that fails at startup (zero: never).
+    pub config_dump_root: String,
+    pub max_dumped_config_age: Duration,
 }
 
 /// (name, takes a value)
@@ -34,6 +38,8 @@ const LONG: &[(&str, bool)] = &[
     ("async-dir", true),
     ("stats-logging-interval", true),
     ("max-dumped-config-age", true),
+    ("config-params", true),
+    ("reconfiguration-jitter-ms", true),
     ("num-proxies", true),
     ("disable-reload-configs", false),
 ];
@@ -68,6 +74,8 @@ impl Options {
             validate: false,
             reconfiguration_delay: Duration::from_millis(1000),
             disable_reload: false,
+            config_dump_root: "/var/mcrouter/config".into(),
+            max_dumped_config_age: Duration::from_secs(12 * 60 * 60),
         };
         let mut words = args.iter();
         while let Some(word) = words.next() {
@@ -141,6 +149,11 @@ impl Options {
                 Err(_) => log(&format!("bad reconfiguration-delay-ms {v:?}, ignored")),
             },
             "disable-reload-configs" => self.disable_reload = true,
+            "config-dump-root" => self.config_dump_root = v,
+            "max-dumped-config-age" => match v.parse() {
+                Ok(s) => self.max_dumped_config_age = Duration::from_secs(s),
+                Err(_) => log(&format!("bad max-dumped-config-age {v:?}, ignored")),
+            },
             _ => {}
         }
     }
@@ -161,7 +174,9 @@ mod tests {
         assert_eq!(o.config_file.as_deref(), Some("/c.json"));
         assert_eq!(o.route_prefix, "/dc/c0/");
         assert_eq!(o.reconfiguration_delay, Duration::from_millis(50));
-        let o = parse("--port=1,2 --config-f /x --recon 7 --config=file:/y --validate-config=exit");
+        let o = parse(
+            "--port=1,2 --config-f /x --reconfiguration-d 7 --config=file:/y --validate-config=exit",
+        );
         assert_eq!(o.ports, [1, 2]);
         assert_eq!(o.config_file.as_deref(), Some("/x"));
         assert_eq!(o.config_arg.as_deref(), Some("file:/y"));

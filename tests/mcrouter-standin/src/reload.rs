@@ -8,13 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use inotify::{Inotify, WatchDescriptor, WatchMask};
 
 use crate::config;
+use crate::dump::Dump;
 use crate::options::log;
-use crate::server::State;
+use crate::server::{State, unix_now};
 
 fn mask() -> WatchMask {
     WatchMask::MODIFY | WatchMask::MOVE_SELF | WatchMask::DELETE_SELF | WatchMask::DONT_FOLLOW
@@ -38,7 +39,13 @@ fn add_watches(inotify: &mut Inotify, path: &Path) -> Vec<WatchDescriptor> {
 }
 
 /// Arm the watch now (so a change right after startup is seen), then poll it on a thread.
-pub fn spawn(path: PathBuf, delay: Duration, prefix: String, state: Arc<State>) {
+pub fn spawn(
+    path: PathBuf,
+    delay: Duration,
+    prefix: String,
+    state: Arc<State>,
+    dump: Option<Dump>,
+) {
     let mut inotify = Inotify::init().expect("inotify");
     let mut watches = add_watches(&mut inotify, &path);
     std::thread::spawn(move || {
@@ -67,28 +74,31 @@ pub fn spawn(path: PathBuf, delay: Duration, prefix: String, state: Arc<State>) 
                 ));
             }
             std::thread::sleep(delay);
-            reload(&path, &prefix, &state);
+            reload(&path, &prefix, &state, dump.as_ref());
         }
     });
 }
 
-fn reload(path: &Path, prefix: &str, state: &State) {
+fn reload(path: &Path, prefix: &str, state: &State, dump: Option<&Dump>) {
     state.attempts.fetch_add(1, Ordering::Relaxed);
-    let built = std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| config::build(&b, prefix));
-    match built {
-        Ok(cfg) => {
+    state.last_attempt.store(unix_now(), Ordering::Relaxed);
+    let bytes = std::fs::read(path).map_err(|e| e.to_string());
+    let built = bytes.clone().and_then(|b| config::build(&b, prefix));
+    match (built, bytes) {
+        (Ok(cfg), Ok(bytes)) => {
             log(&format!("reconfigured, md5 {}", cfg.md5));
             *state.config.write().expect("config lock") = Arc::new(cfg);
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            state.last_success.store(now, Ordering::Relaxed);
+            state.last_success.store(unix_now(), Ordering::Relaxed);
+            state.from_disk.store(0, Ordering::Relaxed);
+            if let Some(d) = dump {
+                d.save(&bytes);
+            }
         }
-        Err(e) => {
+        (Err(e), _) | (_, Err(e)) => {
             state.failures.fetch_add(1, Ordering::Relaxed);
-            log(&format!("Failed to reconfigure: {e}"));
+            log(&format!(
+                "FAILURE [invalid-config] Failed to reconfigure: {e}"
+            ));
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The memcache ASCII front: `get`/`set`/`delete` routed to real memcached backends by the
-//! active config, and the admin commands mcw relies on (`get __mcrouter__.config_md5_digest`,
-//! `stats detailed`, and `stats all`/`stats servers` with live counts of requests and of each
-//! destination's replies). One thread per client connection; backend connections are kept per
+//! active config, and the admin commands mcw relies on (`get __mcrouter__.config_md5_digest`
+//! and `__mcrouter__.route(get,KEY)`, `stats`, `stats detailed`, and `stats all`/`stats
+//! servers` with live counts of requests and of each destination's state and replies), in
+//! mcrouter's formats. One thread per client connection; backend connections are kept per
 //! client.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +26,21 @@ pub struct State {
     pub commandargs: String,
     pub clients: AtomicU64,
     pub counts: Mutex<Counts>,
+    /// The startup config came from a dump (`configs_from_disk`), until a reload succeeds.
+    pub from_disk: AtomicU64,
+    /// Unix time of the last reload attempt.
+    pub last_attempt: AtomicU64,
 }
+
+/// Unix time now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The version this stand-in reports for itself (mcrouter says `2026.08.17.00 mcrouter`).
+pub const VERSION: &str = "41.0.0 mcrouter-standin";
 
 /// Live counts behind `stats all` and `stats servers`.
 #[derive(Default)]
@@ -34,6 +49,8 @@ pub struct Counts {
     pub commands: BTreeMap<&'static str, u64>,
     /// Replies by destination (`ip:port`), by mcrouter's reply names (`found`, `notfound`, …).
     pub replies: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    /// Destinations whose last connection attempt failed (mcrouter marks them down, TKO).
+    pub down: std::collections::BTreeSet<String>,
 }
 
 impl State {
@@ -62,40 +79,54 @@ impl State {
             .or_default() += 1;
     }
 
-    /// `stats all`: a subset of mcrouter's names (stat_list.h), the counts live.
-    fn stats_all(&self, config: &Config) -> String {
+    /// `stats` (`group` empty), `stats detailed` and `stats all`: a subset of mcrouter's names
+    /// (stat_list.h) in the groups mcrouter puts them, the counts live.
+    fn stats(&self, config: &Config, group: &str) -> String {
         let c = self.counts.lock().expect("counts lock");
+        let now = unix_now();
         let mut lines = vec![
-            ("version".to_string(), "41.0.0 mcrouter-standin".to_string()),
+            ("version".to_string(), VERSION.to_string()),
             ("commandargs".into(), self.commandargs.clone()),
-            ("start_time".into(), self.start_time.to_string()),
+            ("time".into(), now.to_string()),
             (
-                "num_clients".into(),
-                self.clients.load(Ordering::Relaxed).to_string(),
+                "uptime".into(),
+                now.saturating_sub(self.start_time).to_string(),
             ),
         ];
+        if group == "all" {
+            let clients = self.clients.load(Ordering::Relaxed);
+            lines.push(("num_client_connections".into(), clients.to_string()));
+        }
         let destinations = config.destinations();
+        let down = destinations.iter().filter(|d| c.down.contains(*d)).count();
         let up = destinations
             .iter()
-            .filter(|d| c.replies.contains_key(*d))
+            .filter(|d| c.replies.contains_key(*d) && !c.down.contains(*d))
             .count();
         lines.push(("num_servers".into(), destinations.len().to_string()));
-        lines.push(("num_servers_up".into(), up.to_string()));
         lines.push((
             "num_servers_new".into(),
-            (destinations.len() - up).to_string(),
+            (destinations.len() - up - down).to_string(),
         ));
-        lines.push(("num_servers_down".into(), "0".into()));
+        lines.push(("num_servers_up".into(), up.to_string()));
+        lines.push(("num_servers_down".into(), down.to_string()));
+        lines.push(("num_servers_closed".into(), "0".into()));
         for op in ["get", "set", "add", "replace", "delete"] {
             let n = c.commands.get(op).copied().unwrap_or(0);
             lines.push((format!("cmd_{op}_count"), n.to_string()));
             lines.push((format!("cmd_{op}_out_count"), n.to_string()));
             lines.push((format!("cmd_{op}_out_all_count"), n.to_string()));
         }
-        let failures = self.failures.load(Ordering::Relaxed);
-        lines.push(("config_failures".into(), failures.to_string()));
-        let success = self.last_success.load(Ordering::Relaxed);
-        lines.push(("config_last_success".into(), success.to_string()));
+        if matches!(group, "detailed" | "all") {
+            let counter = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+            lines.push(("config_last_attempt".into(), counter(&self.last_attempt)));
+            lines.push(("config_last_success".into(), counter(&self.last_success)));
+            lines.push(("config_failures".into(), counter(&self.failures)));
+            lines.push(("configs_from_disk".into(), counter(&self.from_disk)));
+            lines.push(("config_full_attempt".into(), counter(&self.attempts)));
+            // Not an mcrouter stat: the tests wait on it to see polls happen without a reload.
+            lines.push(("reload_polls".into(), counter(&self.polls)));
+        }
         let mut reply: String = lines
             .iter()
             .map(|(k, v)| format!("STAT {k} {v}\r\n"))
@@ -104,20 +135,52 @@ impl State {
         reply
     }
 
-    /// `stats servers`: one line per destination that has been used, connection figures before
-    /// the `;`, reply counts (those above 0) after it.
-    fn stats_servers(&self) -> String {
+    /// `stats servers`: one line per destination of the config, as mcrouter prints it:
+    /// connection figures, ` hard_tko; ` for one that is down, the state (`new` before the
+    /// first request, `up`, `down`), then after a `;` the reply counts above 0.
+    fn stats_servers(&self, config: &Config) -> String {
         let c = self.counts.lock().expect("counts lock");
         let mut reply = String::new();
-        for (addr, replies) in &c.replies {
-            let counts: Vec<String> = replies.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        for addr in config.destinations() {
+            let replies = c.replies.get(&addr);
+            let down = c.down.contains(&addr);
+            let state = match (down, replies) {
+                (true, _) => "down:1",
+                (false, Some(_)) => "up:1",
+                (false, None) => "new:1",
+            };
+            let tko = if down { "hard_tko;  " } else { "" };
+            let counts: Vec<String> = replies
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect();
+            let counts = match counts.is_empty() {
+                true => String::new(),
+                false => format!("; {}", counts.join(" ")),
+            };
             reply += &format!(
-                "STAT {addr}:ascii:plain:notcompressed-1000 avg_latency_us:0 pending_reqs:0 inflight_reqs:0 avg_retrans_ratio:0 max_retrans_ratio:0 min_retrans_ratio:0 up:1; {}\r\n",
-                counts.join(" ")
+                "STAT {addr}:ascii:plain:notcompressed-1000 avg_latency_us:0 pending_reqs:0 inflight_reqs:0 {tko}avg_retrans_ratio:0 max_retrans_ratio:0 min_retrans_ratio:0 {state}{counts}\r\n"
             );
         }
         reply += "END\r\n";
         reply
+    }
+
+    /// A connection to `addr` failed: it is down, and the failure counts as its reply.
+    fn connect_failed(&self, addr: &str) {
+        let mut c = self.counts.lock().expect("counts lock");
+        c.down.insert(addr.to_string());
+        *c.replies
+            .entry(addr.to_string())
+            .or_default()
+            .entry("connect_error")
+            .or_default() += 1;
+    }
+
+    /// A connection to `addr` worked: it is up.
+    fn connected(&self, addr: &str) {
+        self.counts.lock().expect("counts lock").down.remove(addr);
     }
 }
 
@@ -141,9 +204,14 @@ struct Backend {
     writer: TcpStream,
 }
 
-fn backend<'a>(pool: &'a mut HashMap<String, Backend>, addr: &str) -> io::Result<&'a mut Backend> {
+fn backend<'a>(
+    state: &State,
+    pool: &'a mut HashMap<String, Backend>,
+    addr: &str,
+) -> io::Result<&'a mut Backend> {
     if !pool.contains_key(addr) {
-        let stream = TcpStream::connect(addr)?;
+        let stream = TcpStream::connect(addr).inspect_err(|_| state.connect_failed(addr))?;
+        state.connected(addr);
         // Requests go out as they are written, as mcrouter's do (no Nagle delay).
         stream.set_nodelay(true)?;
         let reader = BufReader::new(stream.try_clone()?);
@@ -169,14 +237,38 @@ fn one_line(
     let Some((addr, sent)) = config.backend(key) else {
         return Ok("SERVER_ERROR no route\r\n".into());
     };
-    let Ok(b) = backend(backends, &addr) else {
-        return Ok("SERVER_ERROR backend unreachable\r\n".into());
+    let Ok(b) = backend(state, backends, &addr) else {
+        return Ok(CONNECT_FAILED.into());
     };
     b.writer.write_all(&request(sent))?;
     let mut line = String::new();
     b.reader.read_line(&mut line)?;
     state.count_reply(&addr, &line);
     Ok(line)
+}
+
+/// What mcrouter answers when it cannot reach the key's destination.
+const CONNECT_FAILED: &str =
+    "SERVER_ERROR AsyncSocketException: connect failed, type = Socket not open\r\n";
+
+/// An admin `get __mcrouter__.COMMAND`: its value, or `ERROR: …` as mcrouter answers one it
+/// does not know.
+fn admin(config: &Config, command: &str) -> String {
+    if command == "config_md5_digest" {
+        return config.md5.clone();
+    }
+    if command == "version" {
+        return VERSION.into();
+    }
+    if let Some(key) = command
+        .strip_prefix("route(get,")
+        .and_then(|k| k.strip_suffix(')'))
+    {
+        return config
+            .backend(key)
+            .map_or_else(String::new, |(addr, _)| addr);
+    }
+    format!("ERROR: unknown command: {command}")
 }
 
 fn handle(stream: TcpStream, state: &State) -> io::Result<()> {
@@ -203,10 +295,10 @@ fn converse(stream: TcpStream, state: &State) -> io::Result<()> {
             ["get" | "gets", keys @ ..] => {
                 let mut reply = Vec::new();
                 for key in keys {
-                    if *key == "__mcrouter__.config_md5_digest" {
+                    if let Some(command) = key.strip_prefix("__mcrouter__.") {
+                        let value = admin(&config, command);
                         reply.extend(
-                            format!("VALUE {key} 0 {}\r\n{}\r\n", config.md5.len(), config.md5)
-                                .as_bytes(),
+                            format!("VALUE {key} 0 {}\r\n{value}\r\n", value.len()).as_bytes(),
                         );
                         continue;
                     }
@@ -214,9 +306,13 @@ fn converse(stream: TcpStream, state: &State) -> io::Result<()> {
                     let Some((addr, sent)) = config.backend(key) else {
                         continue;
                     };
-                    let b = match backend(&mut backends, &addr) {
+                    let b = match backend(state, &mut backends, &addr) {
                         Ok(b) => b,
-                        Err(_) => continue,
+                        // mcrouter answers the error alone.
+                        Err(_) => {
+                            reply = CONNECT_FAILED.as_bytes().to_vec();
+                            break;
+                        }
                     };
                     b.writer.write_all(format!("get {sent}\r\n").as_bytes())?;
                     let mut found = false;
@@ -240,7 +336,9 @@ fn converse(stream: TcpStream, state: &State) -> io::Result<()> {
                         reply.extend(&data);
                     }
                 }
-                reply.extend(b"END\r\n");
+                if !reply.starts_with(b"SERVER_ERROR") {
+                    reply.extend(b"END\r\n");
+                }
                 out.write_all(&reply)?;
             }
             [
@@ -274,26 +372,13 @@ fn converse(stream: TcpStream, state: &State) -> io::Result<()> {
                 })?;
                 out.write_all(reply.as_bytes())?;
             }
-            ["stats", "all"] => out.write_all(state.stats_all(&config).as_bytes())?,
-            ["stats", "servers"] => out.write_all(state.stats_servers().as_bytes())?,
-            ["stats", ..] => {
-                let stat = |name: &str, v: u64| format!("STAT {name} {v}\r\n");
-                let mut reply = String::new();
-                reply += &stat("config_failures", state.failures.load(Ordering::Relaxed));
-                reply += &stat(
-                    "config_full_attempt",
-                    state.attempts.load(Ordering::Relaxed),
-                );
-                reply += &stat(
-                    "config_last_success",
-                    state.last_success.load(Ordering::Relaxed),
-                );
-                reply += &stat("configs_from_disk", 0);
-                reply += &stat("reload_polls", state.polls.load(Ordering::Relaxed));
-                reply += "END\r\n";
-                out.write_all(reply.as_bytes())?;
+            ["stats"] => out.write_all(state.stats(&config, "").as_bytes())?,
+            ["stats", group @ ("detailed" | "all")] => {
+                out.write_all(state.stats(&config, group).as_bytes())?
             }
-            ["version"] => out.write_all(b"VERSION mcrouter-standin\r\n")?,
+            ["stats", "servers"] => out.write_all(state.stats_servers(&config).as_bytes())?,
+            ["stats", ..] => out.write_all(b"CLIENT_ERROR bad stats command\r\n")?,
+            ["version"] => out.write_all(format!("VERSION {VERSION}\r\n").as_bytes())?,
             ["quit"] => return Ok(()),
             _ => out.write_all(b"ERROR\r\n")?,
         }
