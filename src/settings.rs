@@ -65,6 +65,8 @@ pub struct Run {
     pub admin: Option<SocketAddr>,
     /// `mcrouter ARGS… --validate-config=exit …` (`--validate`); `-f CANDIDATE` is added.
     pub validator: Option<Vec<String>>,
+    /// What mcw appends to mcrouter's command, before `-f OUTPUT` (see [`appended`]).
+    pub appended: Vec<String>,
     pub validate_timeout: Duration,
     pub subreaper: bool,
 }
@@ -168,6 +170,7 @@ pub fn run(args: &RunArgs) -> Result<Run, UsageError> {
     };
     Ok(Run {
         admin: mcrouter::admin_addr(&launch.ports, &launch.listen_addresses),
+        appended: appended(&launch),
         launch,
         route_prefix,
         stop_timeout,
@@ -178,18 +181,50 @@ pub fn run(args: &RunArgs) -> Result<Run, UsageError> {
     })
 }
 
-/// mcrouter's `--reconfiguration-delay-ms` when the command does not set it.
-pub const MCROUTER_RELOAD_DELAY: Duration = Duration::from_millis(1000);
+/// The `--reconfiguration-delay-ms` mcw gives mcrouter when the command sets none (mcrouter's
+/// own default is 1000). The delay guards against reading a half-written file; mcw only ever
+/// replaces the config by rename, so a short one costs nothing and saves a second or two on
+/// every change (BENCHMARKS.md, "DNS change to traffic").
+pub const RELOAD_DELAY_UNDER_MCW: Duration = Duration::from_millis(100);
+
+/// What mcw appends to a vetted mcrouter command (before `-f OUTPUT`), each unless the command
+/// sets it itself: the short reload delay above, and `--max-dumped-config-age=0`, so that a
+/// config mcrouter cannot load at startup makes it exit (and mcw with it) instead of serving,
+/// silently, a copy it dumped up to 12 hours earlier. A command mcw did not vet (no word named
+/// mcrouter) gets nothing but `-f`.
+pub fn appended(launch: &Launch) -> Vec<String> {
+    if launch.mcrouter_at.is_none() {
+        return Vec::new();
+    }
+    let mut extra = Vec::new();
+    if launch.reconfiguration_delay_ms.is_none() {
+        let ms = RELOAD_DELAY_UNDER_MCW.as_millis();
+        extra.push(format!("--reconfiguration-delay-ms={ms}"));
+    }
+    if !launch.sets_dump_age {
+        extra.push("--max-dumped-config-age=0".into());
+    }
+    extra
+}
+
+/// The reconfiguration delay mcrouter runs with: the command's, else mcw's (when mcw vets the
+/// command), else mcrouter's default of 1 s.
+fn reload_delay(launch: &Launch) -> Duration {
+    match (launch.reconfiguration_delay_ms, launch.mcrouter_at) {
+        (Some(ms), _) => Duration::from_millis(ms),
+        (None, Some(_)) => RELOAD_DELAY_UNDER_MCW,
+        (None, None) => Duration::from_millis(1000),
+    }
+}
 
 /// The longest mcrouter may take to reload a written file: it notices the change within one
 /// reconfiguration delay, waits another (plus its jitter) and then rebuilds, so 3 × delay +
 /// jitter leaves one delay for the build.
 pub fn reload_window(launch: &Launch) -> Duration {
-    let delay = launch
-        .reconfiguration_delay_ms
-        .map_or(MCROUTER_RELOAD_DELAY, Duration::from_millis);
     let jitter = Duration::from_millis(launch.reconfiguration_jitter_ms.unwrap_or(0));
-    delay.saturating_mul(3).saturating_add(jitter)
+    reload_delay(launch)
+        .saturating_mul(3)
+        .saturating_add(jitter)
 }
 
 /// `--confirm-timeout` must leave mcrouter the time its own settings give it to reload.
@@ -200,9 +235,7 @@ fn reload_fits(launch: &Launch, confirm_timeout: Duration) -> Result<(), UsageEr
     }
     Err(UsageError::ConfirmTooShort {
         timeout: confirm_timeout,
-        delay: launch
-            .reconfiguration_delay_ms
-            .unwrap_or(MCROUTER_RELOAD_DELAY.as_millis() as u64),
+        delay: reload_delay(launch).as_millis() as u64,
         jitter: launch.reconfiguration_jitter_ms.unwrap_or(0),
         needed,
     })

@@ -461,3 +461,47 @@ fn a_validator_still_running_when_mcw_exits_is_ended_and_its_candidate_removed()
         });
     });
 }
+
+/// mcrouter's startup fallback: a config it cannot load at startup is replaced, silently, by
+/// a copy it dumped in an earlier run. mcw appends `--max-dumped-config-age=0`, so by default
+/// mcrouter exits and mcw exits with it; when the command allows the fallback itself, mcw
+/// never takes the dumped config for its own (even with the same md5): it says so, `/readyz`
+/// stays 503 and `mcw_config_in_sync` 0.
+#[test]
+fn a_config_mcrouter_cannot_load_at_startup_is_never_confirmed_from_its_dump() {
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        let work = one_token(&dns);
+        let port = free_port();
+        let web = format!("127.0.0.1:{}", free_port());
+        let mut allowed = router.isolation(work.dir.path());
+        allowed.push("--max-dumped-config-age=43200".into());
+        let observed = ["--metrics-listen", web.as_str()];
+        // A good run leaves a dump of its config.
+        let mut w = run_command(&work, &dns, &observed, &router.path(), &allowed, port);
+        wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+        w.signal(libc::SIGTERM);
+        assert_eq!(w.wait_exit(WAIT), Some(0));
+
+        // mcw writes a config mcrouter cannot load; mcrouter starts from the dump.
+        work.write("template.json", r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": {"type": "NoSuchRoute"}}"#);
+        let w = run_command(&work, &dns, &observed, &router.path(), &allowed, port);
+        w.wait_log("could not load the config file at startup", WAIT);
+        wait_for("the metrics endpoint", WAIT, || {
+            http::try_request(&web, "GET", "/readyz", &[]).is_ok()
+        });
+        let ready = http::get(&web, "/readyz");
+        assert_eq!(ready.status, 503);
+        assert!(ready.body.contains("dumped"), "{}", ready.body);
+        let metrics = http::get(&web, "/metrics").body;
+        assert_eq!(http::sample(&metrics, "mcw_config_in_sync"), Some(0.0));
+        assert_eq!(confirmations(&w), 0, "{}", w.log());
+        drop(w);
+
+        // By default (mcw's --max-dumped-config-age=0) mcrouter exits 1, and mcw with it.
+        let isolation = router.isolation(work.dir.path());
+        let mut w = run_command(&work, &dns, &[], &router.path(), &isolation, port);
+        assert_eq!(w.wait_exit(WAIT), Some(1), "{}", w.log());
+        assert!(w.log().contains("mcrouter exited"), "{}", w.log());
+    });
+}

@@ -35,6 +35,9 @@ pub struct Observed {
     pub running: Result<String, String>,
     /// Its `config_failures` counter (`stats detailed`), when it gave one.
     pub failures: Option<u64>,
+    /// Its `configs_from_disk` is not 0: it could not load the config file at startup and runs
+    /// a copy it dumped earlier, which is never mcw's config, whatever its md5.
+    pub from_disk: bool,
 }
 
 impl Observed {
@@ -64,6 +67,9 @@ pub(super) enum Verdict {
     NotReloadedYet { md5: String, running: String },
     /// The deadline passed without a digest from mcrouter. Asked about again, slowly.
     CannotTell { md5: String, reason: String },
+    /// mcrouter could not load the config file at startup and runs a config it dumped
+    /// earlier (md5 `running`). Said once; nothing counts as confirmed until it loads a file.
+    RunsDump { md5: String, running: String },
 }
 
 /// Where confirmation stands.
@@ -160,6 +166,9 @@ impl Confirmer {
     /// mcrouter answered.
     pub(super) fn observed(&mut self, answer: Observed, now: Instant) -> Option<Verdict> {
         self.asking = false;
+        if answer.from_disk {
+            return self.runs_dump(answer, now);
+        }
         let ours = |md5: &str| self.recent.iter().any(|r| r.md5 == md5);
         if answer.md5().is_some_and(ours) {
             self.seen_ours = true;
@@ -210,6 +219,32 @@ impl Confirmer {
             self.next_ask = Some(now + pace);
         }
         verdict
+    }
+
+    /// mcrouter runs a dumped config: no verdict on the awaited write counts, and mcw keeps
+    /// asking until mcrouter loads a file (the next write, or SIGHUP, makes it try).
+    fn runs_dump(&mut self, answer: Observed, now: Instant) -> Option<Verdict> {
+        let first = !self.last.as_ref().is_some_and(|o| o.from_disk);
+        let running = match &answer.running {
+            Ok(md5) => md5.clone(),
+            Err(why) => why.clone(),
+        };
+        self.last = Some(answer);
+        let State::Awaiting(a) = &self.state else {
+            return None;
+        };
+        let pace = match a.overdue {
+            true => self.settings.slow_poll,
+            false => self.settings.poll,
+        };
+        self.next_ask = Some(now + pace);
+        let md5 = a.md5.clone();
+        first.then_some(Verdict::RunsDump { md5, running })
+    }
+
+    /// mcrouter was last seen running a config it dumped, not one it loaded from the file.
+    pub(super) fn runs_a_dump(&self) -> bool {
+        self.last.as_ref().is_some_and(|o| o.from_disk)
     }
 
     /// Time passed: whether to ask mcrouter now, and what the deadline says.
@@ -322,6 +357,7 @@ impl super::Engine {
             Verdict::RunsEarlier { md5 } => Report::RunsEarlier { md5 },
             Verdict::NotReloadedYet { md5, running } => Report::NotReloadedYet { md5, running },
             Verdict::CannotTell { md5, reason } => Report::CannotTell { md5, reason },
+            Verdict::RunsDump { md5, running } => Report::RunsDump { md5, running },
             Verdict::Rejected {
                 md5,
                 running,

@@ -189,6 +189,12 @@ pub enum Report {
         md5: String,
         reason: String,
     },
+    /// mcrouter could not load the config file at startup (`md5`, or an earlier write) and
+    /// serves a config it dumped in an earlier run (`running`): mcw's file is not what runs.
+    RunsDump {
+        md5: String,
+        running: String,
+    },
     /// The file on disk was not the config mcw last wrote (deleted, emptied, replaced): it
     /// was written again.
     Repaired {

@@ -63,9 +63,18 @@ pub struct PairStatus<'a> {
 }
 
 impl Engine {
+    /// mcrouter was last seen running a config it dumped in an earlier run, having failed to
+    /// load the file at startup.
+    pub fn runs_a_dump(&self) -> bool {
+        self.confirm.as_ref().is_some_and(Confirmer::runs_a_dump)
+    }
+
     /// Whether mcrouter was last seen running exactly what the output holds.
     pub fn in_sync(&self) -> bool {
         let running = self.confirm.as_ref().and_then(|c| c.last()?.md5());
+        if self.runs_a_dump() {
+            return false;
+        }
         matches!((&self.current, running), (Some(c), Some(r)) if c.md5 == r)
     }
 

@@ -64,6 +64,7 @@ fn runs(bytes: &[u8], failures: u64) -> Event {
     Event::Running(Observed {
         running: Ok(md5(bytes)),
         failures: Some(failures),
+        from_disk: false,
     })
 }
 
@@ -72,6 +73,7 @@ fn cannot(reason: &str) -> Event {
     Event::Running(Observed {
         running: Err(reason.into()),
         failures: None,
+        from_disk: false,
     })
 }
 
@@ -839,4 +841,40 @@ fn a_held_server_that_returns_changes_nothing_and_additions_apply_at_once() {
 
     let added = r.sighup_then(addrs(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]));
     assert_eq!(writes(&added), 1);
+}
+
+/// mcrouter could not load mcw's file at startup and serves a config it dumped in an earlier
+/// run (`configs_from_disk=1`): even with the md5 of mcw's own bytes (an earlier run wrote the
+/// same config) that is never a confirmation, and it is said once.
+#[test]
+fn a_config_mcrouter_serves_from_its_dump_is_never_confirmed() {
+    let mut r = Run::new(run_settings());
+    let bytes = r.first_write("10.0.0.1");
+    r.act(Event::ChildStarted);
+    assert_eq!(r.act(Event::Tick), [Action::AskMcrouter]);
+    let dump = |failures| {
+        Event::Running(Observed {
+            running: Ok(md5(&bytes)),
+            failures: Some(failures),
+            from_disk: true,
+        })
+    };
+    let said = r.feed(dump(1));
+    assert!(
+        matches!(reports(&said)[..], [Report::RunsDump { md5: m, .. }] if *m == md5(&bytes)),
+        "{said:?}"
+    );
+    assert!(!r.engine.confirmed() && !r.engine.in_sync() && r.engine.runs_a_dump());
+    r.now += POLL;
+    assert_eq!(r.act(Event::Tick), [Action::AskMcrouter]);
+    assert_eq!(r.feed(dump(1)), [], "said once");
+    // mcrouter loads the file at last (after the next write, or SIGHUP): confirmed.
+    r.now += POLL;
+    r.act(Event::Tick);
+    let ok = r.feed(runs(&bytes, 1));
+    assert!(
+        matches!(reports(&ok)[..], [Report::Confirmed { .. }]),
+        "{ok:?}"
+    );
+    assert!(r.engine.confirmed() && !r.engine.runs_a_dump());
 }

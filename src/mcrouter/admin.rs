@@ -31,14 +31,17 @@ pub async fn ask(addr: SocketAddr) -> Observed {
         Err(_) => Observed {
             running: Err(format!("no reply within {ASK_TIMEOUT:?}")),
             failures: None,
+            from_disk: false,
         },
         Ok(Err(e)) => Observed {
             running: Err(e.to_string()),
             failures: None,
+            from_disk: false,
         },
         Ok(Ok((reply, stats))) => Observed {
             running: digest(&reply),
             failures: stat(&stats, "config_failures").and_then(|v| v.parse().ok()),
+            from_disk: stat(&stats, "configs_from_disk").is_some_and(|v| v != "0"),
         },
     }
 }

@@ -237,7 +237,9 @@ impl Metrics {
                 self.count(&self.validations, "verdict", "rejected")
             }
             Report::Confirmed { .. } => self.count(&self.reloads, "outcome", "confirmed"),
-            Report::Rejected { .. } => self.count(&self.reloads, "outcome", "rejected"),
+            Report::Rejected { .. } | Report::RunsDump { .. } => {
+                self.count(&self.reloads, "outcome", "rejected")
+            }
             Report::CannotTell { .. } => self.count(&self.reloads, "outcome", "cannot_tell"),
             Report::NotReloadedYet { .. } => {
                 self.count(&self.reloads, "outcome", "not_reloaded_yet")

@@ -68,6 +68,11 @@ impl Loop {
                 "mcrouter is not started yet: no config has been written".into(),
             ),
             (Child::Running { .. }, None) => Readiness::Ready,
+            (Child::Running { .. }, Some(_)) if self.pairs[0].engine.runs_a_dump() => {
+                Readiness::NotReady(
+                    "mcrouter could not load the config file at startup and serves a copy it dumped in an earlier run, not mcw's config".into(),
+                )
+            }
             (Child::Running { .. }, Some(addr)) if self.pairs[0].engine.confirmed() => {
                 Readiness::IfAnswers(addr)
             }

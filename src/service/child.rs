@@ -28,8 +28,15 @@ impl Loop {
         };
         let config = self.pairs[n].output.path.to_string_lossy().into_owned();
         let command = &s.settings.launch.command;
-        s.child = Child::spawn(command, &["-f".into(), config])?;
-        tracing::info!(pid = s.child.pid(), command = %command.join(" "), "started mcrouter");
+        let mut extra = s.settings.appended.clone();
+        extra.extend(["-f".into(), config]);
+        s.child = Child::spawn(command, &extra)?;
+        tracing::info!(
+            pid = s.child.pid(),
+            command = %command.join(" "),
+            appended = %extra.join(" "),
+            "started mcrouter"
+        );
         Ok(Event::ChildStarted)
     }
 

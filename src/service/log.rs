@@ -155,6 +155,9 @@ pub(super) fn log(report: &Report, template: &Path, output: &Path, named: Option
         Report::CannotTell { md5, reason } => {
             tracing::warn!(%md5, reason, "cannot tell whether mcrouter runs the new config; still asking")
         }
+        Report::RunsDump { md5, running } => {
+            tracing::error!(%md5, running_md5 = %running, "mcrouter could not load the config file at startup and serves a copy it dumped in an earlier run (configs_from_disk=1): not mcw's config; fix the template, or SIGHUP to try again")
+        }
         Report::Repaired { md5 } => {
             tracing::warn!(%md5, %output, "the output on disk was not the config in force (deleted or replaced); wrote it again")
         }

@@ -299,6 +299,7 @@ impl Loop {
         let answer = answer.unwrap_or_else(|e| Observed {
             running: Err(format!("the question failed: {e}")),
             failures: None,
+            from_disk: false,
         });
         self.feed(0, Event::Running(answer))?;
         Ok(None)

@@ -58,6 +58,9 @@ pub struct Launch {
     pub reconfiguration_delay_ms: Option<u64>,
     /// `--reconfiguration-jitter-ms`, when given: a random extra wait of up to this long.
     pub reconfiguration_jitter_ms: Option<u64>,
+    /// `--max-dumped-config-age` was given (mcw then leaves mcrouter's startup fallback to a
+    /// dumped config as the command sets it).
+    pub sets_dump_age: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -195,6 +198,7 @@ const RECORDED_LONG: &[&str] = &[
     "route-prefix",
     "reconfiguration-delay-ms",
     "reconfiguration-jitter-ms",
+    "max-dumped-config-age",
 ];
 
 /// Which of [`RECORDED_LONG`] `opt` names: itself, or an abbreviation of at least 4
@@ -232,6 +236,7 @@ fn record_long(
         Some("route-prefix") => launch.route_prefix = Some(value),
         Some("reconfiguration-delay-ms") => launch.reconfiguration_delay_ms = Some(millis()?),
         Some("reconfiguration-jitter-ms") => launch.reconfiguration_jitter_ms = Some(millis()?),
+        Some("max-dumped-config-age") => launch.sets_dump_age = true,
         _ => {}
     }
     Ok(())

@@ -61,7 +61,32 @@ pub enum TemplateError {
         path: PathBuf,
         errors: Vec<(String, String, TokenError)>,
     },
+    #[error(
+        "template {path}: {pointer}/{key} lists one entry per server, but {pointer}/servers holds a DNS token, so how many servers there are changes with DNS; remove {key} ({why})", path = .path.display()
+    )]
+    PerServer {
+        path: PathBuf,
+        pointer: String,
+        key: &'static str,
+        why: &'static str,
+    },
 }
+
+/// Keys of a pool that list one entry per server, and what mcrouter does when the count is off.
+const PER_SERVER: [(&str, &str); 3] = [
+    (
+        "hostnames",
+        "mcrouter refuses a config whose hostnames do not match its servers",
+    ),
+    (
+        "failure_domains",
+        "mcrouter refuses a config whose failure_domains do not match its servers",
+    ),
+    (
+        "weights",
+        "mcrouter silently ignores weights whose count differs from the servers'",
+    ),
+];
 
 struct TokenList<'a>(&'a [(String, String, TokenError)]);
 
@@ -141,7 +166,20 @@ impl Template {
         }
         let mut sites = Vec::new();
         let mut errors = Vec::new();
+        let mut per_server = None;
         for_each_servers_array(&value, &mut |pointer, servers| {
+            let pool = pointer.strip_suffix("/servers").unwrap_or(pointer);
+            let tokens = servers.iter().filter_map(Value::as_str);
+            if per_server.is_none()
+                && tokens
+                    .clone()
+                    .any(|t| matches!(token::parse(t), Ok(Some(_))))
+            {
+                per_server = PER_SERVER
+                    .iter()
+                    .find(|(key, _)| value.pointer(pool).and_then(|p| p.get(key)).is_some())
+                    .map(|(key, why)| (pool.to_string(), *key, *why));
+            }
             for (i, entry) in servers.iter().enumerate() {
                 let Some(text) = entry.as_str() else { continue };
                 let pointer = format!("{pointer}/{i}");
@@ -162,6 +200,14 @@ impl Template {
             return Err(TemplateError::Tokens {
                 path: path.to_path_buf(),
                 errors,
+            });
+        }
+        if let Some((pointer, key, why)) = per_server {
+            return Err(TemplateError::PerServer {
+                path: path.to_path_buf(),
+                pointer,
+                key,
+                why,
             });
         }
         let at = sites
@@ -401,6 +447,28 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("/pools/c/servers/2: \"dnsx://y\""), "{err}");
+    }
+
+    /// mcrouter refuses a pool whose hostnames or failure_domains do not list one entry per
+    /// server, and drops such weights silently: beside a DNS token, whose server count changes,
+    /// they are a template error; beside static servers they are mcrouter's business.
+    #[test]
+    fn per_server_lists_beside_a_token_are_refused() {
+        for key in ["hostnames", "failure_domains", "weights"] {
+            let err = parse(&format!(
+                r#"{{"pools": {{"a": {{"servers": ["dns://a.test"], "{key}": ["x"]}}}}}}"#
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(&format!("/pools/a/{key} lists one entry per server"))
+                    && err.contains("remove"),
+                "{err}"
+            );
+        }
+        assert!(
+            parse(r#"{"pools": {"a": {"servers": ["10.0.0.1:1"], "hostnames": ["x"]}}}"#).is_ok()
+        );
     }
 
     #[test]
