@@ -251,6 +251,7 @@ pub fn status_json(
             "running_md5": running_md5,
             "error": error,
             "config_failures": running.and_then(|o| o.failures),
+            "last_failure": status.last_failure,
             "reload": status.reload,
             "confirmed": status.confirmed,
             "in_sync": status.in_sync,

@@ -119,6 +119,14 @@ fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
         );
         w.wait_log("wrote the running config back to the output", WAIT);
         assert_eq!(work.read("out.json"), good, "the file must match what runs");
+        // mcrouter's own reason, from its log, is in mcw's account of the rejection.
+        wait_for("mcrouter's reason in the rejection", WAIT, || {
+            w.log().lines().any(|l| {
+                let with_reason =
+                    l.contains("rejected the config") && !l.contains("see mcrouter's log");
+                with_reason || l.contains("mcrouter's reason for rejecting the config")
+            })
+        });
         let failures = |r: &str| {
             memcache(r, "stats detailed\r\n")
                 .lines()

@@ -113,6 +113,12 @@ fn readiness_follows_mcrouter_not_config_rejections() {
                 && v == Some(1.0)
         });
         assert!(seen.contains(&Some(0.0)), "in_sync never dropped: {seen:?}");
+        let status: serde_json::Value =
+            serde_json::from_str(&http::get(&s.web, "/status").body).unwrap();
+        assert!(
+            status["mcrouter"]["last_failure"].is_string(),
+            "mcrouter's reason is in /status: {status}"
+        );
         let text = metrics(&s.web);
         assert_eq!(
             sample(&text, "mcw_reloads_total{outcome=\"rejected\"}"),

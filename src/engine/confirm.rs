@@ -61,7 +61,10 @@ pub(super) enum Verdict {
         running: String,
         failures: u64,
         restore: Option<Config>,
+        reason: Option<String>,
     },
+    /// mcrouter's log said why it rejected `md5` after the verdict was given.
+    Because { md5: String, reason: String },
     /// The deadline passed while mcrouter reported another md5 and no failure: it has not
     /// reloaded yet. Asked about again, slowly.
     NotReloadedYet { md5: String, running: String },
@@ -109,6 +112,12 @@ pub(super) struct Confirmer {
     /// A question is out.
     asking: bool,
     next_ask: Option<Instant>,
+    /// Why mcrouter's latest load failed, as its log said (since the latest write).
+    reason: Option<String>,
+    /// A rejection reported before its reason arrived.
+    unexplained: Option<String>,
+    /// mcrouter's most recent reason, whatever write it was about (for `/status`).
+    last_reason: Option<String>,
 }
 
 impl Confirmer {
@@ -121,6 +130,9 @@ impl Confirmer {
             seen_ours: false,
             asking: false,
             next_ask: None,
+            reason: None,
+            unexplained: None,
+            last_reason: None,
         }
     }
 
@@ -146,6 +158,7 @@ impl Confirmer {
     }
 
     fn await_write(&mut self, md5: String, now: Instant) {
+        self.reason = None;
         let inherited = match &self.state {
             State::Awaiting(a) => a.failures_before,
             _ => None,
@@ -188,12 +201,18 @@ impl Confirmer {
                         md5: a.md5.clone(),
                         after: now.saturating_duration_since(a.since),
                     }),
-                    Some(running) if failed => Some(Verdict::Rejected {
-                        md5: a.md5.clone(),
-                        running: running.to_string(),
-                        failures: answer.failures.unwrap_or_default(),
-                        restore: self.recent.iter().find(|r| r.md5 == running).cloned(),
-                    }),
+                    Some(running) if failed => {
+                        if self.reason.is_none() {
+                            self.unexplained = Some(a.md5.clone());
+                        }
+                        Some(Verdict::Rejected {
+                            md5: a.md5.clone(),
+                            running: running.to_string(),
+                            failures: answer.failures.unwrap_or_default(),
+                            restore: self.recent.iter().find(|r| r.md5 == running).cloned(),
+                            reason: self.reason.clone(),
+                        })
+                    }
                     // A newer write never takes the verdict from an older one: if mcrouter
                     // runs an earlier write, that write was accepted.
                     Some(running) if changed && ours(running) => Some(Verdict::RunsEarlier {
@@ -240,6 +259,20 @@ impl Confirmer {
         self.next_ask = Some(now + pace);
         let md5 = a.md5.clone();
         first.then_some(Verdict::RunsDump { md5, running })
+    }
+
+    /// mcrouter's log said a load failed, and why: kept for the next verdict, or given to the
+    /// last one if it went without.
+    pub(super) fn load_failed(&mut self, reason: String) -> Option<Verdict> {
+        self.reason = Some(reason.clone());
+        self.last_reason = Some(reason.clone());
+        let md5 = self.unexplained.take()?;
+        Some(Verdict::Because { md5, reason })
+    }
+
+    /// Why mcrouter's most recent load failed, as its log said.
+    pub(super) fn last_reason(&self) -> Option<&str> {
+        self.last_reason.as_deref()
     }
 
     /// mcrouter was last seen running a config it dumped, not one it loaded from the file.
@@ -337,6 +370,13 @@ impl super::Engine {
         }
     }
 
+    pub(super) fn load_failed(&mut self, reason: String) {
+        let Some(c) = &mut self.confirm else { return };
+        if let Some(verdict) = c.load_failed(reason) {
+            self.verdict(verdict);
+        }
+    }
+
     pub(super) fn confirm_tick(&mut self, now: Instant) {
         let Some(c) = &mut self.confirm else { return };
         let (ask, verdict) = c.tick(now);
@@ -358,11 +398,13 @@ impl super::Engine {
             Verdict::NotReloadedYet { md5, running } => Report::NotReloadedYet { md5, running },
             Verdict::CannotTell { md5, reason } => Report::CannotTell { md5, reason },
             Verdict::RunsDump { md5, running } => Report::RunsDump { md5, running },
+            Verdict::Because { md5, reason } => Report::RejectedBecause { md5, reason },
             Verdict::Rejected {
                 md5,
                 running,
                 failures,
                 restore,
+                reason,
             } => {
                 let restore = restore.filter(|_| self.pending.is_none());
                 self.rejected = Some(md5.clone());
@@ -371,6 +413,7 @@ impl super::Engine {
                     running,
                     failures,
                     restoring: restore.is_some(),
+                    reason,
                 }));
                 if let Some(config) = restore {
                     self.restore(config);

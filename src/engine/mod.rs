@@ -159,6 +159,7 @@ impl Engine {
             Event::Validated { generation, result } => self.validated(generation, result),
             Event::ChildStarted => self.child_started(now),
             Event::Running(answer) => self.running(answer, now),
+            Event::LoadFailed(reason) => self.load_failed(reason),
         }
         self.publish(now);
         std::mem::take(&mut self.out)

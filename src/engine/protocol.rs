@@ -48,6 +48,8 @@ pub enum Event {
     /// mcrouter's answer to one round of questions: the md5 it runs (or why mcw cannot
     /// tell) and its failed-reload count.
     Running(Observed),
+    /// mcrouter's log said a config failed to load, and why.
+    LoadFailed(String),
 }
 
 /// What to do, returned to the caller.
@@ -172,6 +174,13 @@ pub enum Report {
         failures: u64,
         /// The running config's bytes are being written back.
         restoring: bool,
+        /// Why, as mcrouter's log said, when it said so before the verdict.
+        reason: Option<String>,
+    },
+    /// mcrouter's reason for rejecting `md5`, when its log said it after the verdict.
+    RejectedBecause {
+        md5: String,
+        reason: String,
     },
     /// The running config's bytes are back in the output.
     Restored {

@@ -25,6 +25,8 @@ pub struct Status {
     pub running: Option<Observed>,
     /// mcrouter has reported running a config mcw wrote (`run` mode with an admin port).
     pub confirmed: bool,
+    /// Why mcrouter's most recent failed load failed, as its log said.
+    pub last_failure: Option<String>,
     /// Where the latest write stands with mcrouter: `not started`, `awaiting`,
     /// `not reloaded yet`, `settled` (confirmed or rejected); `None` without confirmation.
     pub reload: Option<&'static str>,
@@ -130,6 +132,10 @@ impl Engine {
             running: self.confirm.as_ref().and_then(|c| c.last().cloned()),
             confirmed: self.confirmed(),
             reload: self.confirm.as_ref().map(Confirmer::phase),
+            last_failure: self
+                .confirm
+                .as_ref()
+                .and_then(|c| c.last_reason().map(str::to_string)),
             in_sync: self.in_sync(),
             since_render: since(self.last_render),
             since_write: since(self.last_write),

@@ -388,6 +388,7 @@ fn a_rejection_restores_the_bytes_mcrouter_reports_running_not_the_last_confirme
                 running,
                 failures: 1,
                 restoring: true,
+                ..
             },
         ] => {
             assert_eq!(rej, &md5(&b));
@@ -877,4 +878,41 @@ fn a_config_mcrouter_serves_from_its_dump_is_never_confirmed() {
         "{ok:?}"
     );
     assert!(r.engine.confirmed() && !r.engine.runs_a_dump());
+}
+
+/// mcrouter's reason for a failed load (from its log) goes with the rejection it explains:
+/// in the rejection when it came first, in a report of its own when it came after.
+#[test]
+fn mcrouters_reason_goes_with_its_rejection_whichever_comes_first() {
+    let mut r = Run::new(run_settings());
+    let a = r.confirmed_start("10.0.0.1");
+    r.next_write("10.0.0.2", 2);
+    r.act(Event::LoadFailed("TypeError: expected object".into()));
+    r.act(Event::Tick);
+    let verdict = r.feed(runs(&a, 1));
+    assert!(
+        matches!(&reports(&verdict)[..], [Report::Rejected { reason: Some(why), .. }] if why == "TypeError: expected object"),
+        "{verdict:?}"
+    );
+    r.feed(Event::Wrote {
+        generation: 3,
+        result: Ok(true),
+    });
+    // The next rejection's reason arrives after the verdict.
+    let c = r.next_write("10.0.0.3", 4);
+    r.act(Event::Tick);
+    let verdict = r.feed(runs(&a, 2));
+    assert!(
+        matches!(&reports(&verdict)[..], [Report::Rejected { reason: None, md5: m, .. }] if *m == md5(&c)),
+        "{verdict:?}"
+    );
+    let later = r.feed(Event::LoadFailed("unknown pool".into()));
+    assert!(
+        matches!(&reports(&later)[..], [Report::RejectedBecause { md5: m, reason }] if *m == md5(&c) && reason == "unknown pool"),
+        "{later:?}"
+    );
+    assert_eq!(
+        r.engine.status(r.now).last_failure.as_deref(),
+        Some("unknown pool")
+    );
 }

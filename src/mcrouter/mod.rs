@@ -4,7 +4,8 @@
 //! - [`admin`]: the md5 of the running config and the failed-reload count; the reply framing.
 //! - [`stats`]: `stats all` and `stats servers` for the exporter.
 //!
-//! Plus where to ask: the address mcrouter listens on, from its arguments.
+//! Plus where to ask (the address mcrouter listens on, from its arguments), and what its log
+//! says when a config fails to load.
 
 pub mod admin;
 pub mod stats;
@@ -27,9 +28,42 @@ pub fn admin_addr(ports: &[String], listen: &[String]) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// The reason in a line of mcrouter's log that says a config failed to load: `FAILURE …
+/// Failed to reconfigure: <reason>` after a reload, `… Failed to configure, initial error
+/// '<reason>' …` at startup. `None` for every other line.
+pub fn failure_reason(line: &str) -> Option<&str> {
+    if let Some((_, reason)) = line.split_once("Failed to reconfigure: ") {
+        return Some(reason.trim_end());
+    }
+    line.find("Failed to configure")
+        .map(|at| line[at..].trim_end())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lines the real mcrouter printed (../shared/mcrouter, smoke-transcript.txt).
+    #[test]
+    fn a_failed_load_is_read_from_mcrouters_log_line() {
+        let reload = "FAILURE 1796176443.532673 16033 [libmcrouter.mcrouter.25000] [invalid-config] [mcrcfg-25000] /root/mcrouter-build/src/mcrouter/mcrouter/CarbonRouterInstance-inl.h:526] Failed to reconfigure: TypeError: expected dynamic type 'object', but had type 'string'\n";
+        assert_eq!(
+            failure_reason(reload),
+            Some("TypeError: expected dynamic type 'object', but had type 'string'")
+        );
+        let start = "E20261202 01:54:11.574388 16040 Server-inl.h:582] mcrouter error (router name '25001', flavor 'unknown', service 'mcrouter'): Failed to configure, initial error 'json parse error on line 0 near `not json': expected json value'";
+        assert!(
+            failure_reason(start)
+                .unwrap()
+                .starts_with("Failed to configure, initial error 'json")
+        );
+        assert_eq!(
+            failure_reason(
+                "I20261202 01:53:55.526707 16038 CarbonRouterInstance-inl.h:535] reconfigured 1 proxies"
+            ),
+            None
+        );
+    }
 
     #[test]
     fn the_admin_address_follows_port_and_listen_address() {

@@ -415,6 +415,7 @@ mod tests {
             running: None,
             confirmed: false,
             reload: None,
+            last_failure: None,
             in_sync: true,
             since_render: None,
             since_write: None,

@@ -30,7 +30,9 @@ impl Loop {
         let command = &s.settings.launch.command;
         let mut extra = s.settings.appended.clone();
         extra.extend(["-f".into(), config]);
-        s.child = Child::spawn(command, &extra)?;
+        let (child, stderr) = Child::spawn(command, &extra)?;
+        s.child = child;
+        self.reasons = Some(super::stderr::relay(stderr));
         tracing::info!(
             pid = s.child.pid(),
             command = %command.join(" "),

@@ -137,14 +137,19 @@ pub(super) fn log(report: &Report, template: &Path, output: &Path, named: Option
             running,
             failures,
             restoring,
+            reason,
         } => {
             tracing::error!(
                 %md5,
                 running_md5 = %running,
                 config_failures = failures,
                 restoring,
+                reason = reason.as_deref().unwrap_or("see mcrouter's log"),
                 "mcrouter rejected the config and still runs the previous one"
             )
+        }
+        Report::RejectedBecause { md5, reason } => {
+            tracing::error!(%md5, reason, "mcrouter's reason for rejecting the config")
         }
         Report::Restored { md5 } => {
             tracing::info!(%md5, %output, "wrote the running config back to the output")

@@ -17,6 +17,7 @@ mod answer;
 mod child;
 mod log;
 mod lookups;
+mod stderr;
 mod validator;
 
 use std::collections::VecDeque;
@@ -106,6 +107,8 @@ struct Loop {
     metrics: Metrics,
     /// Questions from the HTTP endpoint (`--metrics-listen`).
     http: Option<mpsc::Receiver<Ask>>,
+    /// Why mcrouter failed to load a config, as its log says (once it runs).
+    reasons: Option<mpsc::UnboundedReceiver<String>>,
 }
 
 impl Loop {
@@ -163,6 +166,7 @@ impl Loop {
             }),
             metrics,
             http,
+            reasons: None,
         })
     }
 
@@ -193,7 +197,8 @@ impl Loop {
                 _ = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => {
                     self.stop_timeout_passed()
                 }
-                Some(ask) = next_ask(&mut self.http) => self.answer(ask),
+                Some(ask) = next(&mut self.http) => self.answer(ask),
+                Some(reason) = next(&mut self.reasons) => self.load_failed(reason),
             };
             if let Some(code) = step? {
                 return Ok(code);
@@ -286,6 +291,11 @@ impl Loop {
         Ok(None)
     }
 
+    fn load_failed(&mut self, reason: String) -> Result<Option<u8>, Error> {
+        self.feed(0, Event::LoadFailed(reason))?;
+        Ok(None)
+    }
+
     fn template_touched(&mut self, n: usize) -> Result<Option<u8>, Error> {
         let read = Template::read(&self.pairs[n].template);
         self.feed(n, Event::Template(read))?;
@@ -322,11 +332,32 @@ async fn first_change(pairs: &mut [Pair]) -> usize {
     .await
 }
 
-/// The next question from the HTTP endpoint; never, without one.
-async fn next_ask(rx: &mut Option<mpsc::Receiver<Ask>>) -> Option<Ask> {
-    match rx {
-        Some(rx) => rx.recv().await,
+/// What a channel the loop may have (the HTTP endpoint's questions, mcrouter's reasons)
+/// brings next; never, without one, or once it is closed.
+async fn next<T, R: Receive<T>>(rx: &mut Option<R>) -> Option<T> {
+    let Some(rx) = rx else {
+        return std::future::pending().await;
+    };
+    match rx.receive().await {
+        Some(item) => Some(item),
         None => std::future::pending().await,
+    }
+}
+
+/// tokio's bounded and unbounded receivers alike.
+trait Receive<T> {
+    async fn receive(&mut self) -> Option<T>;
+}
+
+impl<T> Receive<T> for mpsc::Receiver<T> {
+    async fn receive(&mut self) -> Option<T> {
+        self.recv().await
+    }
+}
+
+impl<T> Receive<T> for mpsc::UnboundedReceiver<T> {
+    async fn receive(&mut self) -> Option<T> {
+        self.recv().await
     }
 }
 

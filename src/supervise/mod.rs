@@ -52,21 +52,27 @@ pub struct SpawnError {
 }
 
 impl Child {
-    /// Start `command` with `extra` appended, stdio inherited.
-    pub fn spawn(command: &[String], extra: &[String]) -> Result<Child, SpawnError> {
+    /// Start `command` with `extra` appended, stdin and stdout inherited, stderr on a pipe
+    /// whose reading end is returned (the caller passes its lines on).
+    pub fn spawn(
+        command: &[String],
+        extra: &[String],
+    ) -> Result<(Child, std::process::ChildStderr), SpawnError> {
         let program = command.first().cloned().unwrap_or_default();
         let spawned = Command::new(&program)
             .args(&command[1..])
             .args(extra)
             .stdin(Stdio::inherit())
             .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn();
         match spawned {
             // The std handle is dropped without waiting: `reap` collects the status.
-            Ok(child) => Ok(Child::Running {
-                pid: child.id() as i32,
-            }),
+            Ok(mut child) => {
+                let pid = child.id() as i32;
+                let stderr = child.stderr.take().expect("stderr was piped");
+                Ok((Child::Running { pid }, stderr))
+            }
             Err(e) => {
                 let (code, reason) = match e.kind() {
                     io::ErrorKind::NotFound => {
