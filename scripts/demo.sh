@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # mcw's main job on one machine, end to end:
 #   a DNS server (dnsmasq) holding a memcached "StatefulSet" (three pods, SRV records),
-#   three real memcached, and `mcw run` supervising mcrouter (the project's stand-in, or a
-#   real mcrouter if one is on PATH). Keys are written through mcrouter, one pod moves to a
-#   new IP, mcw renders, writes and confirms mcrouter's reload, and the keys on the other pods
-#   are still where they were.
+#   three real memcached, and `mcw run` supervising mcrouter (a real mcrouter when one is
+#   found: $MCW_TEST_MCROUTER, PATH, ../shared/mcrouter/mcrouter; else the project's
+#   stand-in). Keys are written through mcrouter, one pod moves to a new IP, mcw renders,
+#   writes and confirms mcrouter's reload, and the keys on the other pods are still where
+#   they were.
 # Needs root (it installs dnsmasq and memcached if missing) and cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,13 @@ cd "$(dirname "$0")/.."
 apt_missing demo memcached:memcached dnsmasq-base:dnsmasq
 cargo build --release --locked -q -p mcw -p mcrouter-standin
 mcw=$PWD/target/release/mcw
-mcrouter=$(command -v mcrouter || echo "$PWD/target/release/mcrouter")
+# A real mcrouter when there is one (as the tests look for it), else the project's stand-in.
+if mcrouter=$(real_mcrouter); then
+  which_mcrouter="the real mcrouter, $("$mcrouter" --version)"
+else
+  mcrouter=$PWD/target/release/mcrouter
+  which_mcrouter="the project's stand-in (no real mcrouter found)"
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -76,14 +83,18 @@ JSON
 say "the template"
 cat "$work/template.json"
 
-say "mcw run -- mcrouter -p $router_port   (mcrouter: $mcrouter)"
+say "mcw run -- mcrouter -p $router_port   (mcrouter: $which_mcrouter)"
+echo "  $mcrouter"
+# mcrouter's own files (config dumps, stats, spool) go to the demo's directory, not /var.
+mkdir -p "$work/mcrouter"
 MCW_LOG=info "$mcw" run --template "$work/template.json" --output "$work/mcrouter.json" \
   --dns-server "127.0.0.1:$dns_port" --resolv-conf /dev/null --min-refresh 1s -- \
-  "$mcrouter" -p "$router_port" --listen-addresses=127.0.0.1 --reconfiguration-delay-ms=200 \
-  2>"$work/mcw.log" &
+  "$mcrouter" -p "$router_port" --listen-addresses=127.0.0.1 \
+  --config-dump-root="$work/mcrouter" --stats-root="$work/mcrouter" --async-dir="$work/mcrouter" \
+  --debug-fifo-root= 2>"$work/mcw.log" &
 mcw_pid=$!; pids+=("$mcw_pid")
 wait_log "mcrouter runs the new config"
-grep -v standin "$work/mcw.log"
+grep "mcw::" "$work/mcw.log"
 say "the rendered config mcrouter runs"
 cat "$work/mcrouter.json"
 

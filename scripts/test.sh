@@ -28,6 +28,16 @@ for svc in memcached knot dnsmasq prometheus; do
   systemctl stop "$svc" >/dev/null 2>&1 || true
 done
 
+# The tests that start mcrouter run against the project's stand-in and, when there is one,
+# against a real mcrouter too.
+if MCW_TEST_MCROUTER=$(real_mcrouter); then
+  export MCW_TEST_MCROUTER
+  echo "test.sh: mcrouter tests run against the stand-in and the real mcrouter $MCW_TEST_MCROUTER ($("$MCW_TEST_MCROUTER" --version))"
+else
+  unset MCW_TEST_MCROUTER
+  echo "test.sh: no real mcrouter found (MCW_TEST_MCROUTER, mcrouter on PATH, ../shared/mcrouter/mcrouter): mcrouter tests run against the stand-in only"
+fi
+
 STAGE=test.sh
 stage "cargo tests" cargo test --locked --workspace --lib --bins --tests "$@"
 stage "packaging tests (packaging/test/run.sh)" ./packaging/test/run.sh
