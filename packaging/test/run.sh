@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# The packaging tests: each deliverable of packaging/ is installed or run for real.
+# The packaging tests: each deliverable of packaging/ is installed or run for real, with the
+# real mcrouter when there is one (scripts/lib.sh, real_mcrouter) and the project's stand-in
+# otherwise, and real memcached behind it.
 #   1. packages   .deb and .rpm built; lintian (no errors), rpmlint, their file lists
-#   2. systemd    the .deb installed into a container running systemd as PID 1, with the
-#                 mcrouter stand-in as /usr/bin/mcrouter: start, reload, stop, remove, purge
-#   3. container  the image built by podman from packaging/container/Containerfile: mcw is
-#                 PID 1, HUP re-renders, stop forwards SIGTERM (exit 0), or SIGKILLs (137)
-#   4. kubernetes the manifests validated against Kubernetes' schemas; the ConfigMap's
+#   2. systemd    the .deb installed into a container running systemd as PID 1, with mcrouter
+#                 as /usr/bin/mcrouter: start, a key through mcrouter to memcached, reload
+#                 after a DNS change, upgrade, stop (exit 0), remove, purge
+#   3. rpm        the .rpm installed the same way with rpm itself (Debian's), run under systemd
+#                 with /etc/sysconfig/mcw: start, reload, stop (exit 0), erase
+#   4. container  the image built by podman from packaging/container/Containerfile on a Debian
+#                 base with mcrouter: mcw is PID 1, a key reaches memcached, a DNS change is
+#                 confirmed, stop forwards SIGTERM (exit 0), or SIGKILLs (137)
+#   5. kubernetes the manifests validated against Kubernetes' schemas; the ConfigMap's
 #                 template rendered by `mcw check` against a local DNS server
 # Run by scripts/test.sh after the cargo tests, as root, with podman, mmdebstrap, lintian,
 # rpm, rpmlint, dnsmasq and kubernetes-validate installed (scripts/test.sh installs them).
@@ -16,10 +22,24 @@ ROOT=$PWD
 export CONTAINERS_CONF=$ROOT/packaging/test/containers.conf
 WORK=$(mktemp -d /tmp/mcw-packaging.XXXXXX)
 LABEL=mcw-packaging-test
-BASE_PACKAGES=systemd,systemd-sysv,dbus,dnsmasq-base,procps,man-db
+. scripts/lib.sh
+STAGE=packaging
+
+# The mcrouter the packages and the image run: the real one when there is one (its runtime
+# libraries go into the base image), else the stand-in.
+if MCROUTER_BIN=$(real_mcrouter); then
+  MCROUTER_LIBS=$(paste -sd, "$(dirname "$MCROUTER_BIN")/runtime-packages.txt" 2>/dev/null || true)
+  echo "packaging: with the real mcrouter $MCROUTER_BIN ($("$MCROUTER_BIN" --version))"
+else
+  cargo build --locked --quiet -p mcrouter-standin
+  MCROUTER_BIN=$ROOT/target/debug/mcrouter
+  MCROUTER_LIBS=
+  echo "packaging: no real mcrouter found: with the project's stand-in"
+fi
+BASE_PACKAGES=systemd,systemd-sysv,dbus,dnsmasq-base,procps,man-db,memcached,rpm${MCROUTER_LIBS:+,$MCROUTER_LIBS}
 # The base image is rebuilt only when what goes into it changes.
 BASE=localhost/mcw-test-base:$(echo "bookworm $BASE_PACKAGES" | md5sum | cut -c1-12)
-STANDIN_IMAGE=localhost/mcw-test-mcrouter:latest
+MCROUTER_IMAGE=localhost/mcw-test-mcrouter:latest
 IMAGE=localhost/mcw-test-image:latest
 
 remove_containers() {
@@ -54,9 +74,6 @@ wait_until() {
   done
 }
 
-. scripts/lib.sh
-STAGE=packaging
-
 # inside CONTAINER COMMAND...: runs a shell command line inside a running container.
 inside() {
   local c=$1
@@ -64,7 +81,7 @@ inside() {
   podman exec "$c" bash -c "$*"
 }
 
-# What mcrouter (the stand-in) says it runs: the md5 of its config, over its admin port.
+# What mcrouter says it runs: the md5 of its config, over its admin port.
 MCROUTER_MD5='exec 3<>/dev/tcp/127.0.0.1/5000
 printf "get __mcrouter__.config_md5_digest\r\n" >&3
 while IFS= read -r -t 2 line <&3; do
@@ -176,14 +193,86 @@ SNAPSHOT='find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run 
   -o -path /var/log -o -path /var/cache -o -path /var/lib/dpkg -o -path /var/lib/systemd \
   -o -path /etc/mcw-test -o -path /root \) -prune -o -print | sort'
 
-systemd_deb() {
-  local c=mcw-sd
-  cargo build --locked --quiet -p mcrouter-standin
+# memcached_roundtrip CONTAINER: a key set through mcrouter (port 5000) is on the memcached
+# the rendered config names.
+memcached_roundtrip() {
+  local c=$1 key=k$RANDOM
+  inside "$c" "exec 3<>/dev/tcp/127.0.0.1/5000; printf 'set $key 0 0 2\r\nhi\r\n' >&3; read -r -t 5 r <&3; [[ \$r == STORED* ]]" ||
+    fail "mcrouter in $c did not store a key"
+  local server
+  server=$(inside "$c" "grep -o '127\.0\.0\.[0-9]*:11311' /run/mcw/mcrouter.json | head -1")
+  inside "$c" "exec 3<>/dev/tcp/${server%:*}/11311; printf 'get $key\r\n' >&3; read -r -t 5 r <&3; [[ \$r == 'VALUE $key'* ]]" ||
+    fail "the key set through mcrouter is not on $server"
+}
+
+# start_test_service CONTAINER ENVFILE: DNS (dnsmasq on 127.0.0.1:5353, a long TTL so that
+# only `systemctl reload` makes mcw ask again), two memcached on 127.0.0.1 and 127.0.0.2,
+# the operator's edits (template, MCW_DNS_SERVER in ENVFILE), then `systemctl start mcw`
+# and a key through mcrouter.
+start_test_service() {
+  local c=$1 envfile=$2
+  inside $c 'mkdir -p /etc/mcw-test && echo "127.0.0.1 cache.test" >/etc/mcw-test/hosts
+    systemd-run --quiet --unit=testdns /usr/sbin/dnsmasq -k --port=5353 --listen-address=127.0.0.1 \
+      --bind-interfaces --no-resolv --no-hosts --addn-hosts=/etc/mcw-test/hosts --local-ttl=3600 --user=root
+    systemd-run --quiet --unit=mc1 /usr/bin/memcached -u nobody -l 127.0.0.1 -p 11311 -U 0
+    systemd-run --quiet --unit=mc2 /usr/bin/memcached -u nobody -l 127.0.0.2 -p 11311 -U 0'
+  inside $c "printf '%s\n' '{\"pools\": {\"main\": {\"servers\": [\"dns+11311://cache.test\"]}}, \"route\": \"PoolRoute|main\"}' \
+      >/etc/mcw/template.json
+    echo MCW_DNS_SERVER=127.0.0.1:5353 >>$envfile"
+  inside $c 'systemctl start mcw'
+  wait_until "mcw.service active" 30 inside $c 'systemctl is-active mcw'
+  wait_until "the config rendered into /run/mcw" 30 rendered_has $c 127.0.0.1:11311
+  wait_until "mcrouter running the rendered config (md5 over its admin port)" 30 mcrouter_runs_file $c
+  memcached_roundtrip $c
+}
+
+# reload_test_service CONTAINER: DNS moves the server to 127.0.0.2; `systemctl reload`
+# re-renders, and the same mcrouter (and mcw) load the file.
+reload_test_service() {
+  local c=$1 mcrouter_pid main_pid
+  mcrouter_pid=$(inside $c 'pgrep -x -u mcw mcrouter') || fail "mcrouter is not running as mcw"
+  main_pid=$(inside $c 'systemctl show -p MainPID --value mcw')
+  inside $c 'echo "127.0.0.2 cache.test" >/etc/mcw-test/hosts && systemctl kill -s HUP testdns'
+  inside $c 'systemctl reload mcw'
+  wait_until "re-rendered after systemctl reload" 30 rendered_has $c 127.0.0.2:11311
+  wait_until "mcrouter running the re-rendered config" 30 mcrouter_runs_file $c
+  memcached_roundtrip $c
+  [[ $(inside $c 'pgrep -x -u mcw mcrouter') == "$mcrouter_pid" ]] || fail "reload restarted mcrouter"
+  [[ $(inside $c 'systemctl show -p MainPID --value mcw') == "$main_pid" ]] || fail "reload restarted mcw"
+  inside $c 'journalctl -u mcw -o cat' | grep -c '^ INFO mcw::service::child: re-reading the template and re-resolving every token.*signal=SIGHUP' >/dev/null ||
+    fail "mcw did not log the SIGHUP of systemctl reload (without a timestamp of its own)"
+}
+
+# stop_test_service CONTAINER: `systemctl stop` ends mcrouter gracefully (exit 0) and mcw with
+# it, and nothing is killed.
+stop_test_service() {
+  local c=$1 mcrouter_pid show
+  mcrouter_pid=$(inside $c 'pgrep -x -u mcw mcrouter')
+  inside $c 'systemctl stop mcw'
+  show=$(inside $c 'systemctl show -p Result -p ExecMainStatus mcw' | paste -sd' ')
+  [[ $show == 'Result=success ExecMainStatus=0' ]] ||
+    fail "mcw.service did not stop cleanly: $show"
+  inside $c 'journalctl -u mcw -o cat' | grep -c "mcrouter exited pid=$mcrouter_pid exit_code=0" >/dev/null ||
+    fail "mcrouter did not exit 0 on stop"
+  if inside $c 'journalctl -u mcw -o cat' | grep -E 'SIGKILL|Killing process|Failed with result'; then
+    fail "stopping mcw.service killed something"
+  fi
+  inside $c 'test ! -e /run/mcw' || fail "/run/mcw left after stop"
+}
+
+# systemd_container NAME: a container running systemd as PID 1, with mcrouter at
+# /usr/bin/mcrouter.
+systemd_container() {
+  local c=$1
   podman run -d --name $c --label $LABEL --systemd=always --privileged "$BASE" /sbin/init >/dev/null
   wait_until "systemd running in $c" 60 inside $c 'systemctl is-system-running | grep -Eq "^(running|degraded)$"'
+  podman cp "$MCROUTER_BIN" $c:/usr/bin/mcrouter
+}
 
+systemd_deb() {
+  local c=mcw-sd
+  systemd_container $c
   podman cp target/debian/mcw_*.deb $c:/tmp/mcw.deb
-  podman cp target/debug/mcrouter $c:/usr/bin/mcrouter
   inside $c "$SNAPSHOT" >"$WORK/before"
 
   inside $c 'dpkg -i /tmp/mcw.deb'
@@ -192,35 +281,12 @@ systemd_deb() {
   inside $c 'getent passwd mcw | grep -q ":/usr/sbin/nologin$"' || fail "no system user mcw"
   inside $c 'man -w mcw-run && man -w mcw' >/dev/null || fail "man pages not found by man"
 
-  # DNS for the service: dnsmasq on 127.0.0.1:5353 answering from a hosts file, with a TTL
-  # long enough that only `systemctl reload` makes mcw ask again within the test.
-  inside $c 'mkdir -p /etc/mcw-test && echo "10.9.0.1 cache.test" >/etc/mcw-test/hosts
-    systemd-run --quiet --unit=testdns /usr/sbin/dnsmasq -k --port=5353 --listen-address=127.0.0.1 \
-      --bind-interfaces --no-resolv --no-hosts --addn-hosts=/etc/mcw-test/hosts --local-ttl=3600 --user=root'
-  # The operator's edits: the template, and the DNS server in /etc/default/mcw.
-  inside $c 'printf "%s\n" "{\"pools\": {\"main\": {\"servers\": [\"dns+11311://cache.test\"]}}, \"route\": \"PoolRoute|main\"}" \
-      >/etc/mcw/template.json
-    echo MCW_DNS_SERVER=127.0.0.1:5353 >>/etc/default/mcw'
-
-  inside $c 'systemctl start mcw'
-  wait_until "mcw.service active" 30 inside $c 'systemctl is-active mcw'
-  wait_until "the config rendered into /run/mcw" 30 rendered_has $c 10.9.0.1:11311
-  wait_until "mcrouter running the rendered config (md5 over its admin port)" 30 mcrouter_runs_file $c
+  start_test_service $c /etc/default/mcw
   inside $c 'stat -c "%U %a" /run/mcw /run/mcw/mcrouter.json' | grep -vc '^mcw ' >/dev/null &&
     fail "/run/mcw or the rendered config not owned by mcw"
-  local mcrouter_pid main_pid
-  mcrouter_pid=$(inside $c 'pgrep -x -u mcw mcrouter') || fail "mcrouter is not running as mcw"
+  local main_pid
   main_pid=$(inside $c 'systemctl show -p MainPID --value mcw')
-
-  # reload: DNS changed; `systemctl reload` re-renders, and the same mcrouter loads the file.
-  inside $c 'echo "10.9.0.2 cache.test" >/etc/mcw-test/hosts && systemctl kill -s HUP testdns'
-  inside $c 'systemctl reload mcw'
-  wait_until "re-rendered after systemctl reload" 30 rendered_has $c 10.9.0.2:11311
-  wait_until "mcrouter running the re-rendered config" 30 mcrouter_runs_file $c
-  [[ $(inside $c 'pgrep -x -u mcw mcrouter') == "$mcrouter_pid" ]] || fail "reload restarted mcrouter"
-  [[ $(inside $c 'systemctl show -p MainPID --value mcw') == "$main_pid" ]] || fail "reload restarted mcw"
-  inside $c 'journalctl -u mcw -o cat' | grep -c '^ INFO mcw::service::child: re-reading the template and re-resolving every token.*signal=SIGHUP' >/dev/null ||
-    fail "mcw did not log the SIGHUP of systemctl reload (without a timestamp of its own)"
+  reload_test_service $c
 
   # upgrade (the same package again takes the upgrade path): a running service restarts on
   # the new binary; the operator's edits of both conffiles are kept.
@@ -231,29 +297,19 @@ systemd_deb() {
   inside $c 'grep -qx MCW_DNS_SERVER=127.0.0.1:5353 /etc/default/mcw && grep -q cache.test /etc/mcw/template.json' ||
     fail "upgrading lost the edits of /etc/default/mcw or /etc/mcw/template.json"
   wait_until "mcrouter running the config after the upgrade" 30 mcrouter_runs_file $c
-  mcrouter_pid=$(inside $c 'pgrep -x -u mcw mcrouter')
 
   inside $c 'systemd-analyze verify /usr/lib/systemd/system/mcw.service' || fail "systemd-analyze verify"
   echo "systemd-analyze security mcw: $(inside $c 'systemd-analyze security --no-pager mcw' | grep 'Overall exposure')"
+  stop_test_service $c
 
-  inside $c 'systemctl stop mcw'
-  local show
-  show=$(inside $c 'systemctl show -p Result -p ExecMainStatus mcw' | paste -sd' ')
-  [[ $show == 'Result=success ExecMainStatus=0' ]] ||
-    fail "mcw.service did not stop cleanly: $show"
-  inside $c 'journalctl -u mcw -o cat' | grep -c "mcrouter exited pid=$mcrouter_pid exit_code=0" >/dev/null ||
-    fail "mcrouter did not exit 0 on stop"
-  if inside $c 'journalctl -u mcw -o cat' | grep -E 'SIGKILL|Killing process|Failed with result'; then
-    fail "stopping mcw.service killed something"
-  fi
-  inside $c 'test ! -e /run/mcw' || fail "/run/mcw left after stop"
-
-  # remove: only the conffiles (both edited), the state directory and the mask that
-  # deb-systemd-helper puts on a removed unit stay; purge: nothing.
+  # remove: only the conffiles (both edited), the state directory (with mcrouter's files in
+  # it) and the mask that deb-systemd-helper puts on a removed unit stay; purge: nothing.
   inside $c 'dpkg -r mcw' >/dev/null
   inside $c "$SNAPSHOT" >"$WORK/removed"
+  # (What mcrouter keeps in /var/lib/mcw, its config dumps and stats, stays with the directory.)
   diff -u <(printf '%s\n' /etc/default/mcw /etc/mcw /etc/mcw/template.json \
-    /etc/systemd/system/mcw.service /var/lib/mcw) <(diff "$WORK/before" "$WORK/removed" | sed -n 's/^[<>] //p') ||
+    /etc/systemd/system/mcw.service /var/lib/mcw) \
+    <(diff "$WORK/before" "$WORK/removed" | sed -n 's/^[<>] //p' | grep -v '^/var/lib/mcw/') ||
     fail "dpkg -r left other files than these (above)"
   [[ $(inside $c 'readlink /etc/systemd/system/mcw.service') == /dev/null ]] ||
     fail "/etc/systemd/system/mcw.service after dpkg -r is not deb-systemd-helper's mask"
@@ -264,24 +320,54 @@ systemd_deb() {
 }
 
 # ---------------------------------------------------------------------------------------
+# The .rpm, installed by rpm itself (Debian's: --force-debian; --nodeps, since what the package
+# requires is an RPM distribution's and this is Debian), run under systemd with its
+# /etc/sysconfig/mcw, then erased.
+systemd_rpm() {
+  local c=mcw-rpm
+  systemd_container $c
+  podman cp target/generate-rpm/mcw-*.rpm $c:/tmp/mcw.rpm
+  inside $c 'rpm -i --force-debian --nodeps /tmp/mcw.rpm' || fail "rpm -i failed"
+  inside $c 'rpm -q mcw' >/dev/null || fail "rpm does not know mcw"
+  [[ $(inside $c 'systemctl is-active mcw' || true) == inactive ]] || fail "installing the rpm started mcw.service"
+  inside $c 'getent passwd mcw' >/dev/null || fail "the rpm made no system user mcw"
+  inside $c 'grep -qx "EnvironmentFile=-/etc/sysconfig/mcw" /usr/lib/systemd/system/mcw.service' ||
+    fail "the rpm's unit does not read /etc/sysconfig/mcw"
+  start_test_service $c /etc/sysconfig/mcw
+  reload_test_service $c
+  stop_test_service $c
+  inside $c 'rpm -e mcw' || fail "rpm -e failed"
+  inside $c 'test ! -e /usr/bin/mcw && test ! -e /usr/lib/systemd/system/mcw.service' ||
+    fail "rpm -e left the binary or the unit"
+  podman rm -f -t 0 $c >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------
 container() {
-  # The mcrouter base image: the stand-in as /usr/bin/mcrouter on the Debian base.
-  mkdir -p "$WORK/standin"
-  cp target/debug/mcrouter "$WORK/standin/mcrouter"
-  printf 'FROM %s\nCOPY mcrouter /usr/bin/mcrouter\n' "$BASE" >"$WORK/standin/Containerfile"
-  podman build --quiet -t "$STANDIN_IMAGE" "$WORK/standin" >/dev/null
+  # The mcrouter base image: mcrouter as /usr/bin/mcrouter on the Debian base (which holds
+  # its runtime libraries).
+  mkdir -p "$WORK/mcrouter"
+  cp "$MCROUTER_BIN" "$WORK/mcrouter/mcrouter"
+  printf 'FROM %s\nCOPY mcrouter /usr/bin/mcrouter\n' "$BASE" >"$WORK/mcrouter/Containerfile"
+  podman build --quiet -t "$MCROUTER_IMAGE" "$WORK/mcrouter" >/dev/null
   # The image, built as users build it: from the repository root.
   podman build --quiet -f packaging/container/Containerfile \
-    --build-arg MCROUTER_IMAGE="$STANDIN_IMAGE" -t "$IMAGE" . >/dev/null
+    --build-arg MCROUTER_IMAGE="$MCROUTER_IMAGE" -t "$IMAGE" . >/dev/null
 
-  # DNS in its own container; the mcw containers join its network namespace (loopback).
+  # DNS and two memcached in their own containers; the mcw containers join their network
+  # namespace (loopback).
   mkdir -p "$WORK/dns"
-  echo "10.9.0.1 cache.test" >"$WORK/dns/hosts"
+  echo "127.0.0.1 cache.test" >"$WORK/dns/hosts"
   printf '%s\n' '{"pools": {"main": {"servers": ["dns+11311://cache.test"]}}, "route": "PoolRoute|main"}' \
     >"$WORK/template.json"
   podman run -d --name mcw-dns --label $LABEL -v "$WORK/dns:/dns:ro" "$BASE" \
     dnsmasq -k --port=5353 --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
     --addn-hosts=/dns/hosts --local-ttl=3600 --user=root >/dev/null
+  local ip
+  for ip in 127.0.0.1 127.0.0.2; do
+    podman run -d --name "mcw-mc-$ip" --label $LABEL --network=container:mcw-dns "$BASE" \
+      memcached -u nobody -l $ip -p 11311 -U 0 >/dev/null
+  done
   local run=(podman run -d --label $LABEL --network=container:mcw-dns
     -v "$WORK/template.json:/etc/mcw/template.json:ro" -e MCW_DNS_SERVER=127.0.0.1:5353)
 
@@ -292,13 +378,15 @@ container() {
   local mcrouter_pid
   mcrouter_pid=$(inside $c 'pgrep -x mcrouter')
   inside $c "grep -q '^PPid:[[:space:]]*1$' /proc/$mcrouter_pid/status" || fail "mcrouter is not mcw's child"
-  rendered_has $c 10.9.0.1:11311 || fail "the rendered config lacks the DNS answer"
+  rendered_has $c 127.0.0.1:11311 || fail "the rendered config lacks the DNS answer"
+  memcached_roundtrip $c
 
-  echo "10.9.0.2 cache.test" >"$WORK/dns/hosts"
+  echo "127.0.0.2 cache.test" >"$WORK/dns/hosts"
   podman kill -s HUP mcw-dns >/dev/null
   podman kill -s HUP $c >/dev/null
-  wait_until "re-rendered after SIGHUP" 30 rendered_has $c 10.9.0.2:11311
+  wait_until "re-rendered after SIGHUP" 30 rendered_has $c 127.0.0.2:11311
   wait_until "mcrouter running the re-rendered config" 30 mcrouter_runs_file $c
+  memcached_roundtrip $c
   [[ $(inside $c 'pgrep -x mcrouter') == "$mcrouter_pid" ]] || fail "SIGHUP restarted mcrouter"
 
   podman stop -t 20 $c >/dev/null
@@ -381,6 +469,7 @@ remove_containers # left by an interrupted run
 stage "packages (.deb, .rpm, lintian, rpmlint)" packages
 stage "base image (mmdebstrap, podman import)" base_image
 stage "systemd: the .deb installed and run" systemd_deb
+stage "systemd: the .rpm installed by rpm and run" systemd_rpm
 stage "container image (podman)" container
 stage "kubernetes manifests" kubernetes
 echo "== packaging: all passed in $((SECONDS - start)) s"
