@@ -130,7 +130,9 @@ pub struct RunArgs {
     /// Become a child subreaper (when not PID 1), so orphans are re-parented to mcw and reaped.
     #[arg(long, env = "MCW_SUBREAPER", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub subreaper: bool,
-    /// The command that starts mcrouter; mcw appends `-f <output>` (so it may not end with --).
+    /// The command that starts mcrouter; mcw appends `-f <output>` (so it may not end with --)
+    /// and, to a command naming mcrouter, `--reconfiguration-delay-ms=100` and
+    /// `--max-dumped-config-age=0` unless it sets them.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
