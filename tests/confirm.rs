@@ -213,6 +213,25 @@ fn wrapper(work: &Workdir, body: &str) -> std::path::PathBuf {
     path
 }
 
+/// `mcw run --validate` (with `extra`) over `router` behind a wrapper whose validator hangs
+/// (after writing its pid to `validator.pid`) while the file `hang` exists in `work`; once
+/// the first config is confirmed.
+fn validating(router: &Mcrouter, dns: &DnsServer, work: &Workdir, extra: &[&str]) -> Watcher {
+    let mcrouter = wrapper(
+        work,
+        &format!(
+            "case \"$*\" in *--validate-config*) [ -e {hang} ] && echo $$ > {pid} && exec sleep 600;; esac\nexec {router} \"$@\"",
+            hang = work.path("hang").display(),
+            pid = work.path("validator.pid").display(),
+            router = router.path().display()
+        ),
+    );
+    let isolation = router.isolation(work.dir.path());
+    let w = run_command(work, dns, extra, &mcrouter, &isolation, free_port());
+    wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+    w
+}
+
 /// Regression: a validator that never exited stalled every later update.
 #[test]
 fn a_hung_validator_is_killed_and_the_next_change_is_still_installed_and_confirmed() {
@@ -220,16 +239,6 @@ fn a_hung_validator_is_killed_and_the_next_change_is_still_installed_and_confirm
         let dns = DnsServer::start();
         let work = one_token(&dns);
         let hang = work.path("hang");
-        // The validator hangs while the file `hang` exists; mcrouter itself is the stand-in.
-        let mcrouter = wrapper(
-            &work,
-            &format!(
-                "case \"$*\" in *--validate-config*) [ -e {hang} ] && exec sleep 600;; esac\nexec {standin} \"$@\"",
-                hang = hang.display(),
-                standin = router.path().display()
-            ),
-        );
-        let port = free_port();
         let extra = [
             "--validate",
             "--validate-timeout",
@@ -237,15 +246,7 @@ fn a_hung_validator_is_killed_and_the_next_change_is_still_installed_and_confirm
             "--min-refresh",
             "100ms",
         ];
-        let w = run_command(
-            &work,
-            &dns,
-            &extra,
-            &mcrouter,
-            &router.isolation(work.dir.path()),
-            port,
-        );
-        wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+        let w = validating(router, &dns, &work, &extra);
 
         std::fs::write(&hang, "").unwrap();
         dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
@@ -428,26 +429,8 @@ fn a_validator_still_running_when_mcw_exits_is_ended_and_its_candidate_removed()
         let work = one_token(&dns);
         let hang = work.path("hang");
         let pidfile = work.path("validator.pid");
-        let mcrouter = wrapper(
-            &work,
-            &format!(
-                "case \"$*\" in *--validate-config*) [ -e {hang} ] && echo $$ > {pid} && exec sleep 600;; esac\nexec {standin} \"$@\"",
-                hang = hang.display(),
-                pid = pidfile.display(),
-                standin = router.path().display()
-            ),
-        );
-        let port = free_port();
         let extra = ["--validate", "--validate-timeout", "1h"];
-        let mut w = run_command(
-            &work,
-            &dns,
-            &extra,
-            &mcrouter,
-            &router.isolation(work.dir.path()),
-            port,
-        );
-        wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+        let mut w = validating(router, &dns, &work, &extra);
         std::fs::write(&hang, "").unwrap();
         dns.set_addrs("memcache.test", &["127.0.0.2"], 3600);
         w.signal(libc::SIGHUP);

@@ -133,6 +133,15 @@ impl Drop for Router {
     }
 }
 
+/// `router` started with `-f` on `work/c.json` holding a one-server config, and with `delay`
+/// as its reconfiguration delay when given; and the file's path.
+fn on_file(router: &Mcrouter, work: &Workdir, delay: Option<u64>) -> (Router, PathBuf) {
+    let path = work.write("c.json", &config(&["127.0.0.1:1"], PLAIN));
+    let mut given = args(&["-f", path.to_str().unwrap()]);
+    given.extend(delay.map(|ms| format!("--reconfiguration-delay-ms={ms}")));
+    (Router::start(router, work.dir.path(), &given), path)
+}
+
 fn md5_of(path: &Path) -> String {
     mcw::engine::md5_hex(&std::fs::read(path).unwrap())
 }
@@ -178,17 +187,8 @@ fn config_sources_abbreviations_and_unknown_options() {
 fn a_renamed_config_is_loaded_within_one_to_three_delays() {
     with_each_mcrouter(|router| {
         let work = Workdir::new();
-        let path = work.write("c.json", &config(&["127.0.0.1:1"], PLAIN));
+        let (r, path) = on_file(router, &work, Some(300));
         let delay = Duration::from_millis(300);
-        let r = Router::start(
-            router,
-            work.dir.path(),
-            &args(&[
-                "-f",
-                path.to_str().unwrap(),
-                "--reconfiguration-delay-ms=300",
-            ]),
-        );
         let mut took = Vec::new();
         for n in 2..6 {
             swap(&path, &config(&[&format!("127.0.0.1:{n}")], PLAIN));
@@ -212,12 +212,7 @@ fn a_renamed_config_is_loaded_within_one_to_three_delays() {
 fn the_md5_answer_and_an_unknown_admin_command() {
     with_each_mcrouter(|router| {
         let work = Workdir::new();
-        let path = work.write("c.json", &config(&["127.0.0.1:1"], PLAIN));
-        let r = Router::start(
-            router,
-            work.dir.path(),
-            &args(&["-f", path.to_str().unwrap()]),
-        );
+        let (r, path) = on_file(router, &work, None);
         let md5 = md5_of(&path);
         assert_eq!(
             r.ask("get __mcrouter__.config_md5_digest\r\n"),
@@ -241,17 +236,8 @@ fn the_md5_answer_and_an_unknown_admin_command() {
 fn a_rejected_config_keeps_the_old_one_and_counts_a_failure_until_the_file_changes() {
     with_each_mcrouter(|router| {
         let work = Workdir::new();
-        let path = work.write("c.json", &config(&["127.0.0.1:1"], PLAIN));
+        let (r, path) = on_file(router, &work, Some(100));
         let good = md5_of(&path);
-        let r = Router::start(
-            router,
-            work.dir.path(),
-            &args(&[
-                "-f",
-                path.to_str().unwrap(),
-                "--reconfiguration-delay-ms=100",
-            ]),
-        );
         assert_eq!(r.detailed("config_failures"), 0);
         let bad = config(&["127.0.0.1:1"], r#"{"type": "NoSuchRoute"}"#);
         swap(&path, &bad);
@@ -584,17 +570,8 @@ fn predicted(hashing: &mcw::placement::Hashing, key: &str, n: usize) -> usize {
 fn a_deleted_config_file_ends_reloading() {
     with_each_mcrouter(|router| {
         let work = Workdir::new();
-        let path = work.write("c.json", &config(&["127.0.0.1:1"], PLAIN));
+        let (r, path) = on_file(router, &work, Some(100));
         let first = md5_of(&path);
-        let r = Router::start(
-            router,
-            work.dir.path(),
-            &args(&[
-                "-f",
-                path.to_str().unwrap(),
-                "--reconfiguration-delay-ms=100",
-            ]),
-        );
         std::fs::remove_file(&path).unwrap();
         std::thread::sleep(Duration::from_millis(500));
         std::fs::write(&path, config(&["127.0.0.1:2"], PLAIN)).unwrap();

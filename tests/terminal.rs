@@ -68,6 +68,21 @@ fn at_terminal(cmd: Command, log: std::path::PathBuf) -> (Watcher, Terminal) {
     )
 }
 
+/// `mcw run` over `router` at a terminal, once mcrouter runs the first config.
+fn run_at_terminal(router: &Mcrouter, dns: &DnsServer, work: &Workdir) -> (Watcher, Terminal) {
+    dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
+    work.write("template.json", TEMPLATE);
+    let port = free_port();
+    let mut cmd = work.mcw("run", dns);
+    cmd.arg("--output").arg(work.path("out.json")).arg("--");
+    cmd.arg(router.path())
+        .args(["-p", &port.to_string(), "--listen-addresses=127.0.0.1"])
+        .args(router.isolation(work.dir.path()));
+    let (w, tty) = at_terminal(cmd, work.path("mcw.log"));
+    w.wait_log("mcrouter runs the new config", WAIT);
+    (w, tty)
+}
+
 fn watch_at_terminal(work: &Workdir, dns: &DnsServer) -> (Watcher, Terminal) {
     work.write("template.json", TEMPLATE);
     let mut cmd = work.mcw("watch", dns);
@@ -117,17 +132,8 @@ fn ctrl_c_stops_run_while_it_waits_for_dns() {
 fn ctrl_c_stops_run_and_mcrouter() {
     with_each_mcrouter(|router| {
         let dns = DnsServer::start();
-        dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
         let work = Workdir::new();
-        work.write("template.json", TEMPLATE);
-        let port = free_port();
-        let mut cmd = work.mcw("run", &dns);
-        cmd.arg("--output").arg(work.path("out.json")).arg("--");
-        cmd.arg(router.path())
-            .args(["-p", &port.to_string(), "--listen-addresses=127.0.0.1"])
-            .args(router.isolation(work.dir.path()));
-        let (mut w, mut tty) = at_terminal(cmd, work.path("mcw.log"));
-        w.wait_log("mcrouter runs the new config", WAIT);
+        let (mut w, mut tty) = run_at_terminal(router, &dns, &work);
         tty.type_in(b"\x03");
         assert_eq!(w.wait_exit(WAIT), Some(0), "{}", w.log());
         assert!(w.log().contains("mcrouter exited"), "{}", w.log());
@@ -158,17 +164,8 @@ fn closing_the_terminal_stops_watch_and_kill_hup_does_not() {
 fn closing_the_terminal_stops_run_and_mcrouter_gracefully() {
     with_each_mcrouter(|router| {
         let dns = DnsServer::start();
-        dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
         let work = Workdir::new();
-        work.write("template.json", TEMPLATE);
-        let port = free_port();
-        let mut cmd = work.mcw("run", &dns);
-        cmd.arg("--output").arg(work.path("out.json")).arg("--");
-        cmd.arg(router.path())
-            .args(["-p", &port.to_string(), "--listen-addresses=127.0.0.1"])
-            .args(router.isolation(work.dir.path()));
-        let (mut w, tty) = at_terminal(cmd, work.path("mcw.log"));
-        w.wait_log("mcrouter runs the new config", WAIT);
+        let (mut w, tty) = run_at_terminal(router, &dns, &work);
         drop(tty);
         assert_eq!(w.wait_exit(WAIT), Some(0), "{}", w.log());
         let log = w.log();

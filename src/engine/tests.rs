@@ -495,14 +495,21 @@ fn after_cannot_tell_mcw_keeps_asking_until_mcrouter_answers() {
     assert_eq!(r.act(Event::Tick), []);
 }
 
-#[test]
-fn a_restore_whose_write_fails_is_retried_as_a_restore() {
+/// A confirmed A, then B rejected (mcrouter's failures grew): the write back of A, generation
+/// 3, is under way.
+fn restoring() -> (Run, Vec<u8>) {
     let mut r = Run::new(run_settings());
     let a = r.confirmed_start("10.0.0.1");
     r.next_write("10.0.0.2", 2);
     r.act(Event::Tick);
     let verdict = r.feed(runs(&a, 1));
     assert_eq!(written(&verdict, 3), a);
+    (r, a)
+}
+
+#[test]
+fn a_restore_whose_write_fails_is_retried_as_a_restore() {
+    let (mut r, a) = restoring();
     r.feed(Event::Wrote {
         generation: 3,
         result: Err("output /x: cannot write: No space left on device".into()),
@@ -528,12 +535,7 @@ fn a_restore_whose_write_fails_is_retried_as_a_restore() {
 /// bytes.
 #[test]
 fn a_restore_that_finds_the_bytes_on_disk_reports_no_write() {
-    let mut r = Run::new(run_settings());
-    let a = r.confirmed_start("10.0.0.1");
-    r.next_write("10.0.0.2", 2);
-    r.act(Event::Tick);
-    let verdict = r.feed(runs(&a, 1));
-    assert_eq!(written(&verdict, 3), a);
+    let (mut r, _) = restoring();
     let done = r.feed(Event::Wrote {
         generation: 3,
         result: Ok(false),
