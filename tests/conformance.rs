@@ -200,7 +200,8 @@ fn a_renamed_config_is_loaded_within_one_to_three_delays() {
         eprintln!("reloads took {took:?} with a 300 ms delay");
         for t in &took {
             assert!(*t >= delay.mul_f64(0.9), "{took:?}");
-            assert!(*t <= delay * 3 + Duration::from_millis(500), "{took:?}");
+            // Slack for a loaded machine: the fact is "one to three delays", not a deadline.
+            assert!(*t <= delay * 3 + Duration::from_millis(1500), "{took:?}");
         }
     });
 }
