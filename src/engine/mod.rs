@@ -11,6 +11,7 @@
 //! - `queries`: each DNS question's last good answer, refresh timing, holds;
 //! - `publish`: render, validate, write, restore, repair;
 //! - `confirm`: confirmation of writes with mcrouter, as a state enum;
+//! - `verdict`: what mcrouter's answers and verdicts do to the engine;
 //! - `status`: the snapshot for `/status`, `/readyz` and the metrics.
 //!
 //! Invariants: nothing is written while any token lacks an answer (a failing token keeps its
@@ -22,6 +23,7 @@ mod protocol;
 mod publish;
 mod queries;
 mod status;
+mod verdict;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! The config template: JSONC text → a JSON tree plus the DNS tokens found in it.
+//! The config template: JSON5 text → a JSON tree plus the DNS tokens found in it.
 //!
 //! Owns parsing (with file:line:col errors), finding tokens in every array stored under a
 //! `servers` key anywhere in the tree, and — in [`render`] — turning the tree plus DNS answers
