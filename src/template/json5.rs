@@ -13,19 +13,34 @@
 #[derive(Debug)]
 pub struct Strict {
     pub text: String,
-    /// `(strict offset, source offset)` where a stretch of one-to-one bytes starts, ascending.
-    anchors: Vec<(usize, usize)>,
+    /// Where each stretch of the strict text starts and where in the template it comes from,
+    /// ascending.
+    anchors: Vec<Anchor>,
+}
+
+/// The start of a stretch of the strict text: at strict offset `at`, from template offset
+/// `source`; byte for byte when `copied`, else rewritten (every byte of it stands for
+/// `source`, so that the map never runs past what the template holds).
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    at: usize,
+    source: usize,
+    copied: bool,
 }
 
 impl Strict {
     /// The byte offset in the template of byte `offset` of the strict text.
     pub fn source_offset(&self, offset: usize) -> usize {
-        match self.anchors.partition_point(|(at, _)| *at <= offset) {
+        match self.anchors.partition_point(|a| a.at <= offset) {
             0 => offset,
-            n => {
-                let (at, source) = self.anchors[n - 1];
-                source + (offset - at)
-            }
+            n => match self.anchors[n - 1] {
+                Anchor {
+                    at,
+                    source,
+                    copied: true,
+                } => source + (offset - at),
+                Anchor { source, .. } => source,
+            },
         }
     }
 }
@@ -39,24 +54,33 @@ pub struct DialectError {
 }
 
 /// The strict text being written, and where each part of it came from.
-struct Writer {
+struct Writer<'a> {
+    src: &'a [u8],
     out: Vec<u8>,
-    anchors: Vec<(usize, usize)>,
+    anchors: Vec<Anchor>,
 }
 
-impl Writer {
-    /// Where the next byte maps to if nothing is said about it.
-    fn projected(&self) -> usize {
+impl Writer<'_> {
+    /// Where the next byte maps to if nothing is said about it: `None` after a rewritten
+    /// stretch, which says nothing about what follows it.
+    fn projected(&self) -> Option<usize> {
         match self.anchors.last() {
-            Some((at, source)) => source + (self.out.len() - at),
-            None => self.out.len(),
+            Some(a) if a.copied => Some(a.source + (self.out.len() - a.at)),
+            Some(_) => None,
+            None => Some(self.out.len()),
         }
     }
 
-    /// Append `bytes` that stand for the template's bytes from `source` on.
+    /// Append `bytes` that stand for the template's bytes from `source` on: copied when the
+    /// template holds exactly them there, else a rewrite of what is there.
     fn put(&mut self, source: usize, bytes: &[u8]) {
-        if self.projected() != source {
-            self.anchors.push((self.out.len(), source));
+        let copied = self.src.get(source..source + bytes.len()) == Some(bytes);
+        if !copied || self.projected() != Some(source) {
+            self.anchors.push(Anchor {
+                at: self.out.len(),
+                source,
+                copied,
+            });
         }
         self.out.extend_from_slice(bytes);
     }
@@ -66,6 +90,7 @@ impl Writer {
 pub fn to_strict(text: &str) -> Result<Strict, DialectError> {
     let src = text.as_bytes();
     let mut w = Writer {
+        src,
         out: Vec::with_capacity(src.len()),
         anchors: Vec::new(),
     };
@@ -457,6 +482,23 @@ mod tests {
             let e = to_strict(input).unwrap_err();
             assert_eq!(e.offset, at, "{input}");
             assert!(e.message.contains(why), "{input}: {}", e.message);
+        }
+    }
+
+    /// Regression, found by fuzzing: a rewritten stretch longer than what it replaces (a bare
+    /// key quoted) mapped its last bytes past the template's next ones, so the map went
+    /// backwards.
+    #[test]
+    fn the_map_back_to_the_template_never_goes_backwards() {
+        for text in [
+            "{\n  pools: {a: 1}}",
+            "['it\\'s', \"x\\x41\", 0x10, .5]",
+            "{a: 'say \"hi\"', b: +1}",
+        ] {
+            let s = to_strict(text).unwrap();
+            let map: Vec<usize> = (0..s.text.len()).map(|at| s.source_offset(at)).collect();
+            assert!(map.windows(2).all(|w| w[0] <= w[1]), "{text}: {map:?}");
+            assert!(map.iter().all(|at| *at <= text.len()), "{text}: {map:?}");
         }
     }
 
