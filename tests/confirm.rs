@@ -165,6 +165,8 @@ fn validate_keeps_a_bad_candidate_from_ever_being_installed() {
             "mcrouter --validate-config rejected the new config; it was not installed",
             WAIT,
         );
+        // mcrouter's reason, from the validator's log, not only its exit status.
+        w.wait_log("reason=\"Unknown RouteHandle: NoSuchRoute", WAIT);
         assert_eq!(work.read("out.json"), good);
         let stats = memcache(&router, "stats detailed\r\n");
         assert!(

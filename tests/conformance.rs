@@ -372,7 +372,8 @@ fn sighup_kills_and_sigterm_and_sigint_exit_0() {
 
 /// A config that fails at startup, with no dump to fall back on: exit 1, and the log says
 /// `Failed to configure`. `--validate-config=exit` exits 0 for a good config and 3 for a bad
-/// one (what `mcw run --validate` reads).
+/// one, whose log gives the reason as `Failed to reconfigure: <reason>` (what `mcw run
+/// --validate` reads).
 #[test]
 fn a_bad_config_at_startup_exits_1_and_validate_config_says_0_or_3() {
     with_each_mcrouter(|router| {
@@ -391,14 +392,24 @@ fn a_bad_config_at_startup_exits_1_and_validate_config_says_0_or_3() {
         assert_eq!(r.wait_exit().code(), Some(1));
         assert!(r.log().contains("Failed to configure"), "{}", r.log());
         for (file, code) in [(&good, 0), (&bad, 3)] {
-            let status = Command::new(router.path())
+            let out = Command::new(router.path())
                 .args(["-p", "1", "--validate-config=exit", "--config-dump-root="])
                 .args(["--stats-logging-interval=0", "-f"])
                 .arg(file)
-                .stderr(Stdio::null())
-                .status()
+                .stdout(Stdio::null())
+                .output()
                 .unwrap();
-            assert_eq!(status.code(), Some(code), "{}", file.display());
+            assert_eq!(out.status.code(), Some(code), "{}", file.display());
+            // The first reason in its log is what a `--validate` rejection says.
+            let log = String::from_utf8_lossy(&out.stderr);
+            let reason = log.lines().find_map(mcw::mcrouter::failure_reason);
+            match code {
+                0 => assert_eq!(reason, None, "{log}"),
+                _ => assert!(
+                    reason.is_some_and(|r| r.starts_with("Unknown RouteHandle: NoSuchRoute")),
+                    "{log}"
+                ),
+            }
         }
     });
 }

@@ -11,7 +11,7 @@ use crate::engine::Event;
 use crate::error::Error;
 use crate::settings::Run;
 use crate::supervise::signals::{self, Arrival, Disposition};
-use crate::supervise::{self, Child, Exit};
+use crate::supervise::{self, Child};
 
 /// mcrouter as the loop knows it (`run` mode).
 pub(super) struct Mcrouter {
@@ -104,15 +104,7 @@ impl Loop {
             };
             if Some(pid) == s.child.pid() {
                 s.child.exited(exit);
-            } else if let Some(v) = s.validation.as_mut().filter(|v| v.pid == Some(pid)) {
-                v.pid = None;
-                let generation = v.generation;
-                let result = match exit {
-                    Exit::Code(0) => Ok(()),
-                    other => Err(format!("exit status {}", other.code())),
-                };
-                self.feed(0, Event::Validated { generation, result })?;
-            } else {
+            } else if !self.validator_exited(pid, exit)? {
                 tracing::debug!(pid, "reaped an orphan");
             }
         }

@@ -109,6 +109,11 @@ struct Loop {
     http: Option<mpsc::Receiver<Ask>>,
     /// Why mcrouter failed to load a config, as its log says (once it runs).
     reasons: Option<mpsc::UnboundedReceiver<String>>,
+    /// What each validator's stderr gave as the reason, once it closed: `(pid, reason)`.
+    validators_said: (
+        mpsc::UnboundedSender<stderr::Said>,
+        mpsc::UnboundedReceiver<stderr::Said>,
+    ),
 }
 
 impl Loop {
@@ -167,6 +172,7 @@ impl Loop {
             metrics,
             http,
             reasons: None,
+            validators_said: mpsc::unbounded_channel(),
         })
     }
 
@@ -199,6 +205,9 @@ impl Loop {
                 }
                 Some(ask) = next(&mut self.http) => self.answer(ask),
                 Some(reason) = next(&mut self.reasons) => self.load_failed(reason),
+                Some((pid, reason)) = self.validators_said.1.recv() => {
+                    self.validator_said(pid, reason)
+                }
             };
             if let Some(code) = step? {
                 return Ok(code);

@@ -1,7 +1,9 @@
-//! mcrouter's stderr: passed on to mcw's own, line by line and unchanged, and read on the way
-//! for the reason mcrouter gives when a config fails to load, so that a rejection can say why.
+//! What mcrouter's processes write to stderr. mcrouter's own lines are passed on to mcw's
+//! stderr, line by line and unchanged; a validator's are read only for their reason. Both are
+//! read on the way for the reason mcrouter gives when a config fails to load, so that a
+//! rejection can say why.
 //!
-//! Owns the task that relays the lines. mcrouter writes little (glog lines, and a FAILURE line
+//! Owns the tasks that read the lines. mcrouter writes little (glog lines, and a FAILURE line
 //! with its options when a config fails), so a line at a time costs nothing.
 
 use std::io::Write;
@@ -18,28 +20,51 @@ use crate::mcrouter::failure_reason;
 /// out of the receiver.
 pub(super) fn relay(stderr: ChildStderr) -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(read_lines(stderr, move |line| {
+        // A line that cannot be written (stderr gone) is dropped, as mcw's own are.
+        let _ = std::io::stderr().lock().write_all(line);
+        if let Some(reason) = failure_reason(&String::from_utf8_lossy(line)) {
+            let _ = tx.send(reason.to_string());
+        }
+    }));
+    rx
+}
+
+/// A validator's pid, and the first reason its stderr gave.
+pub(super) type Said = (i32, Option<String>);
+
+/// Read validator `pid`'s `stderr` until it closes, then send `(pid, the first reason it
+/// gave)` on `said`: the validator has then said all it will.
+pub(super) fn first_reason(pid: i32, stderr: ChildStderr, said: mpsc::UnboundedSender<Said>) {
+    let mut first: Option<String> = None;
+    tokio::spawn(async move {
+        read_lines(stderr, |line| {
+            if first.is_none() {
+                first = failure_reason(&String::from_utf8_lossy(line)).map(str::to_string);
+            }
+        })
+        .await;
+        let _ = said.send((pid, first));
+    });
+}
+
+/// Give each line of `stderr` to `each` until the pipe closes (at once, after a warning, when
+/// it cannot be read).
+async fn read_lines(stderr: ChildStderr, mut each: impl FnMut(&[u8])) {
     let pipe = match pipe::Receiver::from_owned_fd(OwnedFd::from(stderr)) {
         Ok(pipe) => pipe,
         Err(e) => {
-            tracing::warn!(reason = %e, "cannot read mcrouter's stderr; its lines are lost");
-            return rx;
+            tracing::warn!(reason = %e, "cannot read a child's stderr; its lines are lost");
+            return;
         }
     };
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(pipe);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match lines.read_until(b'\n', &mut line).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            // A line that cannot be written (stderr gone) is dropped, as mcw's own are.
-            let _ = std::io::stderr().lock().write_all(&line);
-            if let Some(reason) = failure_reason(&String::from_utf8_lossy(&line)) {
-                let _ = tx.send(reason.to_string());
-            }
+    let mut lines = BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match lines.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => each(&line),
         }
-    });
-    rx
+    }
 }

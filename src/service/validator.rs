@@ -1,20 +1,29 @@
 //! `--validate`: the validator process, `mcrouter --validate-config=exit` on a candidate file
 //! beside the output.
 //!
-//! Owns starting it on a candidate, stopping it, and installing or discarding the candidate
-//! when the engine says the validation is over. Its exit status comes back through the one
-//! `waitpid` (`supervise::reap`), by way of the child side of the loop.
+//! Owns starting it on a candidate, stopping it, its verdict, and installing or discarding the
+//! candidate when the engine says the validation is over. The verdict needs two things: its
+//! exit status, which comes back through the one `waitpid` (`supervise::reap`) by way of the
+//! child side of the loop, and the end of its stderr, read for the reason mcrouter gives (so
+//! that a rejection says why, not only "exit status 3").
 
 use super::Loop;
 use crate::engine::Event;
+use crate::error::Error;
 use crate::output::Candidate;
-use crate::supervise::{self, signals};
+use crate::supervise::{self, Exit, signals};
 
 pub(super) struct Validation {
     pub(super) generation: u64,
     candidate: Candidate,
     /// The validator's pid until it has been reaped.
-    pub(super) pid: Option<i32>,
+    pid: Option<i32>,
+    /// Its pid for ever, to match what its stderr said.
+    spawned: i32,
+    /// How it ended, once reaped.
+    exit: Option<Exit>,
+    /// The reason its stderr gave, once that closed.
+    said: Option<Option<String>>,
 }
 
 impl Validation {
@@ -59,13 +68,17 @@ impl Loop {
         };
         let mut args = argv[1..].to_vec();
         args.extend(["-f".into(), candidate.path.to_string_lossy().into_owned()]);
-        match supervise::spawn_quiet(&argv[0], &args) {
-            Ok(pid) => {
+        match supervise::spawn_helper(&argv[0], &args) {
+            Ok((pid, stderr)) => {
                 tracing::debug!(pid, candidate = %candidate.path.display(), "validating");
+                super::stderr::first_reason(pid, stderr, self.validators_said.0.clone());
                 s.validation = Some(Validation {
                     generation,
                     candidate,
                     pid: Some(pid),
+                    spawned: pid,
+                    exit: None,
+                    said: None,
                 });
                 None
             }
@@ -74,6 +87,56 @@ impl Loop {
                 reject(format!("cannot run {}: {e}", argv[0]))
             }
         }
+    }
+
+    /// Validator `pid` ended with `exit`, if it is the one validating; the verdict follows once
+    /// its stderr has closed too.
+    pub(super) fn validator_exited(&mut self, pid: i32, exit: Exit) -> Result<bool, Error> {
+        let Some(v) = self.validation_of(pid) else {
+            return Ok(false);
+        };
+        v.pid = None;
+        v.exit = Some(exit);
+        self.conclude_validation()?;
+        Ok(true)
+    }
+
+    /// Validator `pid`'s stderr closed after giving `reason`.
+    pub(super) fn validator_said(
+        &mut self,
+        pid: i32,
+        reason: Option<String>,
+    ) -> Result<Option<u8>, Error> {
+        if let Some(v) = self.validation_of(pid) {
+            v.said = Some(reason);
+            self.conclude_validation()?;
+        }
+        Ok(None)
+    }
+
+    fn validation_of(&mut self, pid: i32) -> Option<&mut Validation> {
+        let s = self.mcrouter.as_mut()?;
+        s.validation.as_mut().filter(|v| v.spawned == pid)
+    }
+
+    /// Give the engine the verdict once the validator has both ended and closed its stderr. A
+    /// validator whose stderr stays open (a child of its own holds it) is ended by
+    /// `--validate-timeout`.
+    fn conclude_validation(&mut self) -> Result<(), Error> {
+        let Some(v) = self.mcrouter.as_mut().and_then(|s| s.validation.as_mut()) else {
+            return Ok(());
+        };
+        let (Some(exit), Some(said)) = (v.exit, &v.said) else {
+            return Ok(());
+        };
+        let said = said.clone();
+        let generation = v.generation;
+        let result = match (exit, said) {
+            (Exit::Code(0), _) => Ok(()),
+            (other, Some(reason)) => Err(format!("{reason} (exit status {})", other.code())),
+            (other, None) => Err(format!("exit status {}", other.code())),
+        };
+        self.feed(0, Event::Validated { generation, result })
     }
 
     /// Stop the validator if it still runs; install the candidate or discard it.

@@ -13,7 +13,7 @@ pub mod args;
 pub mod signals;
 
 use std::io;
-use std::process::{Command, Stdio};
+use std::process::{ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -54,10 +54,7 @@ pub struct SpawnError {
 impl Child {
     /// Start `command` with `extra` appended, stdin and stdout inherited, stderr on a pipe
     /// whose reading end is returned (the caller passes its lines on).
-    pub fn spawn(
-        command: &[String],
-        extra: &[String],
-    ) -> Result<(Child, std::process::ChildStderr), SpawnError> {
+    pub fn spawn(command: &[String], extra: &[String]) -> Result<(Child, ChildStderr), SpawnError> {
         let program = command.first().cloned().unwrap_or_default();
         let spawned = Command::new(&program)
             .args(&command[1..])
@@ -191,16 +188,17 @@ pub fn reap() -> Vec<(i32, Exit)> {
     reaped
 }
 
-/// Start `program args…` with stdio closed, for a short-lived helper whose status comes back
-/// through [`reap`] (never waited on here).
-pub fn spawn_quiet(program: &str, args: &[String]) -> io::Result<i32> {
-    let child = Command::new(program)
+/// Start `program args…` for a short-lived helper whose status comes back through [`reap`]
+/// (never waited on here): no input, output discarded, stderr to the pipe returned.
+pub fn spawn_helper(program: &str, args: &[String]) -> io::Result<(i32, ChildStderr)> {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()?;
-    Ok(child.id() as i32)
+    let stderr = child.stderr.take().expect("stderr was piped");
+    Ok((child.id() as i32, stderr))
 }
 
 /// Become a child subreaper, so orphans of mcrouter's own children are re-parented to mcw.

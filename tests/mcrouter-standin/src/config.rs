@@ -195,7 +195,11 @@ impl Builder {
                     );
                     Ok(Route::PrefixSelector { policies, wildcard })
                 }
-                other => Err(format!("unsupported route type {other:?}")),
+                // mcrouter's words; the stand-in knows only the three above.
+                other => Err(format!(
+                    "Unknown RouteHandle: {}",
+                    other.unwrap_or("(no type)")
+                )),
             },
             _ => Err("bad route".into()),
         }

@@ -70,7 +70,10 @@ fn run(o: Options) -> i32 {
     let (cfg, from_disk, failures) = match config::build(&bytes, &o.route_prefix) {
         Ok(c) => (c, 0, 0),
         Err(e) if o.validate => {
-            log(&format!("invalid config: Failed to configure: {e}"));
+            // mcrouter's words for a config that does not build, as it logs them.
+            log(&format!(
+                "FAILURE [invalid-config] Failed to reconfigure: {e}"
+            ));
             return 3;
         }
         // mcrouter's fallback: the last good config it dumped, if young enough.
