@@ -483,22 +483,31 @@ fn the_routing_prefix_is_normalised_or_falls_back_and_needs_an_alias() {
 }
 
 /// `hostnames` and `failure_domains` must list as many entries as `servers`, else the config
-/// is invalid; a `weights` of another length is dropped silently. What mcw's refusal of those
-/// keys beside a DNS token rests on.
+/// is invalid, and so must a Rendezvous hash's `tags`; a `weights` of another length is dropped
+/// silently. What mcw's refusal of those keys beside a DNS token rests on.
 #[test]
 fn per_server_lists_of_another_length() {
     with_each_mcrouter(|router| {
         let work = Workdir::new();
-        for (key, value, valid) in [
-            ("hostnames", r#"["a"]"#, false),
-            ("hostnames", r#"["a", "b"]"#, true),
-            ("failure_domains", "[1]", false),
-            ("weights", "[1]", true),
+        let plain = r#""PoolRoute|a""#.to_string();
+        let tagged = |tags| {
+            format!(
+                r#"{{"type": "PoolRoute", "pool": "a", "hash": {{"hash_func": "Rendezvous", "tags": {tags}}}}}"#
+            )
+        };
+        // What the pool of two servers adds, the route, and whether the config is valid.
+        for (extra, route, valid) in [
+            (r#", "hostnames": ["a"]"#, plain.clone(), false),
+            (r#", "hostnames": ["a", "b"]"#, plain.clone(), true),
+            (r#", "failure_domains": [1]"#, plain.clone(), false),
+            (r#", "weights": [1]"#, plain.clone(), true),
+            ("", tagged(r#"["x"]"#), false),
+            ("", tagged(r#"["x", "y"]"#), true),
         ] {
             let file = work.write(
                 "c.json",
                 &format!(
-                    r#"{{"pools": {{"a": {{"servers": ["127.0.0.1:1", "127.0.0.1:2"], "{key}": {value}}}}}, "route": "PoolRoute|a"}}"#
+                    r#"{{"pools": {{"a": {{"servers": ["127.0.0.1:1", "127.0.0.1:2"]{extra}}}}}, "route": {route}}}"#
                 ),
             );
             let status = Command::new(router.path())
@@ -509,7 +518,7 @@ fn per_server_lists_of_another_length() {
                 .status()
                 .unwrap();
             let want = if valid { 0 } else { 3 };
-            assert_eq!(status.code(), Some(want), "{key}: {value}");
+            assert_eq!(status.code(), Some(want), "{extra} {route}");
         }
     });
 }

@@ -238,6 +238,14 @@ fn bad_templates_are_refused_with_file_place_and_reason() {
             "top level must be a JSON object",
         ),
         ("{\"a\": 1 /* unterminated", "unterminated /* comment"),
+        (
+            "{\"pools\": {\"a\": {\"servers\": [\"dns://memcache.test\"], \"hostnames\": [\"h\"]}}}",
+            "/pools/a/hostnames lists one entry per server",
+        ),
+        (
+            "{\"pools\": {\"a\": {\"servers\": [\"dns://memcache.test\"]}}, \"route\": {\"type\": \"PoolRoute\", \"pool\": \"a\", \"hash\": {\"hash_func\": \"Rendezvous\", \"tags\": [\"x\"]}}}",
+            "/route/hash/tags gives Rendezvous tags, one per server, but /pools/a/servers holds a DNS token",
+        ),
     ];
     for (text, want) in cases {
         let work = Workdir::new();

@@ -70,6 +70,14 @@ pub enum TemplateError {
         key: &'static str,
         why: &'static str,
     },
+    #[error(
+        "template {path}: {pointer} gives Rendezvous tags, one per server, but {servers} holds a DNS token, so how many servers there are changes with DNS (mcrouter refuses a config whose tags do not match its servers); remove the tags and mcw writes one per server", path = .path.display()
+    )]
+    GivenTags {
+        path: PathBuf,
+        pointer: String,
+        servers: String,
+    },
 }
 
 /// Keys of a pool that list one entry per server, and what mcrouter does when the count is off.
@@ -208,6 +216,26 @@ impl Template {
                 pointer,
                 key,
                 why,
+            });
+        }
+        let has_token = |servers: &str| {
+            value
+                .pointer(servers)
+                .and_then(Value::as_array)
+                .is_some_and(|s| {
+                    s.iter()
+                        .filter_map(Value::as_str)
+                        .any(|t| matches!(token::parse(t), Ok(Some(_))))
+                })
+        };
+        if let Some((pointer, servers)) = pools::given_rendezvous_tags(&value)
+            .into_iter()
+            .find(|(_, servers)| has_token(servers))
+        {
+            return Err(TemplateError::GivenTags {
+                path: path.to_path_buf(),
+                pointer,
+                servers,
             });
         }
         let at = sites
@@ -469,6 +497,43 @@ mod tests {
         assert!(
             parse(r#"{"pools": {"a": {"servers": ["10.0.0.1:1"], "hostnames": ["x"]}}}"#).is_ok()
         );
+    }
+
+    /// mcrouter refuses a Rendezvous hash whose tags are not one per server ("number of tags
+    /// 1 doesn't match number of route handles 2"): the template's own tags over a pool with a
+    /// DNS token are a template error, whichever way the route names the pool; over static
+    /// servers they are the template's business.
+    #[test]
+    fn given_rendezvous_tags_over_a_token_are_refused() {
+        let pools =
+            r#""pools": {"a": {"servers": ["dns://a.test"]}, "s": {"servers": ["10.0.0.1:1"]}}"#;
+        for (route, pointer) in [
+            (
+                r#"{"type": "PoolRoute", "pool": "a", "hash": {"hash_func": "Rendezvous", "tags": ["x"]}}"#,
+                "/route/hash/tags",
+            ),
+            (
+                r#"{"type": "HashRoute", "children": "Pool|a", "hash_func": "Rendezvous", "tags": ["x"]}"#,
+                "/route/tags",
+            ),
+            (
+                r#"{"type": "PoolRoute", "pool": {"name": "b", "servers": ["dnssrv://_m._tcp.b.test"]}, "hash": {"hash_func": "Rendezvous", "tags": ["x"]}}"#,
+                "/route/hash/tags",
+            ),
+        ] {
+            let err = parse(&format!(r#"{{{pools}, "route": {route}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("{pointer} gives Rendezvous tags"))
+                    && err.contains("remove the tags"),
+                "{err}"
+            );
+        }
+        let static_pool = r#"{"type": "PoolRoute", "pool": "s", "hash": {"hash_func": "Rendezvous", "tags": ["x"]}}"#;
+        assert!(parse(&format!(r#"{{{pools}, "route": {static_pool}}}"#)).is_ok());
+        let untagged = r#"{"type": "PoolRoute", "pool": "a", "hash": {"hash_func": "Rendezvous"}}"#;
+        assert!(parse(&format!(r#"{{{pools}, "route": {untagged}}}"#)).is_ok());
     }
 
     #[test]

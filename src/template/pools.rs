@@ -141,7 +141,7 @@ pub(super) fn add_rendezvous_tags(
 ) -> Vec<String> {
     let pools = pool_index(root);
     let mut notes = Vec::new();
-    for (at, pool) in find_rendezvous(root) {
+    for (at, pool) in find_rendezvous(root, false) {
         let Some(pool) = pool else {
             notes.push(format!(
                 "{at}: Rendezvous hash over something other than one pool; tags not written"
@@ -168,6 +168,22 @@ pub(super) fn add_rendezvous_tags(
         }
     }
     notes
+}
+
+/// The template's own Rendezvous `tags`, each with the pointer of the servers array they tag
+/// (where that is one pool the template defines): `(tags pointer, servers pointer)`.
+pub(super) fn given_rendezvous_tags(root: &Value) -> Vec<(String, String)> {
+    let pools = pool_index(root);
+    find_rendezvous(root, true)
+        .into_iter()
+        .filter_map(|(at, pool)| {
+            let servers = match pool? {
+                PoolRef::Name(name) => pools.get(&name)?.clone(),
+                PoolRef::Inline(p) => p,
+            };
+            Some((format!("{at}/tags"), servers))
+        })
+        .collect()
 }
 
 enum PoolRef {
@@ -197,17 +213,17 @@ fn pool_index(root: &Value) -> HashMap<String, String> {
     index
 }
 
-/// Objects that hash a pool with an untagged Rendezvous: a HashRoute-like object itself, or
-/// the `hash` object beside a PoolRoute's `pool`. Each with the pool it hashes.
-fn find_rendezvous(root: &Value) -> Vec<(String, Option<PoolRef>)> {
+/// Objects that hash a pool with a Rendezvous, untagged or `tagged`: a HashRoute-like object
+/// itself, or the `hash` object beside a PoolRoute's `pool`. Each with the pool it hashes.
+fn find_rendezvous(root: &Value, tagged: bool) -> Vec<(String, Option<PoolRef>)> {
     let mut out = Vec::new();
     walk(root, &mut |pointer, node| {
         let Value::Object(map) = node else { return };
-        if let Some(pool) = hashed_pool(map, pointer) {
+        if let Some(pool) = hashed_pool(map, pointer, tagged) {
             out.push((pointer.to_string(), pool));
         }
         if let (Some(pool), Some(Value::Object(hash))) = (map.get("pool"), map.get("hash"))
-            && is_untagged_rendezvous(hash)
+            && is_rendezvous(hash, tagged)
         {
             let at = format!("{pointer}/hash");
             out.push((at, pool_ref(pool, &format!("{pointer}/pool"))));
@@ -216,13 +232,15 @@ fn find_rendezvous(root: &Value) -> Vec<(String, Option<PoolRef>)> {
     out
 }
 
-fn is_untagged_rendezvous(obj: &Map<String, Value>) -> bool {
-    obj.get("hash_func").and_then(Value::as_str) == Some("Rendezvous") && !obj.contains_key("tags")
+fn is_rendezvous(obj: &Map<String, Value>, tagged: bool) -> bool {
+    obj.get("hash_func").and_then(Value::as_str) == Some("Rendezvous")
+        && obj.contains_key("tags") == tagged
 }
 
-/// A HashRoute-like object hashing over `children: "Pool|NAME"` (or an inline pool).
-fn hashed_pool(map: &Map<String, Value>, pointer: &str) -> Option<Option<PoolRef>> {
-    if !is_untagged_rendezvous(map) {
+/// A HashRoute-like object hashing over `children: "Pool|NAME"` (or an inline pool), with a
+/// Rendezvous untagged or `tagged`.
+fn hashed_pool(map: &Map<String, Value>, pointer: &str, tagged: bool) -> Option<Option<PoolRef>> {
+    if !is_rendezvous(map, tagged) {
         return None;
     }
     let children = map.get("children")?;

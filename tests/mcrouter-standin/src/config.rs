@@ -219,7 +219,12 @@ fn hash_of(obj: Option<&Map<String, Value>>, servers: &[String]) -> Result<Hash,
                 .map(|t| t.as_str().map(String::from).ok_or("tag is not a string"))
                 .collect::<Result<_, _>>()?;
             if tags.len() != servers.len() {
-                return Err(format!("{} tags for {} servers", tags.len(), servers.len()));
+                // mcrouter's words.
+                return Err(format!(
+                    "HashRoute: number of tags {} doesn't match number of route handles {}",
+                    tags.len(),
+                    servers.len()
+                ));
             }
             Ok(Hash::Rendezvous(tags))
         }
