@@ -6,44 +6,13 @@
 //! `+1`). Infinity and NaN are refused: JSON, and so mcrouter, has no way to write them.
 //! Comments and trailing commas are blanked in place; the rest is rewritten, and
 //! [`Strict::source_offset`] maps any place in the strict text back to the file, so errors
-//! point where the operator edits. Strict JSON comes out unchanged. It does not parse JSON
+//! point where the operator edits (that map is `map.rs`'s). Strict JSON comes out unchanged. It does not parse JSON
 //! itself: serde_json does.
 
-/// Strict JSON made from a template's text, with the way back to the text.
-#[derive(Debug)]
-pub struct Strict {
-    pub text: String,
-    /// Where each stretch of the strict text starts and where in the template it comes from,
-    /// ascending.
-    anchors: Vec<Anchor>,
-}
+mod map;
 
-/// The start of a stretch of the strict text: at strict offset `at`, from template offset
-/// `source`; byte for byte when `copied`, else rewritten (every byte of it stands for
-/// `source`, so that the map never runs past what the template holds).
-#[derive(Debug, Clone, Copy)]
-struct Anchor {
-    at: usize,
-    source: usize,
-    copied: bool,
-}
-
-impl Strict {
-    /// The byte offset in the template of byte `offset` of the strict text.
-    pub fn source_offset(&self, offset: usize) -> usize {
-        match self.anchors.partition_point(|a| a.at <= offset) {
-            0 => offset,
-            n => match self.anchors[n - 1] {
-                Anchor {
-                    at,
-                    source,
-                    copied: true,
-                } => source + (offset - at),
-                Anchor { source, .. } => source,
-            },
-        }
-    }
-}
+pub use map::Strict;
+use map::Writer;
 
 /// Text that is not JSON5, or JSON5 that has no JSON equivalent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,47 +22,10 @@ pub struct DialectError {
     pub message: String,
 }
 
-/// The strict text being written, and where each part of it came from.
-struct Writer<'a> {
-    src: &'a [u8],
-    out: Vec<u8>,
-    anchors: Vec<Anchor>,
-}
-
-impl Writer<'_> {
-    /// Where the next byte maps to if nothing is said about it: `None` after a rewritten
-    /// stretch, which says nothing about what follows it.
-    fn projected(&self) -> Option<usize> {
-        match self.anchors.last() {
-            Some(a) if a.copied => Some(a.source + (self.out.len() - a.at)),
-            Some(_) => None,
-            None => Some(self.out.len()),
-        }
-    }
-
-    /// Append `bytes` that stand for the template's bytes from `source` on: copied when the
-    /// template holds exactly them there, else a rewrite of what is there.
-    fn put(&mut self, source: usize, bytes: &[u8]) {
-        let copied = self.src.get(source..source + bytes.len()) == Some(bytes);
-        if !copied || self.projected() != Some(source) {
-            self.anchors.push(Anchor {
-                at: self.out.len(),
-                source,
-                copied,
-            });
-        }
-        self.out.extend_from_slice(bytes);
-    }
-}
-
 /// Turn a template's text into strict JSON.
 pub fn to_strict(text: &str) -> Result<Strict, DialectError> {
     let src = text.as_bytes();
-    let mut w = Writer {
-        src,
-        out: Vec::with_capacity(src.len()),
-        anchors: Vec::new(),
-    };
+    let mut w = Writer::new(src);
     // Where in `out` the last comma outside strings is, while only blanks followed it.
     let mut pending_comma: Option<usize> = None;
     // Last significant byte outside comments: a comma is only "trailing" after a value.
@@ -111,14 +43,14 @@ pub fn to_strict(text: &str) -> Result<Strict, DialectError> {
                 i = blank_comment(src, i, &mut w)?;
             }
             b',' => {
-                pending_comma = (!matches!(prev, b'{' | b'[' | b',')).then_some(w.out.len());
+                pending_comma = (!matches!(prev, b'{' | b'[' | b',')).then_some(w.len());
                 prev = b',';
                 w.put(i, b",");
                 i += 1;
             }
             b']' | b'}' => {
                 if let Some(at) = pending_comma.take() {
-                    w.out[at] = b' ';
+                    w.blank(at);
                 }
                 prev = c;
                 w.put(i, &[c]);
@@ -146,13 +78,9 @@ pub fn to_strict(text: &str) -> Result<Strict, DialectError> {
             }
         }
     }
-    let text = String::from_utf8(w.out).map_err(|e| DialectError {
+    w.finish().map_err(|e| DialectError {
         offset: e.utf8_error().valid_up_to(),
         message: "invalid UTF-8".into(),
-    })?;
-    Ok(Strict {
-        text,
-        anchors: w.anchors,
     })
 }
 
