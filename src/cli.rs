@@ -44,11 +44,38 @@ pub enum Command {
     Diff(DiffArgs),
     /// Sidecar mode: render, then keep the output current until SIGTERM/SIGINT or Ctrl-C;
     /// SIGHUP re-reads the template and re-resolves now.
+    #[command(after_help = WATCH_NOTES)]
     Watch(WatchArgs),
     /// Supervisor mode: everything watch does, plus running mcrouter with -f on the output,
     /// forwarding signals to it and confirming each reload.
+    #[command(after_help = RUN_NOTES)]
     Run(RunArgs),
 }
+
+/// What `mcw watch --help` adds after the options: the signals (the README's table in brief).
+const WATCH_NOTES: &str = "\
+Signals:
+  SIGTERM, SIGINT (Ctrl-C), a terminal's hang-up   stop; exit 0
+  SIGHUP from a process (kill -HUP, systemctl reload)
+      re-read the template, re-resolve every token, write the output if the file on disk
+      differs from the render (a deleted file comes back), lift every \"not again\" block";
+
+/// What `mcw run --help` adds after the options: signals and readiness in brief.
+const RUN_NOTES: &str = "\
+Signals:
+  SIGTERM, SIGINT (Ctrl-C)   forwarded to mcrouter; SIGKILL after --stop-timeout; mcw exits with
+                             mcrouter's status (before mcrouter starts: exit 0 at once)
+  a terminal's hang-up       mcrouter gets SIGTERM (a SIGHUP would kill it); then as above
+  SIGHUP from a process (kill -HUP, systemctl reload)
+      not forwarded; re-read the template, re-resolve every token, write the output if the
+      file on disk differs from the render, lift every \"not again\" block
+  others (SIGUSR1, SIGQUIT, real-time, ...)   forwarded
+
+Confirmation and readiness (/readyz):
+  Ready once mcrouter reports the md5 of the config mcw wrote. Past --confirm-timeout without
+  it, mcw says \"not reloaded yet\" (or \"cannot tell\") and keeps asking every second. A
+  config counts as rejected, and the previous one is written back, only when mcrouter shows
+  it tried and failed (its config_failures grew); the reason from mcrouter's log is given.";
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {

@@ -560,3 +560,42 @@ fn a_wrapper_without_mcrouter_is_run_unvetted_with_a_warning() {
         stderr(&out)
     );
 }
+
+/// `--help` tells an operator what each signal does and when mcrouter counts as ready, without
+/// the README at hand.
+#[test]
+fn help_says_what_signals_and_readiness_mean() {
+    for (sub, wants) in [
+        (
+            "watch",
+            &[
+                "Ctrl-C",
+                "a terminal's hang-up",
+                "systemctl reload",
+                "re-read the template",
+            ][..],
+        ),
+        (
+            "run",
+            &[
+                "Ctrl-C",
+                "a terminal's hang-up",
+                "mcrouter gets SIGTERM",
+                "SIGHUP from a process",
+                "not forwarded",
+                "not reloaded yet",
+                "config_failures grew",
+            ][..],
+        ),
+    ] {
+        let out = mcw().args([sub, "--help"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let help = String::from_utf8_lossy(&out.stdout);
+        for want in wants {
+            assert!(
+                help.contains(want),
+                "mcw {sub} --help lacks {want:?}:\n{help}"
+            );
+        }
+    }
+}
