@@ -153,6 +153,49 @@ fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
     });
 }
 
+/// Regression, found with the real mcrouter: an output deleted under a running mcrouter came
+/// back, but mcrouter had dropped its watch on it (it re-adds the watch after each event, and
+/// the file was missing then) and never loaded another config: DNS changes stopped reaching
+/// traffic for good. mcw reads mcrouter's line about it, puts the file back and restarts
+/// mcrouter on it, and the next DNS change is confirmed.
+#[test]
+fn an_mcrouter_that_stopped_watching_its_deleted_config_is_restarted_and_follows_dns() {
+    with_each_mcrouter(|router| {
+        let dns = DnsServer::start();
+        // Nothing but mcw's restart and SIGHUP puts the file back: refreshes an hour apart,
+        // and the template is not polled.
+        let slow = [
+            "--min-refresh",
+            "1h",
+            "--max-refresh",
+            "1h",
+            "--template-poll",
+            "24h",
+        ];
+        let (w, work, addr) = confirmed(router, &dns, 1, &slow);
+        std::fs::remove_file(work.path("out.json")).unwrap();
+        w.wait_log("Can not add inotify watch", WAIT);
+        w.wait_log(
+            "mcrouter stopped watching its config file (it was deleted) and would never load another config; restarting it",
+            WAIT,
+        );
+        wait_for("the restarted mcrouter's confirmation", WAIT, || {
+            w.log().matches("started mcrouter").count() == 2 && confirmations(&w) == 2
+        });
+
+        dns.set_addrs("memcache.test", &["127.0.0.2"], 1);
+        w.signal(libc::SIGHUP);
+        wait_for("the DNS change confirmed", WAIT, || confirmations(&w) == 3);
+        let out = work.read("out.json");
+        assert!(out.contains("127.0.0.2"), "{out}");
+        let reply = memcache(&addr, "get __mcrouter__.config_md5_digest\r\n");
+        assert!(
+            reply.contains(&mcw::engine::md5_hex(out.as_bytes())),
+            "{reply}"
+        );
+    });
+}
+
 #[test]
 fn validate_keeps_a_bad_candidate_from_ever_being_installed() {
     with_each_mcrouter(|router| {

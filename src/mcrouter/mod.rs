@@ -5,7 +5,7 @@
 //! - [`stats`]: `stats all` and `stats servers` for the exporter.
 //!
 //! Plus where to ask (the address mcrouter listens on, from its arguments), and what its log
-//! says when a config fails to load.
+//! says when a config fails to load or when it stops watching its config file.
 
 pub mod admin;
 pub mod stats;
@@ -26,6 +26,13 @@ pub fn admin_addr(ports: &[String], listen: &[String]) -> Option<SocketAddr> {
         },
     };
     Some(SocketAddr::new(ip, port))
+}
+
+/// Whether a line of mcrouter's log says it could not watch its config file again (the file
+/// was deleted, or its directory): `… Check <path> for update failed: Can not add inotify
+/// watch for '<path>'`. mcrouter then drops the watch and never reloads again.
+pub fn stopped_watching(line: &str) -> bool {
+    line.contains("for update failed: Can not add inotify watch")
 }
 
 /// The reason in a line of mcrouter's log that says a config failed to load: `FAILURE …
@@ -63,6 +70,17 @@ mod tests {
             ),
             None
         );
+    }
+
+    /// The line the real mcrouter printed when its config file was deleted
+    /// (../shared/mcrouter, extras-transcript.txt).
+    #[test]
+    fn a_lost_watch_is_read_from_mcrouters_log_line() {
+        let lost = "E20261202 01:55:06.121377 16921 ConfigApi.cpp:180] Check /tmp/mcr-extras/live.json for update failed: Can not add inotify watch for '/tmp/mcr-extras/live.json'\n";
+        assert!(stopped_watching(lost));
+        assert!(!stopped_watching(
+            "I20261202 01:53:55.526547 16038 CarbonRouterInstance-inl.h:517] started reconfiguring"
+        ));
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub struct Metrics {
     reloads: Counters,
     validations: Counters,
     signals: Counters,
+    restarts: Counters,
     child_state: Family<Labels, Gauge>,
     in_sync: Gauge,
 }
@@ -81,7 +82,7 @@ impl Metrics {
             .set(1);
         r.register("build_info", "mcw's version (always 1)", build);
         let (all, confirm, supervise) = (true, mode.confirm, mode.supervise);
-        Metrics {
+        let metrics = Metrics {
             renders: add(
                 r,
                 all,
@@ -172,6 +173,12 @@ impl Metrics {
                 "signals_forwarded",
                 "Signals passed on to mcrouter, by name",
             ),
+            restarts: add(
+                r,
+                supervise,
+                "child_restarts",
+                "mcrouter restarts by mcw, by reason (stopped_watching: mcrouter's log said it could no longer watch its config file, which ends its reloading for good)",
+            ),
             child_state: add(
                 r,
                 supervise,
@@ -180,7 +187,12 @@ impl Metrics {
             ),
             // Last: the registrations above borrow it.
             registry: root,
-        }
+        };
+        // The one reason there is, at 0 from the start, so an alert on it needs no absent().
+        let _ = metrics
+            .restarts
+            .get_or_create(&vec![("reason", "stopped_watching".to_string())]);
+        metrics
     }
 
     /// Start the counters of the config at `output` at zero, so its series exist before the
@@ -261,6 +273,11 @@ impl Metrics {
     /// A signal was passed on to mcrouter.
     pub fn forwarded(&self, signal: &str) {
         self.count(&self.signals, "signal", signal);
+    }
+
+    /// mcw restarted mcrouter, for `reason`.
+    pub fn restarted(&self, reason: &str) {
+        self.count(&self.restarts, "reason", reason);
     }
 
     fn count(&self, family: &Counters, label: &'static str, value: &str) {
@@ -435,6 +452,7 @@ mod tests {
             "mcw_config_in_sync 1",
             "mcw_child_state{state=\"running\"} 1",
             "mcw_child_state{state=\"pending\"} 0",
+            "mcw_child_restarts_total{reason=\"stopped_watching\"} 0",
             "# TYPE process_cpu_seconds_total counter",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");

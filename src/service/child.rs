@@ -19,6 +19,8 @@ pub(super) struct Mcrouter {
     pub(super) child: Child,
     /// The candidate being validated (`--validate`).
     pub(super) validation: Option<Validation>,
+    /// mcrouter is being stopped to be started again, not for mcw to leave.
+    pub(super) restarting: bool,
 }
 
 impl Loop {
@@ -32,7 +34,7 @@ impl Loop {
         extra.extend(["-f".into(), config]);
         let (child, stderr) = Child::spawn(command, &extra)?;
         s.child = child;
-        self.reasons = Some(super::stderr::relay(stderr));
+        self.told = Some(super::stderr::relay(stderr));
         tracing::info!(
             pid = s.child.pid(),
             command = %command.join(" "),
@@ -40,6 +42,35 @@ impl Loop {
             "started mcrouter"
         );
         Ok(Event::ChildStarted)
+    }
+
+    /// mcrouter's log says it could not watch its config file again (the file or its
+    /// directory was deleted): it would serve what it has and never load another config. Put
+    /// the file back (a template read writes it when the disk differs) and restart mcrouter
+    /// on it: SIGTERM, SIGKILL after `--stop-timeout`, then the same command again once it
+    /// has exited.
+    pub(super) fn restart_for_lost_watch(&mut self) {
+        let Some(s) = &mut self.mcrouter else { return };
+        let Child::Running { pid } = s.child else {
+            return;
+        };
+        tracing::error!(
+            pid,
+            output = %self.pairs[0].output.path.display(),
+            "mcrouter stopped watching its config file (it was deleted) and would never load another config; restarting it"
+        );
+        s.restarting = true;
+        let term = nix::sys::signal::Signal::SIGTERM as i32;
+        s.child.stop(term, s.settings.stop_timeout);
+        self.metrics.restarted("stopped_watching");
+    }
+
+    /// mcrouter exited for its restart: start it again on the output, put back first if it is
+    /// still missing.
+    fn restart(&mut self) -> Result<(), Error> {
+        self.template_touched(0)?;
+        let started = self.start_child(0)?;
+        self.feed(0, started)
     }
 
     /// Act on one signal. Returns an exit code when mcw should leave now.
@@ -63,6 +94,7 @@ impl Loop {
                 // mcrouter has no SIGHUP handler: the terminal's signal would kill it.
                 let term = nix::sys::signal::Signal::SIGTERM as i32;
                 tracing::info!(signal = %name, pid = s.child.pid(), timeout = ?s.settings.stop_timeout, "terminal hung up; stopping mcrouter");
+                s.restarting = false;
                 if s.child.stop(term, s.settings.stop_timeout) {
                     self.metrics.forwarded(&signals::name(term));
                 }
@@ -74,6 +106,7 @@ impl Loop {
             }
             (Disposition::Stop, Some(s)) if s.child.pid().is_some() => {
                 tracing::info!(signal = %name, pid = s.child.pid(), timeout = ?s.settings.stop_timeout, "stopping mcrouter");
+                s.restarting = false;
                 if s.child.stop(sig, s.settings.stop_timeout) {
                     self.metrics.forwarded(&name);
                 }
@@ -104,6 +137,10 @@ impl Loop {
             };
             if Some(pid) == s.child.pid() {
                 s.child.exited(exit);
+                if s.restarting {
+                    s.restarting = false;
+                    self.restart()?;
+                }
             } else if !self.validator_exited(pid, exit)? {
                 tracing::debug!(pid, "reaped an orphan");
             }

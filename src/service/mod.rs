@@ -107,8 +107,8 @@ struct Loop {
     metrics: Metrics,
     /// Questions from the HTTP endpoint (`--metrics-listen`).
     http: Option<mpsc::Receiver<Ask>>,
-    /// Why mcrouter failed to load a config, as its log says (once it runs).
-    reasons: Option<mpsc::UnboundedReceiver<String>>,
+    /// What mcrouter's log tells (once it runs): why a config failed to load, a lost watch.
+    told: Option<mpsc::UnboundedReceiver<stderr::Told>>,
     /// What each validator's stderr gave as the reason, once it closed: `(pid, reason)`.
     validators_said: (
         mpsc::UnboundedSender<stderr::Said>,
@@ -168,10 +168,11 @@ impl Loop {
                 settings,
                 child: Child::Pending,
                 validation: None,
+                restarting: false,
             }),
             metrics,
             http,
-            reasons: None,
+            told: None,
             validators_said: mpsc::unbounded_channel(),
         })
     }
@@ -204,7 +205,7 @@ impl Loop {
                     self.stop_timeout_passed()
                 }
                 Some(ask) = next(&mut self.http) => self.answer(ask),
-                Some(reason) = next(&mut self.reasons) => self.load_failed(reason),
+                Some(told) = next(&mut self.told) => self.mcrouter_told(told),
                 Some((pid, reason)) = self.validators_said.1.recv() => {
                     self.validator_said(pid, reason)
                 }
@@ -300,8 +301,11 @@ impl Loop {
         Ok(None)
     }
 
-    fn load_failed(&mut self, reason: String) -> Result<Option<u8>, Error> {
-        self.feed(0, Event::LoadFailed(reason))?;
+    fn mcrouter_told(&mut self, told: stderr::Told) -> Result<Option<u8>, Error> {
+        match told {
+            stderr::Told::LoadFailed(reason) => self.feed(0, Event::LoadFailed(reason))?,
+            stderr::Told::StoppedWatching => self.restart_for_lost_watch(),
+        }
         Ok(None)
     }
 
@@ -341,7 +345,7 @@ async fn first_change(pairs: &mut [Pair]) -> usize {
     .await
 }
 
-/// What a channel the loop may have (the HTTP endpoint's questions, mcrouter's reasons)
+/// What a channel the loop may have (the HTTP endpoint's questions, what mcrouter's log tells)
 /// brings next; never, without one, or once it is closed.
 async fn next<T, R: Receive<T>>(rx: &mut Option<R>) -> Option<T> {
     let Some(rx) = rx else {

@@ -1,7 +1,8 @@
 //! What mcrouter's processes write to stderr. mcrouter's own lines are passed on to mcw's
 //! stderr, line by line and unchanged; a validator's are read only for their reason. Both are
 //! read on the way for the reason mcrouter gives when a config fails to load, so that a
-//! rejection can say why.
+//! rejection can say why; mcrouter's also for the line that says it stopped watching its
+//! config file.
 //!
 //! Owns the tasks that read the lines. mcrouter writes little (glog lines, and a FAILURE line
 //! with its options when a config fails), so a line at a time costs nothing.
@@ -14,17 +15,29 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
-use crate::mcrouter::failure_reason;
+use crate::mcrouter::{failure_reason, stopped_watching};
 
-/// Relay `stderr` to mcw's stderr until mcrouter closes it; the reasons of failed loads come
-/// out of the receiver.
-pub(super) fn relay(stderr: ChildStderr) -> mpsc::UnboundedReceiver<String> {
+/// What mcrouter's log told mcw.
+#[derive(Debug)]
+pub(super) enum Told {
+    /// A config failed to load, for this reason.
+    LoadFailed(String),
+    /// It could not watch its config file again and will never reload.
+    StoppedWatching,
+}
+
+/// Relay `stderr` to mcw's stderr until mcrouter closes it; what its lines tell comes out of
+/// the receiver.
+pub(super) fn relay(stderr: ChildStderr) -> mpsc::UnboundedReceiver<Told> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(read_lines(stderr, move |line| {
         // A line that cannot be written (stderr gone) is dropped, as mcw's own are.
         let _ = std::io::stderr().lock().write_all(line);
-        if let Some(reason) = failure_reason(&String::from_utf8_lossy(line)) {
-            let _ = tx.send(reason.to_string());
+        let line = String::from_utf8_lossy(line);
+        if let Some(reason) = failure_reason(&line) {
+            let _ = tx.send(Told::LoadFailed(reason.to_string()));
+        } else if stopped_watching(&line) {
+            let _ = tx.send(Told::StoppedWatching);
         }
     }));
     rx

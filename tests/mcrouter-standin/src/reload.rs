@@ -68,9 +68,10 @@ pub fn spawn(
             }
             watches = add_watches(&mut inotify, &path);
             if watches.is_empty() {
+                // mcrouter's words; it never reloads again.
+                let path = path.display();
                 log(&format!(
-                    "{} is missing; watch dropped, no more reloads",
-                    path.display()
+                    "Check {path} for update failed: Can not add inotify watch for '{path}'"
                 ));
             }
             std::thread::sleep(delay);
