@@ -28,11 +28,11 @@ pub fn admin_addr(ports: &[String], listen: &[String]) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Whether a line of mcrouter's log says it could not watch its config file again (the file
-/// was deleted, or its directory): `… Check <path> for update failed: Can not add inotify
-/// watch for '<path>'`. mcrouter then drops the watch and never reloads again.
-pub fn stopped_watching(line: &str) -> bool {
-    line.contains("for update failed: Can not add inotify watch")
+/// Whether a line of mcrouter's log says it could not watch its config file `path` again
+/// (the file was deleted, or its directory): `… Check <path> for update failed: Can not add
+/// inotify watch for '<path>'`. mcrouter then drops the watch and never reloads again.
+pub fn stopped_watching(line: &str, path: &str) -> bool {
+    line.contains(&format!("Can not add inotify watch for '{path}'"))
 }
 
 /// The reason in a line of mcrouter's log that says a config failed to load: `FAILURE …
@@ -77,9 +77,12 @@ mod tests {
     #[test]
     fn a_lost_watch_is_read_from_mcrouters_log_line() {
         let lost = "E20261202 01:55:06.121377 16921 ConfigApi.cpp:180] Check /tmp/mcr-extras/live.json for update failed: Can not add inotify watch for '/tmp/mcr-extras/live.json'\n";
-        assert!(stopped_watching(lost));
+        assert!(stopped_watching(lost, "/tmp/mcr-extras/live.json"));
+        // Another file's watch (a runtime-vars file, say) is not the config's.
+        assert!(!stopped_watching(lost, "/run/mcw/mcrouter.json"));
         assert!(!stopped_watching(
-            "I20261202 01:53:55.526547 16038 CarbonRouterInstance-inl.h:517] started reconfiguring"
+            "I20261202 01:53:55.526547 16038 CarbonRouterInstance-inl.h:517] started reconfiguring",
+            "/tmp/mcr-extras/live.json"
         ));
     }
 

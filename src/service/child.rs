@@ -31,10 +31,10 @@ impl Loop {
         let config = self.pairs[n].output.path.to_string_lossy().into_owned();
         let command = &s.settings.launch.command;
         let mut extra = s.settings.appended.clone();
-        extra.extend(["-f".into(), config]);
+        extra.extend(["-f".into(), config.clone()]);
         let (child, stderr) = Child::spawn(command, &extra)?;
         s.child = child;
-        self.told = Some(super::stderr::relay(stderr));
+        self.told = Some(super::stderr::relay(stderr, config));
         tracing::info!(
             pid = s.child.pid(),
             command = %command.join(" "),

@@ -26,9 +26,9 @@ pub(super) enum Told {
     StoppedWatching,
 }
 
-/// Relay `stderr` to mcw's stderr until mcrouter closes it; what its lines tell comes out of
-/// the receiver.
-pub(super) fn relay(stderr: ChildStderr) -> mpsc::UnboundedReceiver<Told> {
+/// Relay `stderr` to mcw's stderr until mcrouter closes it; what its lines tell about loads
+/// and about its `config` file comes out of the receiver.
+pub(super) fn relay(stderr: ChildStderr, config: String) -> mpsc::UnboundedReceiver<Told> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(read_lines(stderr, move |line| {
         // A line that cannot be written (stderr gone) is dropped, as mcw's own are.
@@ -36,7 +36,7 @@ pub(super) fn relay(stderr: ChildStderr) -> mpsc::UnboundedReceiver<Told> {
         let line = String::from_utf8_lossy(line);
         if let Some(reason) = failure_reason(&line) {
             let _ = tx.send(Told::LoadFailed(reason.to_string()));
-        } else if stopped_watching(&line) {
+        } else if stopped_watching(&line, &config) {
             let _ = tx.send(Told::StoppedWatching);
         }
     }));
