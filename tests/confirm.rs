@@ -21,15 +21,12 @@ fn confirmed(
 ) -> (Watcher, Workdir, String) {
     dns.set_addrs("memcache.test", &["127.0.0.1"], ttl);
     let work = Workdir::new();
-    work.write("template.json", GOOD);
+    work.write("template.json", ONE_TOKEN);
     let port = free_port();
     let w = run_router(&work, dns, extra, router, port);
     wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
     (w, work, format!("127.0.0.1:{port}"))
 }
-
-const GOOD: &str =
-    r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#;
 
 fn confirmations(w: &Watcher) -> usize {
     w.log().matches("mcrouter runs the new config").count()
@@ -222,7 +219,7 @@ fn validate_keeps_a_bad_candidate_from_ever_being_installed() {
         // The next good edit passes validation and is confirmed.
         work.write(
             "template.json",
-            &GOOD.replace("PoolRoute|a", "PoolRoute|a\", \"x\": \"1"),
+            &ONE_TOKEN.replace("PoolRoute|a", "PoolRoute|a\", \"x\": \"1"),
         );
         wait_for("the second confirmation", WAIT, || confirmations(&w) == 2);
         assert!(work.read("out.json").contains("\"x\": \"1\""));
@@ -242,7 +239,7 @@ fn leftovers(work: &Workdir) -> Vec<String> {
 fn one_token(dns: &DnsServer) -> Workdir {
     dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
     let work = Workdir::new();
-    work.write("template.json", GOOD);
+    work.write("template.json", ONE_TOKEN);
     work
 }
 

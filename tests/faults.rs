@@ -13,8 +13,6 @@ use common::*;
 use hickory_server::proto::rr::RecordType;
 
 const WAIT: Duration = Duration::from_secs(10);
-const TEMPLATE: &str =
-    r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#;
 const FAST: &[&str] = &["--min-refresh", "100ms", "--max-refresh", "1s"];
 
 /// The file holds one complete config with `server` (never a partial one).
@@ -39,7 +37,7 @@ fn a_read_only_or_full_output_directory_keeps_the_old_config() {
     let dns = DnsServer::start();
     dns.set_addrs("memcache.test", &["10.0.0.1"], 1);
     let work = Workdir::new();
-    work.write("template.json", TEMPLATE);
+    work.write("template.json", ONE_TOKEN);
     let dir = work.path("out");
     std::fs::create_dir(&dir).unwrap();
     let d = dir.display();
@@ -91,7 +89,7 @@ fn the_output_path_removed_taken_by_a_directory_or_a_planted_symlink() {
     let dns = DnsServer::start();
     dns.set_addrs("memcache.test", &["10.0.0.1"], 1);
     let work = Workdir::new();
-    work.write("template.json", TEMPLATE);
+    work.write("template.json", ONE_TOKEN);
     let dir = work.path("run");
     let out = dir.join("config.json");
     let mut cmd = work.mcw("watch", &dns);
@@ -129,7 +127,7 @@ fn a_deleted_output_comes_back_at_sighup_and_at_the_periodic_template_read() {
     let dns = DnsServer::start();
     dns.set_addrs("memcache.test", &["10.0.0.1"], 3600);
     let work = Workdir::new();
-    work.write("template.json", TEMPLATE);
+    work.write("template.json", ONE_TOKEN);
     let dir = work.path("run");
     let out = dir.join("config.json");
     // Refreshes an hour apart, and no inotify that could wake mcw: only SIGHUP and the
@@ -174,7 +172,7 @@ fn a_template_deleted_emptied_truncated_or_huge_keeps_the_last_good_config() {
     dns.set_addrs("memcache.test", &["10.0.0.1"], 30);
     dns.set_addrs("other.test", &["10.0.0.9"], 30);
     let work = Workdir::new();
-    let template = work.write("template.json", TEMPLATE);
+    let template = work.write("template.json", ONE_TOKEN);
     let w = Watcher::start(&work, &dns, FAST);
     let out = work.path("out.json");
     wait_for("the first config", WAIT, || holds(&out, "10.0.0.1"));
@@ -186,7 +184,7 @@ fn a_template_deleted_emptied_truncated_or_huge_keeps_the_last_good_config() {
     std::fs::write(&template, "").unwrap();
     w.wait_log("template edit rejected", WAIT);
     let rejected = count("template edit rejected");
-    std::fs::write(&template, &TEMPLATE[..TEMPLATE.len() / 2]).unwrap();
+    std::fs::write(&template, &ONE_TOKEN[..ONE_TOKEN.len() / 2]).unwrap();
     wait_for("the truncated edit rejected", WAIT, || {
         count("template edit rejected") > rejected
     });
@@ -201,7 +199,7 @@ fn a_template_deleted_emptied_truncated_or_huge_keeps_the_last_good_config() {
     w.wait_log("larger than 16 MiB", WAIT);
     assert_eq!(work.read("out.json"), good);
 
-    std::fs::write(&template, TEMPLATE.replace("memcache.test", "other.test")).unwrap();
+    std::fs::write(&template, ONE_TOKEN.replace("memcache.test", "other.test")).unwrap();
     wait_for("the good edit", WAIT, || holds(&out, "10.0.0.9"));
 }
 
@@ -213,7 +211,7 @@ fn a_dns_server_that_dies_and_comes_back() {
     let record = |ip: &str| vec![format!("--host-record=memcache.test,{ip}")];
     let server = dnsmasq(port, &record("10.0.0.1"));
     let work = Workdir::new();
-    work.write("template.json", TEMPLATE);
+    work.write("template.json", ONE_TOKEN);
     let mut cmd = work.mcw_at("watch", &format!("127.0.0.1:{port}"));
     cmd.arg("--output")
         .arg(work.path("out.json"))

@@ -166,10 +166,7 @@ fn promtool_finds_no_problem_in_mcws_own_families() {
         let dns = DnsServer::start();
         dns.set_addrs("memcache.test", &["127.0.0.1"], 0);
         let work = Workdir::new();
-        work.write(
-            "template.json",
-            r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#,
-        );
+        work.write("template.json", ONE_TOKEN);
         let web = format!("127.0.0.1:{}", free_port());
         let port = free_port();
         let w = run_router(&work, &dns, &["--metrics-listen", &web], mcrouter, port);

@@ -16,9 +16,6 @@ fn child_py() -> String {
     fixture("child.py").display().to_string()
 }
 
-const ONE_TOKEN: &str =
-    r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#;
-
 /// `mcw run` over the child that records each signal it gets in `work/signals.log`, with a
 /// one-token template (memcache.test at 10.4.0.1, TTL `ttl`); returns the command and the log.
 fn recorder(

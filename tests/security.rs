@@ -98,10 +98,7 @@ fn the_metrics_listener_survives_garbage_huge_and_idle_clients() {
     let dns = DnsServer::start();
     dns.set_addrs("memcache.test", &["10.0.0.1"], 1);
     let work = Workdir::new();
-    work.write(
-        "template.json",
-        r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#,
-    );
+    work.write("template.json", ONE_TOKEN);
     let web = format!("127.0.0.1:{}", free_port());
     let args = ["--metrics-listen", &web, "--min-refresh", "100ms"];
     let w = Watcher::start(&work, &dns, &args);

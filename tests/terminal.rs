@@ -15,9 +15,6 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-const TEMPLATE: &str =
-    r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#;
-
 /// A pseudo-terminal's master side; dropping it hangs the terminal up.
 struct Terminal {
     master: std::fs::File,
@@ -71,7 +68,7 @@ fn at_terminal(cmd: Command, log: std::path::PathBuf) -> (Watcher, Terminal) {
 /// `mcw run` over `router` at a terminal, once mcrouter runs the first config.
 fn run_at_terminal(router: &Mcrouter, dns: &DnsServer, work: &Workdir) -> (Watcher, Terminal) {
     dns.set_addrs("memcache.test", &["127.0.0.1"], 3600);
-    work.write("template.json", TEMPLATE);
+    work.write("template.json", ONE_TOKEN);
     let port = free_port();
     let mut cmd = work.mcw("run", dns);
     cmd.arg("--output").arg(work.path("out.json")).arg("--");
@@ -84,7 +81,7 @@ fn run_at_terminal(router: &Mcrouter, dns: &DnsServer, work: &Workdir) -> (Watch
 }
 
 fn watch_at_terminal(work: &Workdir, dns: &DnsServer) -> (Watcher, Terminal) {
-    work.write("template.json", TEMPLATE);
+    work.write("template.json", ONE_TOKEN);
     let mut cmd = work.mcw("watch", dns);
     cmd.arg("--output").arg(work.path("out.json"));
     at_terminal(cmd, work.path("mcw.log"))
@@ -109,7 +106,7 @@ fn ctrl_c_at_a_terminal_stops_watch() {
 fn ctrl_c_stops_run_while_it_waits_for_dns() {
     let dns = DnsServer::start();
     let work = Workdir::new();
-    work.write("template.json", TEMPLATE);
+    work.write("template.json", ONE_TOKEN);
     let mut cmd = work.mcw("run", &dns);
     cmd.arg("--output").arg(work.path("out.json")).args([
         "--min-refresh",

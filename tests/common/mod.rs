@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+/// The smallest template with a token: pool `a` of `dns://memcache.test`, routed to.
+pub const ONE_TOKEN: &str =
+    r#"{"pools": {"a": {"servers": ["dns://memcache.test"]}}, "route": "PoolRoute|a"}"#;
+
 pub use dns::{DnsServer, Fault};
 
 /// A scratch directory with a template in it and an empty resolv.conf, so tests never depend
