@@ -92,7 +92,8 @@ impl Loop {
     /// Validator `pid` ended with `exit`, if it is the one validating; the verdict follows once
     /// its stderr has closed too.
     pub(super) fn validator_exited(&mut self, pid: i32, exit: Exit) -> Result<bool, Error> {
-        let Some(v) = self.validation_of(pid) else {
+        // Not yet reaped: a pid reused after the reap is some orphan's.
+        let Some(v) = self.validation_of(pid).filter(|v| v.pid == Some(pid)) else {
             return Ok(false);
         };
         v.pid = None;
