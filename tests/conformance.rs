@@ -585,8 +585,9 @@ fn predicted(hashing: &mcw::placement::Hashing, key: &str, n: usize) -> usize {
     }
 }
 
-/// A config file deleted (not renamed over) ends reloading for good: a file created again at
-/// the path is never loaded. Why mcw only ever replaces the output by rename.
+/// A config file deleted (not renamed over) ends reloading for good, and the log says so: a
+/// file created again at the path is never loaded. Why mcw only ever replaces the output by
+/// rename, and restarts an mcrouter that logs it.
 #[test]
 fn a_deleted_config_file_ends_reloading() {
     with_each_mcrouter(|router| {
@@ -594,7 +595,9 @@ fn a_deleted_config_file_ends_reloading() {
         let (r, path) = on_file(router, &work, Some(100));
         let first = md5_of(&path);
         std::fs::remove_file(&path).unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        // It says so, in the line mcw restarts it on.
+        let lost = format!("Can not add inotify watch for '{}'", path.display());
+        wait_for("mcrouter's lost watch", WAIT, || r.log().contains(&lost));
         std::fs::write(&path, config(&["127.0.0.1:2"], PLAIN)).unwrap();
         swap(&path, &config(&["127.0.0.1:3"], PLAIN));
         std::thread::sleep(Duration::from_millis(1500));

@@ -68,11 +68,13 @@ pub fn spawn(
             }
             watches = add_watches(&mut inotify, &path);
             if watches.is_empty() {
-                // mcrouter's words; it never reloads again.
+                // mcrouter's words; the check failed, so it does not read the file, now or
+                // ever again.
                 let path = path.display();
                 log(&format!(
                     "Check {path} for update failed: Can not add inotify watch for '{path}'"
                 ));
+                continue;
             }
             std::thread::sleep(delay);
             reload(&path, &prefix, &state, dump.as_ref());

@@ -198,9 +198,10 @@ fn a_deleted_path_stops_reloads() {
     let first = md5_of(port);
     let attempts = stat(port, "config_full_attempt");
     std::fs::remove_file(&path).unwrap();
-    wait_for("the failed reload of the missing file", || {
-        stat(port, "config_full_attempt") == attempts + 1
-    });
+    // The first poll after the removal sees it and fails to watch the path again; as
+    // mcrouter, the stand-in does not even try to read the missing file.
+    quiet_polls(port);
+    assert_eq!(stat(port, "config_full_attempt"), attempts);
     std::fs::write(&path, config(&[2])).unwrap();
     quiet_polls(port);
     assert_eq!(
@@ -208,7 +209,7 @@ fn a_deleted_path_stops_reloads() {
         first,
         "a re-created path is no longer watched"
     );
-    assert_eq!(stat(port, "config_full_attempt"), attempts + 1);
+    assert_eq!(stat(port, "config_full_attempt"), attempts);
 }
 
 #[test]
