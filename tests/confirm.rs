@@ -28,6 +28,16 @@ fn confirmed(
     (w, work, format!("127.0.0.1:{port}"))
 }
 
+/// mcrouter at `addr` says it runs `config` (the md5 of its bytes).
+fn assert_runs(addr: &str, config: &str) {
+    let reply = memcache(addr, "get __mcrouter__.config_md5_digest\r\n");
+    let md5 = mcw::engine::md5_hex(config.as_bytes());
+    assert!(
+        reply.contains(&md5),
+        "mcrouter at {addr} runs another config: {reply}"
+    );
+}
+
 fn confirmations(w: &Watcher) -> usize {
     w.log().matches("mcrouter runs the new config").count()
 }
@@ -142,11 +152,7 @@ fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
         assert_eq!(failures(&router), "1");
         assert_eq!(w.log().matches("wrote config").count(), 2, "{}", w.log());
         assert_eq!(work.read("out.json"), good);
-        let reply = memcache(&router, "get __mcrouter__.config_md5_digest\r\n");
-        assert!(
-            reply.contains(&mcw::engine::md5_hex(good.as_bytes())),
-            "{reply}"
-        );
+        assert_runs(&router, &good);
     });
 }
 
@@ -185,11 +191,7 @@ fn an_mcrouter_that_stopped_watching_its_deleted_config_is_restarted_and_follows
         wait_for("the DNS change confirmed", WAIT, || confirmations(&w) == 3);
         let out = work.read("out.json");
         assert!(out.contains("127.0.0.2"), "{out}");
-        let reply = memcache(&addr, "get __mcrouter__.config_md5_digest\r\n");
-        assert!(
-            reply.contains(&mcw::engine::md5_hex(out.as_bytes())),
-            "{reply}"
-        );
+        assert_runs(&addr, &out);
     });
 }
 
@@ -426,12 +428,7 @@ fn a_reload_slower_than_the_confirm_timeout_is_not_reloaded_yet_never_a_rollback
         assert!(!log.contains("rejected"), "{log}");
         assert!(!log.contains("wrote the running config back"), "{log}");
         assert!(work.read("out.json").contains("127.0.0.2:11211"));
-        let reply = memcache(
-            &format!("127.0.0.1:{port}"),
-            "get __mcrouter__.config_md5_digest\r\n",
-        );
-        let md5 = mcw::engine::md5_hex(work.read("out.json").as_bytes());
-        assert!(reply.contains(&md5), "{reply}");
+        assert_runs(&format!("127.0.0.1:{port}"), &work.read("out.json"));
     });
 }
 

@@ -32,7 +32,9 @@ pub fn admin_addr(ports: &[String], listen: &[String]) -> Option<SocketAddr> {
 /// (the file was deleted, or its directory): `… Check <path> for update failed: Can not add
 /// inotify watch for '<path>'`. mcrouter then drops the watch and never reloads again.
 pub fn stopped_watching(line: &str, path: &str) -> bool {
-    line.contains(&format!("Can not add inotify watch for '{path}'"))
+    line.split_once("Can not add inotify watch for '")
+        .and_then(|(_, rest)| rest.strip_prefix(path))
+        .is_some_and(|rest| rest.starts_with('\''))
 }
 
 /// The reason in a line of mcrouter's log that says a config failed to load: `FAILURE …
