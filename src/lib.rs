@@ -27,8 +27,10 @@
 //!   table and stream, the only `waitpid`.
 //! - [`template`]: JSON5 → strict JSON, token grammar, the one walk over `servers` arrays,
 //!   rendering, pools and their hashing, Rendezvous tags (pure).
-//! - [`resolve`]: DNS lookups via hickory (search list, CNAME chains, SRV targets); the
-//!   question, the failures, the canonical order of answers (pure), `--allow-empty`.
+//! - [`resolve`]: DNS lookups via hickory (search list, CNAME chains, SRV targets): the only
+//!   module that talks to DNS servers.
+//! - [`dns`]: the DNS vocabulary, pure: the question, the answer in canonical order, the
+//!   failures, `--allow-empty`.
 //! - [`placement`]: mcrouter's hash functions (Ch3, Rendezvous) and the share of keys a
 //!   change of a pool remaps (pure).
 //! - [`prefix`]: mcrouter routing-prefix rules (pure).
@@ -37,6 +39,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod dns;
 pub mod engine;
 pub mod error;
 pub mod fsx;

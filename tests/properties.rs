@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use mcw::dns::Query;
+use mcw::dns::{Answer, Records, SrvTarget};
 use mcw::placement::{self, Hashing, Pool};
-use mcw::resolve::Query;
-use mcw::resolve::{Answer, Records, SrvTarget};
 use mcw::template::Template;
 use mcw::template::pools::pools_of;
 use mcw::template::render::render;

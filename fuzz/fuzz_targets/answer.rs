@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
-use mcw::resolve::{Answer, Records, SrvTarget};
+use mcw::dns::{Answer, Records, SrvTarget};
 
 /// Records from bytes: the first byte picks SRV or addresses; then fixed-size records.
 fn decode(data: &[u8]) -> Option<Records> {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use mcw::resolve::{Answer, Records, SrvTarget};
+use mcw::dns::{Answer, Records, SrvTarget};
 use mcw::template::{Template, json5};
 
 fuzz_target!(|data: &[u8]| {

@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     match token::parse(text) {
         Ok(None) => assert!(!text.contains("://")),
         Ok(Some(t)) => {
-            assert!(mcw::resolve::validate_name(&t.query.name).is_ok());
+            assert!(mcw::dns::validate_name(&t.query.name).is_ok());
             assert_ne!(t.port, Some(0));
             assert_eq!(t.port.is_none(), t.query.srv);
             assert!(t.suffix.is_empty() || t.suffix.starts_with(':'));

@@ -19,9 +19,11 @@ pub use render::render;
 pub use run::run;
 pub use watch::watch;
 
+use crate::dns;
+use crate::dns::{Answer, Failure, Query};
 use crate::engine::FailedToken;
 use crate::error::Error;
-use crate::resolve::{self, Answer, Dns, Failure, Query};
+use crate::resolve::Dns;
 use crate::settings;
 use crate::template::{self, Template};
 
@@ -35,7 +37,7 @@ pub fn settle(
     let mut answers = HashMap::new();
     let mut failed_queries = HashMap::new();
     for (query, result) in results {
-        match resolve::with_allow_empty(&query, result, allow_empty) {
+        match dns::with_allow_empty(&query, result, allow_empty) {
             Ok(answer) => {
                 answers.insert(query, answer);
             }

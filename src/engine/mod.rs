@@ -29,8 +29,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::dns::Query;
 use crate::prefix;
-use crate::resolve::Query;
 use crate::template::{Rendered, Template, TemplateError};
 
 use confirm::Confirmer;

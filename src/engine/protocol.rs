@@ -12,9 +12,9 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 
 use super::Observed;
+use crate::dns::{Answer, Failure, Query};
 use crate::placement::Share;
 use crate::prefix::PrefixError;
-use crate::resolve::{Answer, Failure, Query};
 use crate::template::TemplateError;
 
 /// Results of one batch of lookups.
@@ -303,7 +303,7 @@ mod tests {
         let token = FailedToken {
             pointer: "/pools/a/servers/0".into(),
             text: "dns://a.test".into(),
-            failure: Failure::Transient(crate::resolve::Trouble::Timeout, "timed out".into()),
+            failure: Failure::Transient(crate::dns::Trouble::Timeout, "timed out".into()),
         };
         let both = StartupFailure {
             timeout: Duration::from_secs(1),

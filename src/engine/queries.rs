@@ -8,7 +8,8 @@
 use std::time::{Duration, Instant};
 
 use super::{Action, Engine, FailedToken, Lookups, Report};
-use crate::resolve::{self, Answer, Failure, Member, Query};
+use crate::dns;
+use crate::dns::{Answer, Failure, Member, Query};
 use crate::template::Template;
 
 /// The token of `template` that asks `query`, as written (the question itself if none does,
@@ -141,7 +142,7 @@ impl Engine {
     /// differs) does not call for a render.
     pub(super) fn looked(&mut self, results: Lookups, now: Instant) {
         for (query, result) in results {
-            let result = resolve::with_allow_empty(&query, result, self.s.allow_empty);
+            let result = dns::with_allow_empty(&query, result, self.s.allow_empty);
             let jitter = self.jitter();
             let template = &self.template;
             // A query dropped from the template while its lookup ran: nothing to record.

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Confirmer, Engine, Observed};
-use crate::resolve::{Answer, Failure};
+use crate::dns::{Answer, Failure};
 use crate::template;
 
 /// What the engine knows, as of one moment: for `/status`, `/readyz` and the metrics.

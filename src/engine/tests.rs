@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::resolve::{self, Answer, Failure, Records};
+use crate::dns;
+use crate::dns::{Answer, Failure, Records};
 
 const ONE_TOKEN: &str =
     r#"{"pools": {"a": {"servers": ["dns://a.test"]}}, "route": "PoolRoute|a"}"#;
@@ -45,7 +46,7 @@ fn query() -> Query {
     Query {
         name: "a.test".into(),
         srv: false,
-        family: crate::resolve::Family::Ipv4,
+        family: crate::dns::Family::Ipv4,
     }
 }
 
@@ -230,7 +231,7 @@ fn an_answer_with_the_same_records_costs_no_write_and_a_failure_keeps_the_last_g
     r.at(MIN * 14);
     r.act(Event::Tick);
     let failed = r.feed(failure(Failure::Transient(
-        resolve::Trouble::ServFail,
+        dns::Trouble::ServFail,
         "SERVFAIL".into(),
     )));
     assert!(matches!(
@@ -244,7 +245,7 @@ fn an_answer_with_the_same_records_costs_no_write_and_a_failure_keeps_the_last_g
     r.act(Event::Tick);
     assert_eq!(
         r.feed(failure(Failure::Transient(
-            resolve::Trouble::ServFail,
+            dns::Trouble::ServFail,
             "SERVFAIL".into()
         ))),
         []
@@ -710,7 +711,7 @@ fn startup_gives_up_naming_each_token_that_never_answered() {
     let mut r = Run::new(settings());
     r.act(Event::Tick);
     r.act(failure(Failure::Transient(
-        resolve::Trouble::Timeout,
+        dns::Trouble::Timeout,
         "timed out".into(),
     )));
     r.at(Duration::from_secs(60));

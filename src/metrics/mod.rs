@@ -206,7 +206,7 @@ impl Metrics {
 
     /// Count the outcome of every lookup of one batch (once, however many pairs use it).
     /// `token` names the token of a query.
-    pub fn looked(&self, results: &Lookups, token: impl Fn(&crate::resolve::Query) -> String) {
+    pub fn looked(&self, results: &Lookups, token: impl Fn(&crate::dns::Query) -> String) {
         for (query, result) in results {
             let outcome = match result {
                 Ok(_) => "ok",

@@ -3,12 +3,10 @@
 //! Owns talking to DNS servers: applying the search list ourselves (so each candidate name's
 //! outcome is seen, not just the last one), asking for A/AAAA/SRV with hickory's cache off,
 //! resolving SRV targets (from the additional section when the server sent it), and sorting
-//! failures into the classes the refresh policy needs. The canonical order of an answer lives
-//! in [`answer`]; what to do about a failure is the caller's business.
+//! failures into the classes the refresh policy needs. What it returns is [`crate::dns`]'s
+//! vocabulary (the canonical order of an answer lives there); what to do about a failure is
+//! the caller's business.
 
-mod answer;
-mod failure;
-mod query;
 pub mod search;
 mod srv;
 
@@ -28,9 +26,7 @@ use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use tokio::task::JoinSet;
 
-pub use answer::{Answer, Member, Records, SrvTarget, natural_cmp};
-pub use failure::{Failure, Trouble, with_allow_empty};
-pub use query::{Family, NameError, Query, validate_name};
+use crate::dns::{Answer, Failure, Family, Query, Records, SrvTarget, Trouble, validate_name};
 pub use search::SearchConfig;
 
 /// Queries one mcw has in flight at once. A template of a thousand tokens would otherwise

@@ -9,8 +9,9 @@ use std::collections::{HashMap, HashSet};
 
 use tokio::task::{Id, JoinSet};
 
+use crate::dns::{Failure, Query};
 use crate::engine::Lookups;
-use crate::resolve::{Dns, Failure, Query};
+use crate::resolve::Dns;
 
 /// The lookups in flight.
 pub(super) struct InFlight {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::resolve::Query;
+use crate::dns::Query;
 
 pub use render::{Rendered, render};
 pub use token::{Token, TokenError};

@@ -14,9 +14,9 @@ use serde_json::Value;
 use super::pools::{add_rendezvous_tags, pools_of};
 use super::token::{DEFAULT_PORT, Token};
 use super::{Template, for_each_servers_array};
+use crate::dns::Query;
+use crate::dns::{Answer, Records};
 use crate::placement::Pool;
-use crate::resolve::Query;
-use crate::resolve::{Answer, Records};
 
 /// The output of one render.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,8 +140,8 @@ pub fn host_port(ip: &IpAddr, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::SrvTarget;
     use crate::placement::Hashing;
-    use crate::resolve::SrvTarget;
     use std::path::Path;
 
     fn srv(targets: &[(&str, u16, &[&str])]) -> Answer {

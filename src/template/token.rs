@@ -5,7 +5,7 @@
 //! not know where in the template the string sits (the caller adds the JSON path) and never
 //! touches the network.
 
-use crate::resolve::{Family, NameError, Query, validate_name};
+use crate::dns::{Family, NameError, Query, validate_name};
 
 /// Port mcrouter's memcached servers use when a `dns://` token names none.
 pub const DEFAULT_PORT: u16 = 11211;
