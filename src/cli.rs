@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::output::OutputSpec;
+use crate::supervise::restart::Policy;
 
 /// Keeps an mcrouter config in step with DNS.
 #[derive(Debug, Parser)]
@@ -69,7 +70,19 @@ Signals:
   SIGHUP from a process (kill -HUP, systemctl reload)
       not forwarded; re-read the template, re-resolve every token, write the output if the
       file on disk differs from the render, lift every \"not again\" block
-  others (SIGUSR1, SIGQUIT, real-time, ...)   forwarded
+  SIGUSR2                    restart mcrouter now, on the same port and config
+  SIGUSR1                    not forwarded (it would kill mcrouter); logged
+  SIGTSTP (Ctrl-Z)           stop mcrouter, then mcw; SIGCONT (fg) resumes both
+  others (SIGQUIT, SIGWINCH, real-time, ...)   forwarded
+
+mcrouter runs in a process group of its own: a terminal's or a shell's signals reach mcw,
+which passes on what mcrouter should get.
+
+The port: when the command names one TCP port (-p N, with at most one --listen-addresses
+address) and no --listen-sock-fd, --ssl-port or --unix-domain-sock, mcw binds it at start (a
+port in use is an error before anything starts), listens from mcrouter's first start, and
+passes it as --listen-sock-fd in place of -p: clients that connect while mcrouter restarts
+wait and are served. Other shapes (several ports, TLS, a unix socket) are left to mcrouter.
 
 Confirmation and readiness (/readyz):
   Ready once mcrouter reports the md5 of the config mcw wrote. Past --confirm-timeout without
@@ -154,6 +167,20 @@ pub struct RunArgs {
     /// candidate counts as rejected.
     #[arg(long, env = "MCW_VALIDATE_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub validate_timeout: Duration,
+    /// Restart mcrouter when it dies of a signal mcw did not send or exits non-zero
+    /// (on-failure: after 1s, doubling to 30s, on the same port and config), or leave with its
+    /// status (never).
+    #[arg(long, env = "MCW_RESTART", value_enum, default_value_t = Policy::Never)]
+    pub restart: Policy,
+    /// With --restart on-failure: after this many restarts in a row without a minute of
+    /// health, mcw gives up and exits with mcrouter's status.
+    #[arg(long, env = "MCW_RESTART_LIMIT", value_name = "N", default_value_t = 5)]
+    pub restart_limit: u32,
+    /// Hold mcrouter's port: when the command names one TCP port (-p N, on one
+    /// --listen-addresses address or all), mcw listens on it and passes it to mcrouter as
+    /// --listen-sock-fd, so no connection is refused while mcrouter restarts.
+    #[arg(long, env = "MCW_HOLD_PORT", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub hold_port: bool,
     /// Become a child subreaper (when not PID 1), so orphans are re-parented to mcw and reaped.
     #[arg(long, env = "MCW_SUBREAPER", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub subreaper: bool,

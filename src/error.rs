@@ -65,6 +65,13 @@ pub enum Error {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "cannot listen on {addr} for mcrouter: {source}; stop what holds the port, or pass --hold-port false to leave it to mcrouter"
+    )]
+    HoldPort {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A command line that cannot work: nothing was started.

@@ -227,17 +227,27 @@ fn body(status: StatusCode, content_type: &'static str, body: String) -> Respons
 /// stands in; per pool its servers; the md5 written and the md5 mcrouter runs; the child.
 /// With one pair those are top-level fields; with several (`watch`), `configs` lists one such
 /// object per pair, in the order given.
-pub fn status_json(
-    pairs: &[crate::engine::PairStatus],
-    child: Option<&crate::supervise::Child>,
-) -> String {
+/// What `/status` says of mcrouter's process in `run` mode.
+pub struct Supervised<'a> {
+    pub child: &'a crate::supervise::Child,
+    /// Restarts so far, and the last one's reason.
+    pub restarts: u64,
+    pub last_restart: Option<&'static str>,
+    /// During a backoff: how long until the next start.
+    pub restart_in: Option<Duration>,
+    /// The port mcw holds for mcrouter, if it does.
+    pub held: Option<SocketAddr>,
+}
+
+pub fn status_json(pairs: &[crate::engine::PairStatus], supervised: Option<Supervised>) -> String {
     let mut out = match pairs {
         [one] => pair_json(one),
         several => {
             serde_json::json!({ "configs": several.iter().map(pair_json).collect::<Vec<_>>() })
         }
     };
-    if let (Some(child), Some(first)) = (child, pairs.first()) {
+    if let (Some(sup), Some(first)) = (supervised, pairs.first()) {
+        let child = sup.child;
         let status = &first.status;
         let running = status.running.as_ref();
         let (running_md5, error) = match running.map(|o| &o.running) {
@@ -255,6 +265,11 @@ pub fn status_json(
             "reload": status.reload,
             "confirmed": status.confirmed,
             "in_sync": status.in_sync,
+            "restarts": sup.restarts,
+            "last_restart_reason": sup.last_restart,
+            "seconds_to_restart": sup.restart_in.map(|d| d.as_secs_f64()),
+            "held_port": sup.held.map(|a| a.to_string()),
+            "retrying_write": status.retrying,
         });
     }
     let mut text = serde_json::to_string_pretty(&out).unwrap_or_default();

@@ -10,6 +10,8 @@
 //!   settings); usage errors.
 //! - [`cli`]: command-line types, each option with its `MCW_*` twin; parsing of single values.
 //! - [`error`]: the crate's error type; the one place exit codes are decided.
+//! - [`logging`]: log lines (mcw's and mcrouter's) to stderr from a thread of their own,
+//!   never blocking the loop.
 //! - [`http`]: the `--metrics-listen` endpoint (`/metrics`, `/healthz`, `/readyz`,
 //!   `/status`), answered from the event loop's state.
 //! - [`metrics`]: mcw's Prometheus families, process figures, and mcrouter's own stats under
@@ -44,6 +46,7 @@ pub mod engine;
 pub mod error;
 pub mod fsx;
 pub mod http;
+pub mod logging;
 pub mod mcrouter;
 pub mod metrics;
 pub mod output;

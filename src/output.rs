@@ -115,6 +115,18 @@ fn file_path(path: &str, given: &str) -> Result<PathBuf, SpecError> {
     Ok(PathBuf::from(path))
 }
 
+/// A write that worked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The file already held the bytes.
+    Unchanged,
+    /// The bytes were renamed into place and the directory fsync'd.
+    Replaced,
+    /// The bytes were renamed into place (readers see them) but the directory's fsync
+    /// failed, for this reason: a power loss may take them back.
+    Unsynced(String),
+}
+
 /// Writing the output failed; the file on disk is untouched.
 #[derive(Debug, thiserror::Error)]
 #[error("output {path}: {action}: {source}", path = .path.display())]
@@ -126,14 +138,12 @@ pub struct WriteError {
 }
 
 impl OutputSpec {
-    /// Replace the output with `bytes` unless it already holds exactly them. Returns whether
-    /// the file was written.
-    pub fn write_if_changed(&self, bytes: &[u8]) -> Result<bool, WriteError> {
+    /// Replace the output with `bytes` unless it already holds exactly them.
+    pub fn write_if_changed(&self, bytes: &[u8]) -> Result<Written, WriteError> {
         if self.holds(bytes)? {
-            return Ok(false);
+            return Ok(Written::Unchanged);
         }
-        self.replace(bytes)?;
-        Ok(true)
+        self.replace(bytes)
     }
 
     /// Whether the output is a regular file holding exactly `bytes`. Whatever else is at the
@@ -150,8 +160,9 @@ impl OutputSpec {
         }
     }
 
-    /// Atomically replace the output with `bytes`, whatever it holds now.
-    pub fn replace(&self, bytes: &[u8]) -> Result<(), WriteError> {
+    /// Atomically replace the output with `bytes`, whatever it holds now (a rename even when
+    /// the bytes are the same: mcrouter sees a new file).
+    pub fn replace(&self, bytes: &[u8]) -> Result<Written, WriteError> {
         let candidate = self.prepare(bytes)?;
         self.install(candidate)
     }
@@ -180,15 +191,20 @@ impl OutputSpec {
         }
     }
 
-    /// Rename a prepared candidate over the output and fsync the directory.
-    pub fn install(&self, candidate: Candidate) -> Result<(), WriteError> {
+    /// Rename a prepared candidate over the output and fsync the directory. Once the rename
+    /// is done the new bytes are in place, whatever the fsync says: its failure is
+    /// [`Written::Unsynced`], not an error.
+    pub fn install(&self, candidate: Candidate) -> Result<Written, WriteError> {
         if let Err(e) = fs::rename(&candidate.path, &self.path) {
             candidate.discard();
             return Err(self.error("cannot rename into place", e));
         }
-        File::open(parent_dir(&self.path))
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.error("cannot fsync the directory", e))
+        match File::open(parent_dir(&self.path)).and_then(|d| d.sync_all()) {
+            Ok(()) => Ok(Written::Replaced),
+            Err(e) => Ok(Written::Unsynced(format!(
+                "cannot fsync the directory: {e}"
+            ))),
+        }
     }
 
     /// Remove the temp files and candidates that a crashed run left beside the output (named
@@ -313,12 +329,12 @@ mod tests {
         let spec: OutputSpec = format!("file://{}/c.json?mode=0640", dir.path().display())
             .parse()
             .unwrap();
-        assert!(spec.write_if_changed(b"one\n").unwrap());
+        assert_eq!(spec.write_if_changed(b"one\n").unwrap(), Written::Replaced);
         let first = fs::metadata(&spec.path).unwrap();
         assert_eq!(first.mode() & 0o7777, 0o640);
-        assert!(!spec.write_if_changed(b"one\n").unwrap());
+        assert_eq!(spec.write_if_changed(b"one\n").unwrap(), Written::Unchanged);
         assert_eq!(fs::metadata(&spec.path).unwrap().ino(), first.ino());
-        assert!(spec.write_if_changed(b"two\n").unwrap());
+        assert_eq!(spec.write_if_changed(b"two\n").unwrap(), Written::Replaced);
         assert_ne!(fs::metadata(&spec.path).unwrap().ino(), first.ino());
         assert_eq!(fs::read(&spec.path).unwrap(), b"two\n");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
@@ -364,13 +380,13 @@ mod tests {
         let spec: OutputSpec = dir.path().join("c.json").to_str().unwrap().parse().unwrap();
         std::os::unix::fs::symlink(&victim, &spec.path).unwrap();
         // The link's target holds exactly these bytes: following it would skip the write.
-        assert!(spec.write_if_changed(b"good\n").unwrap());
+        assert_eq!(spec.write_if_changed(b"good\n").unwrap(), Written::Replaced);
         assert!(fs::symlink_metadata(&spec.path).unwrap().is_file());
         assert_eq!(fs::read(&victim).unwrap(), b"good\n");
 
         fs::remove_file(&spec.path).unwrap();
         nix::unistd::mkfifo(&spec.path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        assert!(spec.write_if_changed(b"new\n").unwrap());
+        assert_eq!(spec.write_if_changed(b"new\n").unwrap(), Written::Replaced);
         assert_eq!(fs::read(&spec.path).unwrap(), b"new\n");
     }
 
@@ -379,7 +395,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("run");
         let spec: OutputSpec = sub.join("c.json").to_str().unwrap().parse().unwrap();
-        assert!(spec.write_if_changed(b"x\n").unwrap());
+        assert_eq!(spec.write_if_changed(b"x\n").unwrap(), Written::Replaced);
         assert_eq!(fs::read(&spec.path).unwrap(), b"x\n");
     }
 

@@ -290,6 +290,37 @@ pub fn remapped(before: Option<&Pool>, after: Option<&Pool>) -> Result<Share, St
     })
 }
 
+/// One pool's change: the pool before and after (`None`: it did not or does not exist).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub before: Option<Pool>,
+    pub after: Option<Pool>,
+}
+
+/// How many tag scores [`remapped`] may compute on the event loop: about 5 ms on the
+/// development machine. A Rendezvous change of a larger pool is measured off the loop.
+pub const INLINE_SCORES: usize = 2_000_000;
+
+impl Change {
+    /// The share of keys the change sends to another server ([`remapped`]).
+    pub fn remapped(&self) -> Result<Share, String> {
+        remapped(self.before.as_ref(), self.after.as_ref())
+    }
+
+    /// How many Rendezvous tag scores measuring it takes (Ch3 takes none worth counting: one
+    /// hash per key, cached per pool size).
+    pub fn scores(&self) -> usize {
+        let rendezvous = |p: &Option<Pool>| match p {
+            Some(Pool {
+                hashing: Hashing::Rendezvous { tags },
+                ..
+            }) => tags.len(),
+            _ => 0,
+        };
+        SAMPLE_KEYS * (rendezvous(&self.before) + rendezvous(&self.after))
+    }
+}
+
 /// The servers `new` has more of than `old` (added), and fewer (removed), in list order; a
 /// server listed twice counts twice.
 pub fn added_removed<'a>(

@@ -19,6 +19,8 @@ use crate::output::OutputSpec;
 use crate::prefix;
 use crate::resolve::DnsSettings;
 use crate::supervise::args::{self, Launch};
+use crate::supervise::restart::Policy;
+use crate::supervise::socket::{NotHeld, Plan};
 
 /// No duration flag may exceed this: a day is longer than any sensible refresh, timeout or
 /// grace period, and far from where adding it to the clock could overflow.
@@ -42,33 +44,42 @@ pub struct Service {
     /// At least one; `run` has exactly one. Outputs are distinct.
     pub pairs: Vec<Pair>,
     pub dns: DnsSettings,
-    pub allow_empty: bool,
-    pub min_refresh: Duration,
-    pub max_refresh: Duration,
-    pub startup_timeout: Duration,
+    /// Refresh, startup and hold settings, as every pair's engine takes them.
+    pub refresh: engine::Refresh,
     pub template_poll: Option<Duration>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
-    /// `--hold-removed` (zero: off).
-    pub hold_removed: Duration,
 }
 
 /// What `run` adds: mcrouter's command and what mcw read from it, and how to supervise it.
 #[derive(Clone, Debug)]
 pub struct Run {
     pub launch: Launch,
-    /// The normalised routing prefix every template must have an alias for.
-    pub route_prefix: String,
+    /// What the engine needs of it: the routing prefix, validation, confirmation.
+    pub supervision: engine::Supervision,
     pub stop_timeout: Duration,
-    pub confirm_timeout: Duration,
     /// mcrouter's admin address, when its port is known.
     pub admin: Option<SocketAddr>,
     /// `mcrouter ARGS… --validate-config=exit …` (`--validate`); `-f CANDIDATE` is added.
     pub validator: Option<Vec<String>>,
     /// What mcw appends to mcrouter's command, before `-f OUTPUT` (see [`appended`]).
     pub appended: Vec<String>,
-    pub validate_timeout: Duration,
     pub subreaper: bool,
+    /// The port mcw holds for mcrouter, or why it leaves it to mcrouter.
+    pub hold: Result<Plan, NotHeld>,
+    pub restart: Policy,
+    pub restart_limit: u32,
+}
+
+impl Run {
+    /// The command mcrouter is started with: as given, or without its `-p` and
+    /// `--listen-addresses` words when mcw holds the port (the socket goes in their place).
+    pub fn command(&self) -> Vec<String> {
+        match &self.hold {
+            Ok(_) => self.launch.without_listen_words(),
+            Err(_) => self.launch.command.clone(),
+        }
+    }
 }
 
 /// Check one duration flag against `[min, MAX_DURATION]`.
@@ -123,13 +134,15 @@ pub fn service(args: &ServiceArgs) -> Result<Service, Error> {
     Ok(Service {
         pairs: pairs(args)?,
         dns: dns(&args.dns)?,
-        allow_empty: args.dns.allow_empty,
-        min_refresh,
-        max_refresh,
-        startup_timeout,
+        refresh: engine::Refresh {
+            min_refresh,
+            max_refresh,
+            startup_timeout,
+            allow_empty: args.dns.allow_empty,
+            hold_removed: bounded("--hold-removed", args.hold_removed, Duration::ZERO)?,
+        },
         template_poll,
         metrics_listen: args.metrics_listen,
-        hold_removed: bounded("--hold-removed", args.hold_removed, Duration::ZERO)?,
     })
 }
 
@@ -168,16 +181,31 @@ pub fn run(args: &RunArgs) -> Result<Run, UsageError> {
             Some(argv)
         }
     };
+    let hold = match args.hold_port {
+        true => Plan::of(&launch),
+        false => Err(NotHeld::Off),
+    };
+    let admin = mcrouter::admin_addr(&launch.ports, &launch.listen_addresses);
+    let confirm = admin.map(|_| engine::ConfirmSettings {
+        timeout: confirm_timeout,
+        poll: admin::POLL,
+        slow_poll: admin::SLOW_POLL,
+    });
     Ok(Run {
-        admin: mcrouter::admin_addr(&launch.ports, &launch.listen_addresses),
+        admin,
         appended: appended(&launch),
+        supervision: engine::Supervision {
+            route_prefix,
+            validate_timeout: validator.as_ref().map(|_| validate_timeout),
+            confirm,
+        },
         launch,
-        route_prefix,
         stop_timeout,
-        confirm_timeout,
         validator,
-        validate_timeout,
         subreaper: args.subreaper,
+        hold,
+        restart: args.restart,
+        restart_limit: args.restart_limit,
     })
 }
 
@@ -265,29 +293,13 @@ fn pairs(args: &ServiceArgs) -> Result<Vec<Pair>, Error> {
     Ok(pairs)
 }
 
-/// The engine's settings for the pair whose template is `template`: the service's refresh,
-/// startup and hold settings, and in `run` mode the routing prefix every template must have,
-/// the validation limit, and how to confirm writes with mcrouter (when its port is known).
+/// The engine's settings for the pair whose template is `template`: the service's refresh
+/// settings and, in `run` mode, what supervising mcrouter takes.
 pub fn engine(service: &Service, run: Option<&Run>, template: &Path) -> engine::Settings {
     engine::Settings {
         template: template.to_path_buf(),
-        min_refresh: service.min_refresh,
-        max_refresh: service.max_refresh,
-        startup_timeout: service.startup_timeout,
-        allow_empty: service.allow_empty,
-        hold_removed: service.hold_removed,
-        route_prefix: run.map(|r| r.route_prefix.clone()),
-        validate_timeout: run
-            .filter(|r| r.validator.is_some())
-            .map(|r| r.validate_timeout),
-        start_child: run.is_some(),
-        confirm: run
-            .filter(|r| r.admin.is_some())
-            .map(|r| engine::ConfirmSettings {
-                timeout: r.confirm_timeout,
-                poll: admin::POLL,
-                slow_poll: admin::SLOW_POLL,
-            }),
+        refresh: service.refresh.clone(),
+        supervision: run.map(|r| r.supervision.clone()),
     }
 }
 

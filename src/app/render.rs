@@ -5,6 +5,7 @@ use std::io::Write as _;
 use super::render_once;
 use crate::cli::RenderArgs;
 use crate::error::Error;
+use crate::output::Written;
 use crate::template::Template;
 
 /// `mcw render`.
@@ -21,7 +22,11 @@ pub async fn render(args: &RenderArgs) -> Result<(), Error> {
             .write_all(&rendered.bytes)
             .map_err(Error::Stdout),
         Some(spec) => {
-            let written = spec.write_if_changed(&rendered.bytes)?;
+            let wrote = spec.write_if_changed(&rendered.bytes)?;
+            if let Written::Unsynced(reason) = &wrote {
+                tracing::warn!(output = %spec.path.display(), reason, "wrote the config, but a power loss may take it back");
+            }
+            let written = wrote != Written::Unchanged;
             let servers: usize = rendered.pools.values().map(|p| p.servers.len()).sum();
             tracing::info!(
                 output = %spec.path.display(),

@@ -6,8 +6,14 @@
 //! that mcrouter tried it and failed (its `config_failures` grew since the write while the md5
 //! stayed another); without that evidence a write mcrouter has not picked up by the deadline
 //! is *not reloaded yet* (or mcw *cannot tell*, when mcrouter gives no digest), which is
-//! reported and asked about again at a slower pace, never rolled back. It decides nothing
-//! about writing: what to restore after a rejection is the engine's to act on.
+//! reported and asked about again at a slower pace, never rolled back.
+//!
+//! A failure is pinned on the awaited write only when no other write can have been the one
+//! mcrouter tried: when the awaited write was made while an earlier one was still awaited
+//! (written within one poll, say), a failure, or a deadline without a word, asks for the
+//! awaited write to be renamed over itself ([`Verdict::Reoffer`]), once, so that mcrouter
+//! surely reads it; its next failure is then its own. It decides nothing about writing: what
+//! to restore or rename is the engine's to act on.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -73,6 +79,9 @@ pub(super) enum Verdict {
     /// mcrouter could not load the config file at startup and runs a config it dumped
     /// earlier (md5 `running`). Said once; nothing counts as confirmed until it loads a file.
     RunsDump { md5: String, running: String },
+    /// mcrouter failed a load (or gave no word by the deadline) that may have been of an
+    /// earlier write: rename the awaited write over itself so that it is tried for sure.
+    Reoffer { md5: String, why: &'static str },
 }
 
 /// Where confirmation stands.
@@ -96,6 +105,9 @@ struct Awaited {
     failures_before: Option<u64>,
     /// The deadline passed without a verdict: asked about at the slow pace.
     overdue: bool,
+    /// It was written while an earlier write was still awaited, so a failed load may have
+    /// been that one's: a failure is not pinned on it until it is offered again.
+    ambiguous: bool,
 }
 
 /// Confirmation of one output's writes.
@@ -136,11 +148,38 @@ impl Confirmer {
         }
     }
 
-    /// mcrouter was started on the output, which holds `current` (when written).
-    pub(super) fn started(&mut self, current: Option<&str>, now: Instant) {
+    /// mcrouter was started on the output, which holds `md5`.
+    pub(super) fn started(&mut self, md5: &str, now: Instant) {
         self.state = State::Settled;
-        if let Some(md5) = current {
-            self.await_write(md5.to_string(), now);
+        self.await_write(md5.to_string(), now);
+    }
+
+    /// mcrouter exited: what it said is no longer true of anything running, and nothing is
+    /// awaited until the next one starts. (The caller drops the questions still out.)
+    pub(super) fn stopped(&mut self) {
+        self.state = State::NotStarted;
+        self.last = None;
+        self.seen_ours = false;
+        self.asking = false;
+        self.next_ask = None;
+        self.reason = None;
+        self.unexplained = None;
+    }
+
+    /// The awaited write was renamed over itself: its deadline starts again, and a failure
+    /// from now on is its own.
+    pub(super) fn reoffered(&mut self, now: Instant) {
+        if let State::Awaiting(a) = &mut self.state {
+            a.since = now;
+            a.deadline = now + self.settings.timeout;
+            a.overdue = false;
+            a.ambiguous = false;
+            if let Some(failures) = self.last.as_ref().and_then(|o| o.failures) {
+                a.failures_before = Some(failures);
+            }
+            if !self.asking {
+                self.next_ask = Some(now);
+            }
         }
     }
 
@@ -159,9 +198,9 @@ impl Confirmer {
 
     fn await_write(&mut self, md5: String, now: Instant) {
         self.reason = None;
-        let inherited = match &self.state {
-            State::Awaiting(a) => a.failures_before,
-            _ => None,
+        let (inherited, ambiguous) = match &self.state {
+            State::Awaiting(a) => (a.failures_before, true),
+            _ => (None, false),
         };
         let failures_before = self.last.as_ref().and_then(|o| o.failures).or(inherited);
         self.state = State::Awaiting(Awaited {
@@ -170,6 +209,7 @@ impl Confirmer {
             deadline: now + self.settings.timeout,
             failures_before,
             overdue: false,
+            ambiguous,
         });
         if !self.asking {
             self.next_ask = Some(now);
@@ -201,6 +241,16 @@ impl Confirmer {
                         md5: a.md5.clone(),
                         after: now.saturating_duration_since(a.since),
                     }),
+                    // The failure may have been an earlier write's: offer this one again.
+                    Some(_) if failed && a.ambiguous => {
+                        a.ambiguous = false;
+                        a.failures_before = answer.failures;
+                        a.deadline = now + self.settings.timeout;
+                        Some(Verdict::Reoffer {
+                            md5: a.md5.clone(),
+                            why: "mcrouter failed a load that may have been of an earlier write",
+                        })
+                    }
                     Some(running) if failed => {
                         if self.reason.is_none() {
                             self.unexplained = Some(a.md5.clone());
@@ -214,10 +264,15 @@ impl Confirmer {
                         })
                     }
                     // A newer write never takes the verdict from an older one: if mcrouter
-                    // runs an earlier write, that write was accepted.
-                    Some(running) if changed && ours(running) => Some(Verdict::RunsEarlier {
-                        md5: running.to_string(),
-                    }),
+                    // runs an earlier write, that write was accepted. It read the file before
+                    // the awaited write, and failed nothing since: whatever it tries next is
+                    // the awaited write.
+                    Some(running) if changed && ours(running) => {
+                        a.ambiguous = false;
+                        Some(Verdict::RunsEarlier {
+                            md5: running.to_string(),
+                        })
+                    }
                     _ => None,
                 }
             }
@@ -286,6 +341,20 @@ impl Confirmer {
         if let State::Awaiting(a) = &mut self.state
             && !a.overdue
             && a.deadline <= now
+            && a.ambiguous
+        {
+            // No word by the deadline, and an earlier write's failure may have hidden this
+            // one's: offer it again before calling it late.
+            a.ambiguous = false;
+            a.deadline = now + self.settings.timeout;
+            let md5 = a.md5.clone();
+            verdict = Some(Verdict::Reoffer {
+                md5,
+                why: "mcrouter has not loaded it, and an earlier write was still awaited when it was made",
+            });
+        } else if let State::Awaiting(a) = &mut self.state
+            && !a.overdue
+            && a.deadline <= now
         {
             a.overdue = true;
             let md5 = a.md5.clone();
@@ -333,6 +402,11 @@ impl Confirmer {
             State::Awaiting(a) if a.overdue => "not reloaded yet",
             State::Awaiting(_) => "awaiting",
         }
+    }
+
+    /// A write awaits mcrouter's word, and its deadline has not passed.
+    pub(super) fn awaiting(&self) -> bool {
+        matches!(&self.state, State::Awaiting(a) if !a.overdue)
     }
 
     /// mcrouter's last answer.

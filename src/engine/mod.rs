@@ -9,15 +9,20 @@
 //! template in force and the dispatch of events; the rest is one concept per file:
 //! - [`protocol`]: the events, actions and reports, and the domain types they carry;
 //! - `queries`: each DNS question's last good answer, refresh timing, holds;
-//! - `publish`: render, validate, write, restore, repair;
+//! - `publish`: render, validate, write, restore, repair, retry; the work in progress as an
+//!   enum;
+//! - `child`: when mcrouter may start (only on a config that is on disk), again after it
+//!   exited;
 //! - `confirm`: confirmation of writes with mcrouter, as a state enum;
 //! - `verdict`: what mcrouter's answers and verdicts do to the engine;
 //! - `status`: the snapshot for `/status`, `/readyz` and the metrics.
 //!
 //! Invariants: nothing is written while any token lacks an answer (a failing token keeps its
 //! last good one); at most one write or validation is in progress; bytes that mcrouter or the
-//! validator rejected are not written again until the render changes or SIGHUP.
+//! validator rejected are not written again until the render changes or SIGHUP; mcrouter is
+//! only ever started by an action that carries the bytes to put on disk first.
 
+mod child;
 mod confirm;
 mod protocol;
 mod publish;
@@ -27,42 +32,56 @@ mod verdict;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dns::Query;
 use crate::prefix;
 use crate::template::{Rendered, Template, TemplateError};
 
+use child::ChildPhase;
 use confirm::Confirmer;
 pub use confirm::{ConfirmSettings, Observed};
 pub use protocol::{
-    Action, Event, FailedToken, FailedTokens, Lookups, Refused, Report, StartupFailure, md5_hex,
+    Action, Event, FailedToken, FailedTokens, Lookups, Refused, Report, StartupFailure, Wrote,
+    md5_hex,
 };
-use publish::Pending;
+use publish::{Due, Work};
 use queries::QueryState;
 pub use queries::refresh_after;
 pub use status::{PairStatus, Status, TokenStatus};
+
+/// Refresh and startup settings, as `watch` and `run` share them (checked by `settings`).
+#[derive(Clone, Debug)]
+pub struct Refresh {
+    pub min_refresh: Duration,
+    pub max_refresh: Duration,
+    pub startup_timeout: Duration,
+    pub allow_empty: bool,
+    /// `--hold-removed`: how long a server that vanished from an answer keeps its slot
+    /// (zero: not at all).
+    pub hold_removed: Duration,
+}
+
+/// What `run` adds: mcrouter is started once a config is on disk, and what it takes.
+#[derive(Clone, Debug)]
+pub struct Supervision {
+    /// The normalised routing prefix every template must have an alias for.
+    pub route_prefix: String,
+    /// `--validate`: each new config is validated (within this time) before it is written.
+    pub validate_timeout: Option<Duration>,
+    /// With a known admin port: confirm each write.
+    pub confirm: Option<ConfirmSettings>,
+}
 
 /// Settings of the engine (already checked by `settings`).
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The template's path, for messages only.
     pub template: PathBuf,
-    pub min_refresh: Duration,
-    pub max_refresh: Duration,
-    pub startup_timeout: Duration,
-    pub allow_empty: bool,
-    /// In `run` mode, the normalised routing prefix every template must have an alias for.
-    pub route_prefix: Option<String>,
-    /// `--validate`: each new config is validated (within this time) before it is written.
-    pub validate_timeout: Option<Duration>,
-    /// `run` mode: start mcrouter once the first config is written.
-    pub start_child: bool,
-    /// `run` mode with a known admin port: confirm each write.
-    pub confirm: Option<ConfirmSettings>,
-    /// `--hold-removed`: how long a server that vanished from an answer keeps its slot
-    /// (zero: not at all).
-    pub hold_removed: Duration,
+    pub refresh: Refresh,
+    /// `run` mode; `None` in `watch`.
+    pub supervision: Option<Supervision>,
 }
 
 /// A config mcw wrote, or is about to.
@@ -70,7 +89,18 @@ pub struct Settings {
 struct Config {
     generation: u64,
     md5: String,
-    rendered: Rendered,
+    rendered: Arc<Rendered>,
+}
+
+/// Before the first config is written: when to give up, and the last thing that kept a
+/// render from the output (for the message).
+#[derive(Debug)]
+enum Startup {
+    Waiting {
+        deadline: Instant,
+        problem: Option<String>,
+    },
+    Done,
 }
 
 pub struct Engine {
@@ -81,27 +111,17 @@ pub struct Engine {
     /// Why the template could not be read, while it cannot.
     unreadable: Option<String>,
     states: BTreeMap<Query, QueryState>,
-    /// Something changed since the last render.
-    dirty: bool,
+    due: Due,
+    work: Work,
     generation: u64,
     /// What the output holds, as this process last wrote (or found) it.
     current: Option<Config>,
-    pending: Option<Pending>,
     /// md5 of bytes mcrouter or the validator rejected: not written again until the render
     /// changes or SIGHUP.
     rejected: Option<String>,
-    /// Compare the output on disk with the config at the next chance (SIGHUP, the periodic
-    /// template re-read, a refresh): a file deleted or replaced under mcw is written again.
-    verify: bool,
-    write_retry: Option<Instant>,
-    /// A restore whose write failed, to be tried again at `write_retry`.
-    failed_restore: Option<Config>,
     template_due: Instant,
-    /// When to give up if no config has been written yet; `None` once one has.
-    startup_deadline: Option<Instant>,
-    /// The last thing that kept a render from the output (for the startup message).
-    problem: Option<String>,
-    child_started: bool,
+    startup: Startup,
+    child: ChildPhase,
     /// When a config was last rendered, and last written (or restored).
     last_render: Option<Instant>,
     last_write: Option<Instant>,
@@ -123,25 +143,32 @@ impl Engine {
             .into_iter()
             .map(|q| (q, QueryState::due_at(now)))
             .collect();
-        let confirm = s.confirm.map(Confirmer::new);
+        let supervision = s.supervision.as_ref();
+        let confirm = supervision.and_then(|r| r.confirm).map(Confirmer::new);
+        let child = match supervision {
+            Some(_) => ChildPhase::Waiting,
+            None => ChildPhase::None,
+        };
         Ok(Engine {
-            template_due: now + s.max_refresh,
-            startup_deadline: Some(now + s.startup_timeout),
+            template_due: now + s.refresh.max_refresh,
+            startup: Startup::Waiting {
+                deadline: now + s.refresh.startup_timeout,
+                problem: None,
+            },
             s,
             template,
             seen_text: text,
             unreadable: None,
             states,
-            dirty: true,
+            due: Due {
+                render: true,
+                disk_check: false,
+            },
+            work: Work::Idle,
             generation: 0,
             current: None,
-            pending: None,
             rejected: None,
-            verify: false,
-            write_retry: None,
-            failed_restore: None,
-            problem: None,
-            child_started: false,
+            child,
             last_render: None,
             last_write: None,
             confirm,
@@ -160,10 +187,14 @@ impl Engine {
             Event::Wrote { generation, result } => self.wrote(generation, result, now),
             Event::Validated { generation, result } => self.validated(generation, result),
             Event::ChildStarted => self.child_started(now),
+            Event::StartFailed(reason) => self.start_failed(reason, now),
+            Event::ChildExited => self.child_exited(),
+            Event::Restart => self.restart(),
             Event::Running(answer) => self.running(answer, now),
             Event::LoadFailed(reason) => self.load_failed(reason),
         }
         self.publish(now);
+        self.start_if_waiting();
         std::mem::take(&mut self.out)
     }
 
@@ -174,13 +205,18 @@ impl Engine {
     }
 
     /// When the next [`Event::Tick`] is due: a lookup, a write retry, the periodic re-read of
-    /// the template, the startup deadline, a validator's or a confirmation's deadline, or the
-    /// next question to mcrouter.
+    /// the template, the startup deadline, a validator's or a confirmation's deadline, the next
+    /// question to mcrouter, or another try at starting it.
     pub fn next_wake(&self) -> Instant {
         let lookups = self.states.values().filter(|s| !s.in_flight).map(|s| s.due);
-        let validation = match &self.pending {
-            Some(Pending::Validating { deadline, .. }) => Some(*deadline),
-            _ => None,
+        let work = match &self.work {
+            Work::Validating { deadline, .. } => Some(*deadline),
+            Work::Waiting { at, .. } => Some(*at),
+            Work::Idle | Work::Writing { .. } => None,
+        };
+        let startup = match &self.startup {
+            Startup::Waiting { deadline, .. } => Some(*deadline),
+            Startup::Done => None,
         };
         let confirm = self.confirm.as_ref().and_then(Confirmer::next_wake);
         let holds = self
@@ -189,19 +225,21 @@ impl Engine {
             .flat_map(|s| s.held.iter().map(|(_, until)| *until));
         lookups
             .chain(holds)
-            .chain(self.write_retry)
-            .chain(validation)
-            .chain(self.startup_deadline)
+            .chain(work)
+            .chain(startup)
             .chain(confirm)
+            .chain(self.child.next_wake())
             .fold(self.template_due, Instant::min)
     }
 
     fn tick(&mut self, now: Instant) {
-        if self.startup_deadline.is_some_and(|d| now >= d) {
+        if let Startup::Waiting { deadline, problem } = &self.startup
+            && now >= *deadline
+        {
             let failure = StartupFailure {
-                timeout: self.s.startup_timeout,
+                timeout: self.s.refresh.startup_timeout,
                 missing: self.missing(),
-                problem: self.problem.clone(),
+                problem: problem.clone(),
                 output: None,
             };
             self.out.push(Action::GiveUp(failure));
@@ -210,22 +248,12 @@ impl Engine {
         self.take_lookups(|s| s.due <= now);
         self.release_holds(now);
         if self.template_due <= now {
-            self.template_due = now + self.s.max_refresh;
+            self.template_due = now + self.s.refresh.max_refresh;
             self.out.push(Action::ReadTemplate);
         }
-        if self.write_retry.is_some_and(|t| t <= now) {
-            self.write_retry = None;
-            match self.failed_restore.take() {
-                Some(config) if self.pending.is_none() => self.restore(config),
-                _ => self.dirty = true,
-            }
-        }
-        if let Some(Pending::Validating { deadline, .. }) = &self.pending
-            && *deadline <= now
-        {
-            let timeout = self.s.validate_timeout.unwrap_or_default();
-            self.validation_failed(format!("timed out after {timeout:?}; killed"));
-        }
+        self.retry_if_due(now);
+        self.validation_timed_out(now);
+        self.child_tick(now);
         self.confirm_tick(now);
     }
 
@@ -234,9 +262,9 @@ impl Engine {
     /// hand on mcrouter's side: the operator asks to try again).
     fn refresh(&mut self) {
         self.rejected = None;
-        self.verify = true;
+        self.due.disk_check = true;
         // Bytes blocked until now may be what the last good answers render.
-        self.dirty = true;
+        self.due.render = true;
         self.out.push(Action::ReadTemplate);
         self.lookup_all();
     }
@@ -248,7 +276,7 @@ impl Engine {
             // Whether or not the template changed, the output on disk is checked against the
             // config in force (a deleted file or directory comes back).
             Ok(text) => {
-                self.verify = true;
+                self.due.disk_check = true;
                 text
             }
             Err(e) => {
@@ -290,7 +318,7 @@ impl Engine {
         self.out
             .push(Action::Report(Report::TemplateChanged { tokens }));
         self.template = template;
-        self.dirty = true;
+        self.due.render = true;
         self.lookup_all();
     }
 }
@@ -298,7 +326,7 @@ impl Engine {
 /// Parse template `text` and, in `run` mode, check it has the routing prefix's alias.
 fn checked_template(s: &Settings, text: &str) -> Result<(Template, Option<Action>), Refused> {
     let template = Template::parse(&s.template, text)?;
-    let Some(p) = &s.route_prefix else {
+    let Some(p) = s.supervision.as_ref().map(|r| &r.route_prefix) else {
         return Ok((template, None));
     };
     match prefix::check_aliases(template.value(), p) {

@@ -13,7 +13,7 @@ use md5::{Digest, Md5};
 
 use super::Observed;
 use crate::dns::{Answer, Failure, Query};
-use crate::placement::Share;
+use crate::placement::Change;
 use crate::prefix::PrefixError;
 use crate::template::TemplateError;
 
@@ -32,19 +32,24 @@ pub enum Event {
     /// SIGHUP: re-read the template, re-resolve every token now, write the output again if
     /// the file on disk differs from the render, and lift every "not again" block.
     Refresh,
-    /// The write of `generation` finished: `Ok(true)` written, `Ok(false)` the file already
-    /// held those bytes.
+    /// The write of `generation` finished (or failed, and the file is as it was).
     Wrote {
         generation: u64,
-        result: Result<bool, String>,
+        result: Result<Wrote, String>,
     },
     /// The validator's verdict on the candidate of `generation`.
     Validated {
         generation: u64,
         result: Result<(), String>,
     },
-    /// mcrouter was started.
+    /// mcrouter was started, on the bytes [`Action::StartChild`] carried.
     ChildStarted,
+    /// mcrouter was not started: the bytes it was to start on could not be written.
+    StartFailed(String),
+    /// mcrouter exited (and the caller may start it again later).
+    ChildExited,
+    /// Start mcrouter again, on the config in force, once it is on disk.
+    Restart,
     /// mcrouter's answer to one round of questions: the md5 it runs (or why mcw cannot
     /// tell) and its failed-reload count.
     Running(Observed),
@@ -59,9 +64,13 @@ pub enum Action {
     Lookup(Vec<Query>),
     /// Read the template and feed back [`Event::Template`].
     ReadTemplate,
-    /// Atomically replace the output with `bytes` unless it holds them already; feed back
-    /// [`Event::Wrote`].
-    Write { generation: u64, bytes: Vec<u8> },
+    /// Atomically replace the output with `bytes` unless it holds them already (or, with
+    /// `force`, even then: a rename mcrouter notices); feed back [`Event::Wrote`].
+    Write {
+        generation: u64,
+        bytes: Vec<u8>,
+        force: bool,
+    },
     /// Write `bytes` to a candidate beside the output and validate it; feed back
     /// [`Event::Validated`].
     Validate { generation: u64, bytes: Vec<u8> },
@@ -70,8 +79,10 @@ pub enum Action {
     EndValidation { generation: u64, install: bool },
     /// Ask mcrouter once which config it runs; feed back [`Event::Running`].
     AskMcrouter,
-    /// Start mcrouter (the first config is on disk); feed back [`Event::ChildStarted`].
-    StartChild,
+    /// Make the output hold `bytes` (write-if-changed), then start mcrouter on it; feed back
+    /// [`Event::ChildStarted`], or [`Event::StartFailed`] when the write failed (mcrouter is
+    /// then not started).
+    StartChild { bytes: Vec<u8> },
     /// Give up: no config could be written before the startup timeout.
     GiveUp(StartupFailure),
     /// Tell the operator (and, later, the metrics).
@@ -128,8 +139,10 @@ pub enum Report {
         added: Vec<String>,
         removed: Vec<String>,
         servers: usize,
-        /// The share of keys the change sends elsewhere, or why mcw cannot tell.
-        remapped: Result<Share, String>,
+        /// The pool before and after, to measure the share of keys the change sends elsewhere
+        /// ([`Change::remapped`]; costly for a large Rendezvous pool, so the caller decides
+        /// where).
+        change: Change,
         /// The pool is no longer in the config.
         gone: bool,
     },
@@ -148,6 +161,17 @@ pub enum Report {
         md5: String,
     },
     WriteFailed {
+        reason: String,
+    },
+    /// The config was renamed into place but its directory could not be fsync'd: mcrouter
+    /// sees it, but a power loss may take it back.
+    Unsynced {
+        md5: String,
+        reason: String,
+    },
+    /// mcrouter was not (re)started: the config it is to start on could not be written;
+    /// tried again at `--min-refresh`.
+    StartDeferred {
         reason: String,
     },
     /// The render equals bytes mcrouter or the validator rejected; not written again.
@@ -209,6 +233,26 @@ pub enum Report {
     Repaired {
         md5: String,
     },
+    /// A failed load (or no word by the deadline) may have been of an earlier write: `md5`
+    /// is renamed over itself so that mcrouter surely tries it.
+    Reoffering {
+        md5: String,
+        why: &'static str,
+    },
+    /// `md5` was renamed over itself.
+    Reoffered {
+        md5: String,
+    },
+}
+
+/// A write that worked: the file already held the bytes, or it holds them now (with its
+/// directory fsync'd, or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wrote {
+    Unchanged,
+    Replaced,
+    /// Renamed into place; the directory's fsync failed, for this reason.
+    Unsynced(String),
 }
 
 /// A token that has no usable answer, with the reason.

@@ -1,15 +1,16 @@
-//! From the last good answers to the file: render, validate, write, restore, repair.
+//! From the last good answers to the file: render, validate, write, restore, repair, retry.
 //!
-//! Owns the one write or validation in progress, why each write is made (a new render, the
-//! config mcrouter runs written back after a rejection, the config in force again after the
-//! file was deleted), the "do not write these bytes again" block, retries of failed writes, and
-//! the reports of what a write changed pool by pool. The write itself (write-if-changed against
-//! the disk) is the caller's.
+//! Owns what is being done to the output ([`Work`]: nothing, a validation, a write, or a wait
+//! before a failed write is tried again, each variant with the config it is about), why each
+//! write is made ([`Kind`]), what a failed write becomes when it is tried again ([`Retry`]),
+//! the "do not write these bytes again" block, and the reports of what a write changed pool by
+//! pool. The write itself (write-if-changed against the disk) is the caller's.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Action, Config, Engine, Report, md5_hex};
+use super::{Action, Config, Engine, Report, Startup, Wrote, md5_hex};
 use crate::placement;
 use crate::template::{self, Rendered};
 
@@ -20,30 +21,80 @@ pub(super) enum Kind {
     Render,
     /// The config mcrouter runs, written back after it rejected a newer one.
     Restore,
-    /// The config mcw last wrote, again, in case the file on disk no longer holds it.
+    /// The config in force, again, in case the file on disk no longer holds it.
     Repair,
+    /// The config in force, renamed over itself so that mcrouter reads it again: it failed a
+    /// load that may have been of an earlier write (see `confirm`).
+    Reoffer,
 }
 
-/// The one write or validation in progress.
+/// What is being done to the output: at most one validation or write at a time.
 #[derive(Debug)]
-pub(super) enum Pending {
-    Validating { config: Config, deadline: Instant },
-    Writing { config: Config, kind: Kind },
+pub(super) enum Work {
+    Idle,
+    Validating {
+        config: Config,
+        deadline: Instant,
+    },
+    Writing {
+        config: Config,
+        kind: Kind,
+    },
+    /// A write failed; `retry` is made at `at`. Nothing else is written meanwhile, so a full
+    /// or read-only disk is tried once per `--min-refresh`, not at every DNS change.
+    Waiting {
+        at: Instant,
+        retry: Retry,
+    },
+}
+
+/// A failed write, as it is tried again.
+#[derive(Debug)]
+pub(super) enum Retry {
+    /// Render again from the latest answers (they may have moved on since).
+    Render,
+    /// Write back this config, which mcrouter runs (a newer one was rejected).
+    Restore(Config),
+    /// Write the config in force again (the file on disk did not hold it).
+    Repair,
+    /// Rename the config in force over itself again.
+    Reoffer,
+}
+
+impl Retry {
+    fn after(kind: Kind, config: Config) -> Retry {
+        match kind {
+            Kind::Render => Retry::Render,
+            Kind::Restore => Retry::Restore(config),
+            Kind::Repair => Retry::Repair,
+            Kind::Reoffer => Retry::Reoffer,
+        }
+    }
+}
+
+/// What the output is due, beside the work in progress.
+#[derive(Debug, Default)]
+pub(super) struct Due {
+    /// Something changed since the last render (an answer, the template, a hold, SIGHUP).
+    pub(super) render: bool,
+    /// Compare the output on disk with the config in force at the next chance (SIGHUP, the
+    /// periodic template read): a file deleted or replaced under mcw is written again.
+    pub(super) disk_check: bool,
 }
 
 impl Engine {
     /// Render from the last good answers and start writing (or validating) when the bytes
     /// are new; when they are not and the disk is due a check, write the config in force
     /// again through the same write-if-changed (a no-op when the file holds it). Nothing
-    /// happens while any token lacks an answer or a write is in progress.
+    /// happens while any token lacks an answer or other work is in progress.
     pub(super) fn publish(&mut self, now: Instant) {
-        if self.pending.is_some() {
+        if !matches!(self.work, Work::Idle) {
             return;
         }
-        if !self.dirty {
+        if !self.due.render {
             return self.repair_if_due();
         }
-        self.dirty = false;
+        self.due.render = false;
         let mut answers = HashMap::with_capacity(self.states.len());
         for (q, s) in &self.states {
             match &s.good {
@@ -74,18 +125,18 @@ impl Engine {
             generation,
             md5: md5.clone(),
         }));
-        let bytes = rendered.bytes.clone();
         let config = Config {
             generation,
             md5,
-            rendered,
+            rendered: Arc::new(rendered),
         };
-        match self.s.validate_timeout {
+        match self.s.supervision.as_ref().and_then(|s| s.validate_timeout) {
             Some(limit) => {
-                self.pending = Some(Pending::Validating {
+                let bytes = config.rendered.bytes.clone();
+                self.work = Work::Validating {
                     config,
                     deadline: now + limit,
-                });
+                };
                 self.out.push(Action::Validate { generation, bytes });
             }
             None => self.write(config, Kind::Render),
@@ -94,14 +145,14 @@ impl Engine {
 
     /// When the disk is due a check, write the config in force again (write-if-changed
     /// compares it with the file, so this costs a read when nothing is wrong).
-    pub(super) fn repair_if_due(&mut self) {
+    fn repair_if_due(&mut self) {
         // After SIGHUP, once its lookups are in: a changed answer is then written as a new
         // render, and the file is compared once, not twice.
         let asking = self.states.values().any(|s| s.in_flight);
-        if !self.verify || self.pending.is_some() || asking {
+        if !self.due.disk_check || asking {
             return;
         }
-        self.verify = false;
+        self.due.disk_check = false;
         if let Some(config) = self.current.clone() {
             self.write(config, Kind::Repair);
         }
@@ -111,36 +162,62 @@ impl Engine {
     pub(super) fn write(&mut self, config: Config, kind: Kind) {
         let generation = config.generation;
         let bytes = config.rendered.bytes.clone();
-        self.pending = Some(Pending::Writing { config, kind });
-        self.out.push(Action::Write { generation, bytes });
+        self.work = Work::Writing { config, kind };
+        let force = kind == Kind::Reoffer;
+        self.out.push(Action::Write {
+            generation,
+            bytes,
+            force,
+        });
     }
 
-    pub(super) fn wrote(&mut self, generation: u64, result: Result<bool, String>, now: Instant) {
-        let (config, kind) = match self.pending.take() {
-            Some(Pending::Writing { config, kind }) if config.generation == generation => {
-                (config, kind)
-            }
+    /// A failed write's time has come: try it again, as what it was.
+    pub(super) fn retry_if_due(&mut self, now: Instant) {
+        let Work::Waiting { at, .. } = &self.work else {
+            return;
+        };
+        if *at > now {
+            return;
+        }
+        let Work::Waiting { retry, .. } = std::mem::replace(&mut self.work, Work::Idle) else {
+            unreachable!("matched above")
+        };
+        match (retry, self.current.clone()) {
+            (Retry::Render, _) => self.due.render = true,
+            (Retry::Restore(config), _) => self.restore(config),
+            (Retry::Repair, Some(current)) => self.write(current, Kind::Repair),
+            (Retry::Reoffer, Some(current)) => self.write(current, Kind::Reoffer),
+            (Retry::Repair | Retry::Reoffer, None) => {}
+        }
+    }
+
+    pub(super) fn wrote(&mut self, generation: u64, result: Result<Wrote, String>, now: Instant) {
+        let (config, kind) = match std::mem::replace(&mut self.work, Work::Idle) {
+            Work::Writing { config, kind } if config.generation == generation => (config, kind),
             other => {
-                self.pending = other; // not the write in progress: stale
+                self.work = other; // not the write in progress: stale
                 return;
             }
         };
-        let written = match result {
-            Ok(written) => written,
+        let wrote = match result {
+            Ok(wrote) => wrote,
             Err(reason) => {
                 self.out.push(Action::Report(Report::WriteFailed {
                     reason: reason.clone(),
                 }));
-                self.problem = Some(reason);
-                self.write_retry = Some(now + self.s.min_refresh);
-                // A failed restore is retried as a restore: a fresh render would be the
-                // rejected bytes, which are not written again.
-                self.failed_restore = (kind == Kind::Restore).then_some(config);
+                if let Startup::Waiting { problem, .. } = &mut self.startup {
+                    *problem = Some(reason);
+                }
+                self.work = Work::Waiting {
+                    at: now + self.s.refresh.min_refresh,
+                    retry: Retry::after(kind, config),
+                };
                 return;
             }
         };
         // The file now holds the config in force, whatever happened to it before.
-        self.verify = false;
+        self.due.disk_check = false;
+        let written = !matches!(wrote, Wrote::Unchanged);
         let md5 = config.md5.clone();
         let report = match (kind, written) {
             (Kind::Render, true) => {
@@ -152,51 +229,56 @@ impl Engine {
                 let r = &config.rendered;
                 Some(Report::Wrote {
                     generation,
-                    md5,
+                    md5: md5.clone(),
                     pools: r.pools.len(),
                     servers: r.pools.values().map(|p| p.servers.len()).sum(),
                 })
             }
-            (Kind::Render, false) => Some(Report::AlreadyOnDisk { md5 }),
+            (Kind::Render, false) => Some(Report::AlreadyOnDisk { md5: md5.clone() }),
             (Kind::Restore, true) => {
                 self.report_pool_changes(&config.rendered);
-                Some(Report::Restored { md5 })
+                Some(Report::Restored { md5: md5.clone() })
             }
-            (Kind::Repair, true) => Some(Report::Repaired { md5 }),
+            (Kind::Repair, true) => Some(Report::Repaired { md5: md5.clone() }),
+            (Kind::Reoffer, _) => Some(Report::Reoffered { md5: md5.clone() }),
             // The file already held these bytes: nothing happened worth telling.
             (Kind::Restore | Kind::Repair, false) => None,
         };
         self.out.extend(report.map(Action::Report));
+        if let Wrote::Unsynced(reason) = wrote {
+            let md5 = md5.clone();
+            self.out
+                .push(Action::Report(Report::Unsynced { md5, reason }));
+        }
         if written {
             self.last_write = Some(now);
         }
-        self.problem = None;
-        self.startup_deadline = None;
+        self.startup = Startup::Done;
         self.current = Some(config.clone());
-        if self.s.start_child && !self.child_started {
-            self.child_started = true;
-            self.out.push(Action::StartChild);
+        match kind {
+            // The same config again is nothing new for mcrouter to confirm.
+            Kind::Repair => {}
+            Kind::Reoffer => self.reoffered(now),
+            Kind::Render | Kind::Restore => self.remember(config, now),
         }
-        // The same config again is nothing new for mcrouter to confirm.
-        if kind != Kind::Repair {
-            self.remember(config, now);
-        }
-        // Lookups that finished meanwhile left `dirty` set: the next publish catches up.
+        // Lookups that finished meanwhile left a render due: the next publish catches up.
     }
 
     pub(super) fn validated(&mut self, generation: u64, result: Result<(), String>) {
-        let is_current = matches!(&self.pending,
-            Some(Pending::Validating { config, .. }) if config.generation == generation);
+        let is_current = matches!(&self.work,
+            Work::Validating { config, .. } if config.generation == generation);
         if !is_current {
             return;
         }
         match result {
             Ok(()) => {
-                if let Some(Pending::Validating { config, .. }) = self.pending.take() {
-                    self.pending = Some(Pending::Writing {
+                if let Work::Validating { config, .. } =
+                    std::mem::replace(&mut self.work, Work::Idle)
+                {
+                    self.work = Work::Writing {
                         config,
                         kind: Kind::Render,
-                    });
+                    };
                 }
                 self.out.push(Action::EndValidation {
                     generation,
@@ -207,10 +289,25 @@ impl Engine {
         }
     }
 
+    /// The validation's deadline passed: the validator is killed and its candidate rejected.
+    pub(super) fn validation_timed_out(&mut self, now: Instant) {
+        if let Work::Validating { deadline, .. } = &self.work
+            && *deadline <= now
+        {
+            let timeout = self
+                .s
+                .supervision
+                .as_ref()
+                .and_then(|s| s.validate_timeout)
+                .unwrap_or_default();
+            self.validation_failed(format!("timed out after {timeout:?}; killed"));
+        }
+    }
+
     /// The candidate in validation is rejected (by the validator, or by its timeout): discard
     /// it and do not write those bytes again until the render changes (or SIGHUP).
-    pub(super) fn validation_failed(&mut self, reason: String) {
-        let Some(Pending::Validating { config, .. }) = self.pending.take() else {
+    fn validation_failed(&mut self, reason: String) {
+        let Work::Validating { config, .. } = std::mem::replace(&mut self.work, Work::Idle) else {
             return;
         };
         let generation = config.generation;
@@ -218,7 +315,9 @@ impl Engine {
             generation,
             install: false,
         });
-        self.problem = Some(format!("mcrouter --validate-config rejected it: {reason}"));
+        if let Startup::Waiting { problem, .. } = &mut self.startup {
+            *problem = Some(format!("mcrouter --validate-config rejected it: {reason}"));
+        }
         self.out.push(Action::Report(Report::ValidatorRejected {
             generation,
             reason,
@@ -233,9 +332,63 @@ impl Engine {
         self.write(config, Kind::Restore);
     }
 
-    /// One report per pool whose servers changed: `+added -removed`.
-    pub(super) fn report_pool_changes(&mut self, after: &Rendered) {
-        let Some(before) = self.current.as_ref().map(|c| &c.rendered) else {
+    /// What a failed write waiting to be tried again was, for `/status`.
+    pub(super) fn retrying(&self) -> Option<&'static str> {
+        match &self.work {
+            Work::Waiting { retry, .. } => Some(match retry {
+                Retry::Render => "render",
+                Retry::Restore(_) => "restore",
+                Retry::Repair => "repair",
+                Retry::Reoffer => "reoffer",
+            }),
+            _ => None,
+        }
+    }
+
+    /// A validation or write is in progress (a failed one waiting for its retry is not).
+    pub(super) fn busy(&self) -> bool {
+        matches!(self.work, Work::Validating { .. } | Work::Writing { .. })
+    }
+
+    /// Nothing is being done to the output.
+    pub(super) fn idle(&self) -> bool {
+        matches!(self.work, Work::Idle)
+    }
+
+    /// A write is under way (its outcome is due before anything else is decided).
+    pub(super) fn writing(&self) -> bool {
+        matches!(self.work, Work::Writing { .. })
+    }
+
+    /// A restore waiting for its retry is no longer needed (the file holds the config).
+    pub(super) fn cancel_restore(&mut self) {
+        if matches!(
+            self.work,
+            Work::Waiting {
+                retry: Retry::Restore(_),
+                ..
+            }
+        ) {
+            self.work = Work::Idle;
+        }
+    }
+
+    /// The config the output should hold now: one waiting to be written back after a
+    /// rejection, else the one last written.
+    pub(super) fn in_force(&self) -> Option<&Config> {
+        match &self.work {
+            Work::Waiting {
+                retry: Retry::Restore(config),
+                ..
+            } => Some(config),
+            _ => self.current.as_ref(),
+        }
+    }
+
+    /// One report per pool whose servers changed: `+added -removed`, with both lists for the
+    /// share of keys it remaps (measured by the caller, off the loop when it is costly).
+    fn report_pool_changes(&mut self, after: &Rendered) {
+        let Some(before) = self.current.as_ref().map(|c| c.rendered.clone()) else {
             return;
         };
         let labels: BTreeSet<&String> = before.pools.keys().chain(after.pools.keys()).collect();
@@ -246,13 +399,15 @@ impl Engine {
                 continue;
             }
             let (added, removed) = placement::added_removed(old, new);
-            let remapped = placement::remapped(was, is);
             self.out.push(Action::Report(Report::PoolChanged {
                 pool: label.clone(),
                 added: added.into_iter().cloned().collect(),
                 removed: removed.into_iter().cloned().collect(),
                 servers: new.len(),
-                remapped,
+                change: placement::Change {
+                    before: was.cloned(),
+                    after: is.cloned(),
+                },
                 gone: is.is_none(),
             }));
         }

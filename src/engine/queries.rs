@@ -105,7 +105,7 @@ impl Engine {
             }
             state.held.retain(|(_, until)| *until > now);
             state.good = state.good.as_ref().map(|g| g.without(&expired));
-            self.dirty = true;
+            self.due.render = true;
             let token = token_text(&self.template, query);
             for m in expired {
                 self.out.push(Action::Report(Report::HoldEnded {
@@ -142,7 +142,7 @@ impl Engine {
     /// differs) does not call for a render.
     pub(super) fn looked(&mut self, results: Lookups, now: Instant) {
         for (query, result) in results {
-            let result = dns::with_allow_empty(&query, result, self.s.allow_empty);
+            let result = dns::with_allow_empty(&query, result, self.s.refresh.allow_empty);
             let jitter = self.jitter();
             let template = &self.template;
             // A query dropped from the template while its lookup ran: nothing to record.
@@ -152,7 +152,7 @@ impl Engine {
             state.in_flight = false;
             match result {
                 Ok(answer) => {
-                    let answer = if self.s.hold_removed.is_zero() {
+                    let answer = if self.s.refresh.hold_removed.is_zero() {
                         answer
                     } else {
                         let token = || token_text(template, &query);
@@ -160,7 +160,7 @@ impl Engine {
                             state,
                             answer,
                             now,
-                            self.s.hold_removed,
+                            self.s.refresh.hold_removed,
                             token,
                             &mut self.out,
                         )
@@ -173,8 +173,8 @@ impl Engine {
                     state.due = now
                         + refresh_after(
                             answer.ttl(),
-                            self.s.min_refresh,
-                            self.s.max_refresh,
+                            self.s.refresh.min_refresh,
+                            self.s.refresh.max_refresh,
                             jitter,
                         );
                     if state
@@ -182,7 +182,7 @@ impl Engine {
                         .as_ref()
                         .is_none_or(|g| g.records() != answer.records())
                     {
-                        self.dirty = true;
+                        self.due.render = true;
                     }
                     state.good = Some(answer);
                     state.answered = Some(now);
@@ -196,7 +196,7 @@ impl Engine {
                         }));
                     }
                     state.failure = Some(failure);
-                    state.due = now + self.s.min_refresh;
+                    state.due = now + self.s.refresh.min_refresh;
                 }
             }
         }

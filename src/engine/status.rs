@@ -35,6 +35,12 @@ pub struct Status {
     /// Time since a config was last rendered, and since the output was last written.
     pub since_render: Option<Duration>,
     pub since_write: Option<Duration>,
+    /// `run`: where mcrouter stands as the engine sees it (`waiting for its config`,
+    /// `starting`, `running`, `down`); `None` in `watch`.
+    pub child: Option<&'static str>,
+    /// A failed write waits to be tried again: what it was (`render`, `restore`, `repair`,
+    /// `reoffer`).
+    pub retrying: Option<&'static str>,
 }
 
 /// One token's state.
@@ -90,6 +96,15 @@ impl Engine {
         self.confirm.as_ref().is_some_and(Confirmer::seen_ours)
     }
 
+    /// Nothing is under way: no lookup in flight, no render due, no write or validation in
+    /// progress, no write awaiting mcrouter's word before its deadline (what a reload waits
+    /// for before systemd hears it is done).
+    pub fn settled(&self) -> bool {
+        let asking = self.states.values().any(|s| s.in_flight);
+        let awaiting = self.confirm.as_ref().is_some_and(Confirmer::awaiting);
+        !asking && !self.due.render && !self.busy() && !awaiting
+    }
+
     /// The state as of `now`.
     pub fn status(&self, now: Instant) -> Status {
         let mut seen = BTreeSet::new();
@@ -139,6 +154,8 @@ impl Engine {
             in_sync: self.in_sync(),
             since_render: since(self.last_render),
             since_write: since(self.last_write),
+            child: self.s.supervision.as_ref().map(|_| self.child_phase()),
+            retrying: self.retrying(),
         }
     }
 }

@@ -17,29 +17,47 @@ const SLOW_POLL: Duration = Duration::from_secs(1);
 fn settings() -> Settings {
     Settings {
         template: "t.json".into(),
-        min_refresh: MIN,
-        max_refresh: Duration::from_secs(60),
-        startup_timeout: Duration::from_secs(60),
-        allow_empty: false,
-        route_prefix: None,
+        refresh: Refresh {
+            min_refresh: MIN,
+            max_refresh: Duration::from_secs(60),
+            startup_timeout: Duration::from_secs(60),
+            allow_empty: false,
+            hold_removed: Duration::ZERO,
+        },
+        supervision: None,
+    }
+}
+
+/// `watch` settings changed by `change`.
+fn watch_with(change: impl FnOnce(&mut Refresh)) -> Settings {
+    let mut s = settings();
+    change(&mut s.refresh);
+    s
+}
+
+/// `run` mode without an admin port: supervise, but nothing to confirm with.
+fn supervised(change: impl FnOnce(&mut Supervision)) -> Settings {
+    let mut supervision = Supervision {
+        route_prefix: "/././".into(),
         validate_timeout: None,
-        start_child: false,
         confirm: None,
-        hold_removed: Duration::ZERO,
+    };
+    change(&mut supervision);
+    Settings {
+        supervision: Some(supervision),
+        ..settings()
     }
 }
 
 /// `run` mode: supervise and confirm.
 fn run_settings() -> Settings {
-    Settings {
-        start_child: true,
-        confirm: Some(ConfirmSettings {
+    supervised(|s| {
+        s.confirm = Some(ConfirmSettings {
             timeout: CONFIRM,
             poll: POLL,
             slow_poll: SLOW_POLL,
-        }),
-        ..settings()
-    }
+        })
+    })
 }
 
 fn query() -> Query {
@@ -133,7 +151,7 @@ impl Run {
             let Action::Write { generation, .. } = actions.remove(at) else {
                 unreachable!()
             };
-            let result = Ok(false);
+            let result = Ok(Wrote::Unchanged);
             actions.extend(self.feed(Event::Wrote { generation, result }));
         }
         actions
@@ -153,7 +171,7 @@ impl Run {
         let bytes = written(&self.refreshed(ip), generation);
         self.act(Event::Wrote {
             generation,
-            result: Ok(true),
+            result: Ok(Wrote::Replaced),
         });
         bytes
     }
@@ -164,7 +182,7 @@ impl Run {
         let bytes = written(&self.act(answer(ip)), 1);
         self.feed(Event::Wrote {
             generation: 1,
-            result: Ok(true),
+            result: Ok(Wrote::Replaced),
         });
         bytes
     }
@@ -178,6 +196,7 @@ fn written(actions: &[Action], generation: u64) -> Vec<u8> {
             Action::Write {
                 generation: g,
                 bytes,
+                ..
             } if *g == generation => Some(bytes.clone()),
             _ => None,
         })
@@ -207,7 +226,7 @@ fn the_first_config_is_written_once_every_token_has_answered() {
     assert!(String::from_utf8_lossy(&bytes).contains("\"10.0.0.1:11211\""));
     let done = r.feed(Event::Wrote {
         generation: 1,
-        result: Ok(true),
+        result: Ok(Wrote::Replaced),
     });
     assert!(matches!(
         reports(&done)[..],
@@ -218,7 +237,7 @@ fn the_first_config_is_written_once_every_token_has_answered() {
         }]
     ));
     // In `watch` mode nothing is started.
-    assert!(!done.contains(&Action::StartChild));
+    assert!(!done.iter().any(|a| matches!(a, Action::StartChild { .. })));
 }
 
 #[test]
@@ -260,10 +279,7 @@ fn an_answer_with_the_same_records_costs_no_write_and_a_failure_keeps_the_last_g
 
 #[test]
 fn allow_empty_turns_nxdomain_into_an_empty_pool() {
-    let mut r = Run::new(Settings {
-        allow_empty: true,
-        ..settings()
-    });
+    let mut r = Run::new(watch_with(|r| r.allow_empty = true));
     r.first_write("10.0.0.1");
     r.at(MIN * 7);
     r.act(Event::Tick);
@@ -324,7 +340,7 @@ fn sighup_and_the_periodic_template_read_write_the_config_again_through_write_if
     // The file was gone: written again, and said so.
     let repaired = r.feed(Event::Wrote {
         generation: 1,
-        result: Ok(true),
+        result: Ok(Wrote::Replaced),
     });
     assert!(
         matches!(reports(&repaired)[..], [Report::Repaired { md5: m }] if *m == md5(&bytes)),
@@ -341,7 +357,7 @@ fn sighup_and_the_periodic_template_read_write_the_config_again_through_write_if
     assert_eq!(written(&read, 1), bytes);
     let quiet = r.feed(Event::Wrote {
         generation: 1,
-        result: Ok(false),
+        result: Ok(Wrote::Unchanged),
     });
     assert_eq!(quiet, []);
 }
@@ -353,9 +369,14 @@ fn run_mode_starts_mcrouter_after_the_first_write_and_confirms_it() {
     let bytes = written(&r.act(answer("10.0.0.1")), 1);
     let done = r.act(Event::Wrote {
         generation: 1,
-        result: Ok(true),
+        result: Ok(Wrote::Replaced),
     });
-    assert_eq!(done, [Action::StartChild]);
+    assert_eq!(
+        done,
+        [Action::StartChild {
+            bytes: bytes.clone()
+        }]
+    );
     assert_eq!(r.act(Event::ChildStarted), []);
     assert_eq!(r.act(Event::Tick), [Action::AskMcrouter]);
     r.at(Duration::from_millis(1200));
@@ -400,7 +421,7 @@ fn a_rejection_restores_the_bytes_mcrouter_reports_running_not_the_last_confirme
     assert_eq!(written(&verdict, 4), a, "A runs, so A is written back");
     let restored = r.feed(Event::Wrote {
         generation: 4,
-        result: Ok(true),
+        result: Ok(Wrote::Replaced),
     });
     // The rollback is a change of the pool like any write, and is reported as one.
     match &reports(&restored)[..] {
@@ -413,6 +434,13 @@ fn a_rejection_restores_the_bytes_mcrouter_reports_running_not_the_last_confirme
         }
         other => panic!("{other:?}"),
     }
+    // mcrouter runs A, which the file holds again.
+    r.act(Event::Tick);
+    let settled = r.feed(runs(&a, 1));
+    assert!(
+        matches!(reports(&settled)[..], [Report::Confirmed { .. }]),
+        "{settled:?}"
+    );
     // The rejected render is not written again at the next refresh, nor when it comes back
     // after another answer.
     assert_eq!(r.refreshed("10.0.0.3"), []);
@@ -524,7 +552,7 @@ fn a_restore_whose_write_fails_is_retried_as_a_restore() {
     );
     let done = r.feed(Event::Wrote {
         generation: 4,
-        result: Ok(true),
+        result: Ok(Wrote::Replaced),
     });
     assert!(
         matches!(reports(&done)[..], [.., Report::Restored { .. }]),
@@ -539,7 +567,7 @@ fn a_restore_that_finds_the_bytes_on_disk_reports_no_write() {
     let (mut r, _) = restoring();
     let done = r.feed(Event::Wrote {
         generation: 3,
-        result: Ok(false),
+        result: Ok(Wrote::Unchanged),
     });
     assert_eq!(reports(&done), Vec::<&Report>::new());
 }
@@ -579,11 +607,9 @@ fn an_answer_that_is_no_digest_is_cannot_tell_and_never_a_rollback() {
 
 #[test]
 fn a_candidate_the_validator_rejects_is_discarded_and_not_validated_again() {
-    let mut r = Run::new(Settings {
-        validate_timeout: Some(Duration::from_secs(10)),
-        startup_timeout: Duration::from_secs(3600),
-        ..settings()
-    });
+    let mut s = supervised(|s| s.validate_timeout = Some(Duration::from_secs(10)));
+    s.refresh.startup_timeout = Duration::from_secs(3600);
+    let mut r = Run::new(s);
     r.act(Event::Tick);
     let actions = r.act(answer("10.0.0.1"));
     assert!(matches!(
@@ -632,7 +658,7 @@ fn a_candidate_the_validator_rejects_is_discarded_and_not_validated_again() {
     );
     let done = r.feed(Event::Wrote {
         generation: 2,
-        result: Ok(true),
+        result: Ok(Wrote::Replaced),
     });
     assert!(matches!(
         reports(&done)[..],
@@ -644,10 +670,7 @@ fn a_candidate_the_validator_rejects_is_discarded_and_not_validated_again() {
 #[test]
 fn a_hung_validator_is_killed_at_its_deadline_and_later_renders_are_validated() {
     let limit = Duration::from_secs(10);
-    let mut r = Run::new(Settings {
-        validate_timeout: Some(limit),
-        ..settings()
-    });
+    let mut r = Run::new(supervised(|s| s.validate_timeout = Some(limit)));
     r.act(Event::Tick);
     r.act(answer("10.0.0.1"));
     assert_eq!(r.engine.next_wake(), r.start + limit);
@@ -738,10 +761,7 @@ fn a_template_without_tokens_is_written_at_the_first_tick() {
 #[test]
 fn a_template_without_the_routing_prefix_is_refused_at_start_and_rejected_as_an_edit() {
     let routes = r#"{"routes": [{"aliases": ["/a/b/"], "route": "PoolRoute|p"}], "pools": {"p": {"servers": ["dns://a.test"]}}}"#;
-    let s = Settings {
-        route_prefix: Some("/x/y/".into()),
-        ..settings()
-    };
+    let s = supervised(|s| s.route_prefix = "/x/y/".into());
     let err = Engine::new(s.clone(), routes.into(), Instant::now(), 1)
         .err()
         .expect("refused");
@@ -797,16 +817,13 @@ const HOLD: Duration = Duration::from_secs(3);
 
 /// `--hold-removed`: start with three servers written.
 fn held_run() -> Run {
-    let mut r = Run::new(Settings {
-        hold_removed: HOLD,
-        ..settings()
-    });
+    let mut r = Run::new(watch_with(|r| r.hold_removed = HOLD));
     r.act(Event::Tick);
     let first = r.feed(addrs(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]));
     assert_eq!(writes(&first), 1);
     r.feed(Event::Wrote {
         generation: 1,
-        result: Ok(true),
+        result: Ok(Wrote::Replaced),
     });
     r
 }
@@ -899,8 +916,9 @@ fn mcrouters_reason_goes_with_its_rejection_whichever_comes_first() {
     );
     r.feed(Event::Wrote {
         generation: 3,
-        result: Ok(true),
+        result: Ok(Wrote::Replaced),
     });
+    r.feed(runs(&a, 1));
     // The next rejection's reason arrives after the verdict.
     let c = r.next_write("10.0.0.3", 4);
     r.act(Event::Tick);
@@ -918,4 +936,241 @@ fn mcrouters_reason_goes_with_its_rejection_whichever_comes_first() {
         r.engine.status(r.now).last_failure.as_deref(),
         Some("unknown pool")
     );
+}
+
+/// The actions of `actions` that are not reports.
+fn acts(actions: &[Action]) -> Vec<&Action> {
+    actions
+        .iter()
+        .filter(|a| !matches!(a, Action::Report(_)))
+        .collect()
+}
+
+/// Regression: mcrouter running Z, mcw writing A then B within one poll, and mcrouter failing
+/// A: B was declared rejected, blocked, and Z written over it. Now a failure that may have been
+/// A's has B renamed over itself (so mcrouter surely tries B), and B runs.
+#[test]
+fn a_failed_load_of_an_earlier_write_is_not_blamed_on_the_newer_one() {
+    let mut r = Run::new(run_settings());
+    let z = r.confirmed_start("10.0.0.1");
+    let _a = r.next_write("10.0.0.2", 2);
+    let b = r.next_write("10.0.0.3", 3);
+    r.act(Event::Tick);
+    // mcrouter tried A and failed: its count grew, it still runs Z.
+    let verdict = r.feed(runs(&z, 1));
+    assert!(
+        matches!(reports(&verdict)[..], [Report::Reoffering { md5: m, .. }] if *m == md5(&b)),
+        "{verdict:?}"
+    );
+    match acts(&verdict)[..] {
+        [
+            Action::Write {
+                generation: 3,
+                bytes,
+                force: true,
+            },
+        ] => assert_eq!(bytes, &b, "B, renamed over itself"),
+        ref other => panic!("{other:?}"),
+    }
+    let again = r.feed(Event::Wrote {
+        generation: 3,
+        result: Ok(Wrote::Replaced),
+    });
+    assert!(
+        matches!(reports(&again)[..], [Report::Reoffered { .. }]),
+        "{again:?}"
+    );
+    // mcrouter loads B: confirmed, nothing blocked, Z never written back.
+    r.now += POLL;
+    r.act(Event::Tick);
+    let ok = r.feed(runs(&b, 1));
+    assert!(
+        matches!(reports(&ok)[..], [Report::Confirmed { md5: m, .. }] if *m == md5(&b)),
+        "{ok:?}"
+    );
+    assert!(r.engine.rejected.is_none());
+    assert!(r.engine.in_sync());
+}
+
+/// Once B was offered again, its own failure is a rejection: Z, which runs, is written back.
+#[test]
+fn after_the_newer_write_is_offered_again_its_own_failure_is_a_rejection() {
+    let mut r = Run::new(run_settings());
+    let z = r.confirmed_start("10.0.0.1");
+    r.next_write("10.0.0.2", 2);
+    let b = r.next_write("10.0.0.3", 3);
+    r.act(Event::Tick);
+    r.feed(runs(&z, 1));
+    r.feed(Event::Wrote {
+        generation: 3,
+        result: Ok(Wrote::Replaced),
+    });
+    r.now += POLL;
+    r.act(Event::Tick);
+    let verdict = r.feed(runs(&z, 2));
+    assert!(
+        matches!(reports(&verdict)[..], [Report::Rejected { md5: m, restoring: true, .. }] if *m == md5(&b)),
+        "{verdict:?}"
+    );
+    assert_eq!(written(&verdict, 4), z);
+}
+
+/// A write made while no other was awaited is the only one mcrouter can have tried: its
+/// failure is its rejection at once.
+#[test]
+fn a_lone_writes_failure_is_its_rejection() {
+    let mut r = Run::new(run_settings());
+    let z = r.confirmed_start("10.0.0.1");
+    let b = r.next_write("10.0.0.2", 2);
+    r.act(Event::Tick);
+    let verdict = r.feed(runs(&z, 1));
+    assert!(
+        matches!(reports(&verdict)[..], [Report::Rejected { md5: m, .. }] if *m == md5(&b)),
+        "{verdict:?}"
+    );
+}
+
+/// Regression: a failed repair write (the output deleted, then a full disk) was retried as a
+/// render, which equalled the config in force, so nothing was written until the next template
+/// read, although the log said "retrying".
+#[test]
+fn a_failed_repair_is_retried_as_a_repair() {
+    let mut r = Run::new(settings());
+    let bytes = r.first_write("10.0.0.1");
+    let read = r.feed(Event::Template(Ok(ONE_TOKEN.into())));
+    assert_eq!(written(&read, 1), bytes);
+    let failed = r.feed(Event::Wrote {
+        generation: 1,
+        result: Err(
+            "output /x: cannot create a temp file beside it: No space left on device".into(),
+        ),
+    });
+    assert!(matches!(reports(&failed)[..], [Report::WriteFailed { .. }]));
+    assert_eq!(r.engine.next_wake(), r.now + MIN);
+    assert_eq!(r.engine.status(r.now).retrying, Some("repair"));
+    r.now += MIN;
+    let retry = r.feed(Event::Tick);
+    assert_eq!(written(&retry, 1), bytes, "{retry:?}");
+    let done = r.feed(Event::Wrote {
+        generation: 1,
+        result: Ok(Wrote::Replaced),
+    });
+    assert!(
+        matches!(reports(&done)[..], [Report::Repaired { .. }]),
+        "{done:?}"
+    );
+}
+
+/// Regression: a rename that succeeded but whose directory fsync failed was reported as a
+/// failed write ("the old file is intact") and retried, while mcrouter already read the new
+/// file.
+#[test]
+fn a_write_whose_directory_fsync_failed_counts_as_written_with_durability_in_doubt() {
+    let mut r = Run::new(settings());
+    r.act(Event::Tick);
+    let bytes = written(&r.act(answer("10.0.0.1")), 1);
+    let done = r.feed(Event::Wrote {
+        generation: 1,
+        result: Ok(Wrote::Unsynced(
+            "cannot fsync the directory: Input/output error".into(),
+        )),
+    });
+    assert!(
+        matches!(
+            reports(&done)[..],
+            [Report::Wrote { .. }, Report::Unsynced { reason, .. }] if reason.contains("fsync")
+        ),
+        "{done:?}"
+    );
+    assert_eq!(r.engine.status(r.now).written_md5, Some(md5(&bytes)));
+    assert_eq!(r.engine.status(r.now).retrying, None);
+}
+
+/// Regression: after mcrouter lost its watch, the restart wrote the file back only if no
+/// lookup was in flight; otherwise mcrouter started on a missing file and exited, and mcw with
+/// it. A start now carries the bytes to put on disk first, whatever is in flight.
+#[test]
+fn a_restart_starts_mcrouter_on_the_config_in_force_whatever_lookups_are_in_flight() {
+    let mut r = Run::new(run_settings());
+    let bytes = r.confirmed_start("10.0.0.1");
+    assert!(r.engine.confirmed());
+    // SIGHUP: lookups go out (and stay in flight) and the disk is due a check.
+    let hup = r.act(Event::Refresh);
+    assert!(hup.contains(&Action::Lookup(vec![query()])));
+    assert_eq!(r.act(Event::ChildExited), []);
+    assert!(!r.engine.confirmed(), "what the old mcrouter said is gone");
+    assert_eq!(
+        r.act(Event::Restart),
+        [Action::StartChild {
+            bytes: bytes.clone()
+        }]
+    );
+    // The write before the start failed: nothing starts, and it is tried again later.
+    let failed = r.feed(Event::StartFailed(
+        "output /x: cannot rename into place: EIO".into(),
+    ));
+    assert!(
+        matches!(reports(&failed)[..], [Report::StartDeferred { .. }]),
+        "{failed:?}"
+    );
+    assert_eq!(acts(&failed), Vec::<&Action>::new());
+    assert_eq!(r.engine.next_wake(), r.now + MIN);
+    r.now += MIN;
+    let again = r.act(Event::Tick);
+    assert!(
+        again.contains(&Action::StartChild {
+            bytes: bytes.clone()
+        }),
+        "{again:?}"
+    );
+    r.act(Event::ChildStarted);
+    // Ready again only once the new mcrouter reports the config.
+    assert!(!r.engine.confirmed());
+    r.now += POLL;
+    assert!(r.act(Event::Tick).contains(&Action::AskMcrouter));
+    r.feed(runs(&bytes, 0));
+    assert!(r.engine.confirmed());
+}
+
+/// A restart while a candidate is being validated starts on the config in force, not on the
+/// candidate, and does not wait for the validator.
+#[test]
+fn a_restart_during_a_validation_starts_on_the_config_in_force() {
+    let mut r = Run::new(supervised(|s| {
+        s.validate_timeout = Some(Duration::from_secs(10))
+    }));
+    r.act(Event::Tick);
+    r.act(answer("10.0.0.1"));
+    r.act(Event::Validated {
+        generation: 1,
+        result: Ok(()),
+    });
+    let first = r.feed(Event::Wrote {
+        generation: 1,
+        result: Ok(Wrote::Replaced),
+    });
+    let Some(Action::StartChild { bytes }) = acts(&first).first().copied() else {
+        panic!("{first:?}");
+    };
+    let bytes = bytes.clone();
+    r.act(Event::ChildStarted);
+    let next = r.refreshed("10.0.0.2");
+    assert!(
+        next.iter()
+            .any(|a| matches!(a, Action::Validate { generation: 2, .. }))
+    );
+    r.act(Event::ChildExited);
+    assert_eq!(r.act(Event::Restart), [Action::StartChild { bytes }]);
+}
+
+/// mcrouter that exited is not started again until the loop says so (its backoff), and
+/// writes go on meanwhile.
+#[test]
+fn a_down_mcrouter_is_started_only_on_restart_and_on_the_latest_config() {
+    let mut r = Run::new(run_settings());
+    r.confirmed_start("10.0.0.1");
+    r.act(Event::ChildExited);
+    let b = r.next_write("10.0.0.2", 2);
+    assert_eq!(r.engine.status(r.now).child, Some("down"));
+    assert_eq!(r.act(Event::Restart), [Action::StartChild { bytes: b }]);
 }

@@ -1,25 +1,27 @@
-//! The engine's side of confirmation: what mcrouter's start and each write set awaiting, and
-//! what each of mcrouter's answers, reasons and deadlines does to the engine (a rejection
-//! blocks the rejected bytes and writes back what runs). The confirmation state itself is
-//! [`Confirmer`](super::confirm)'s.
+//! The engine's side of confirmation: what each write sets awaiting, and what each of
+//! mcrouter's answers, reasons and deadlines does to the engine (a rejection blocks the
+//! rejected bytes and writes back what runs; a failure that may have been an earlier write's
+//! has the latest one renamed over itself, so mcrouter tries it for sure). The confirmation
+//! state itself is [`Confirmer`](super::confirm)'s.
 
 use std::time::Instant;
 
 use super::confirm::{Observed, Verdict};
+use super::publish::Kind;
 use super::{Action, Config, Engine, Report};
 
 impl Engine {
-    pub(super) fn child_started(&mut self, now: Instant) {
-        let current = self.current.as_ref().map(|c| c.md5.as_str());
-        if let Some(c) = &mut self.confirm {
-            c.started(current, now);
-        }
-    }
-
     /// Keep `config` among the recent writes and, once mcrouter runs, wait for its word.
     pub(super) fn remember(&mut self, config: Config, now: Instant) {
         if let Some(c) = &mut self.confirm {
             c.wrote(config, now);
+        }
+    }
+
+    /// The config in force was renamed over itself: mcrouter's word on it is awaited afresh.
+    pub(super) fn reoffered(&mut self, now: Instant) {
+        if let Some(c) = &mut self.confirm {
+            c.reoffered(now);
         }
     }
 
@@ -48,9 +50,10 @@ impl Engine {
         }
     }
 
-    /// Report a verdict on a write and act on a rejection: block those bytes and write back
-    /// the bytes whose md5 mcrouter reports, so the file matches what runs (unless a newer
-    /// write is already on its way; it gets its own verdict).
+    /// Report a verdict on a write and act on it: a rejection blocks those bytes and writes
+    /// back the bytes whose md5 mcrouter reports, so the file matches what runs (unless other
+    /// work is under way; a newer write gets its own verdict); a failure that cannot be pinned
+    /// on the awaited write has it renamed over itself.
     pub(super) fn verdict(&mut self, verdict: Verdict) {
         let report = match verdict {
             Verdict::Confirmed { md5, after } => Report::Confirmed { md5, after },
@@ -59,6 +62,14 @@ impl Engine {
             Verdict::CannotTell { md5, reason } => Report::CannotTell { md5, reason },
             Verdict::RunsDump { md5, running } => Report::RunsDump { md5, running },
             Verdict::Because { md5, reason } => Report::RejectedBecause { md5, reason },
+            Verdict::Reoffer { md5, why } => {
+                self.out
+                    .push(Action::Report(Report::Reoffering { md5, why }));
+                if let Some(config) = self.current.clone().filter(|_| self.idle()) {
+                    self.write(config, Kind::Reoffer);
+                }
+                return;
+            }
             Verdict::Rejected {
                 md5,
                 running,
@@ -66,7 +77,7 @@ impl Engine {
                 restore,
                 reason,
             } => {
-                let restore = restore.filter(|_| self.pending.is_none());
+                let restore = restore.filter(|_| self.idle());
                 self.rejected = Some(md5.clone());
                 self.out.push(Action::Report(Report::Rejected {
                     md5,

@@ -22,6 +22,7 @@ use prometheus_client::registry::{Metric, Registry};
 
 use crate::engine::PairStatus;
 use crate::engine::{Event, Lookups, Report};
+use crate::placement::Share;
 
 /// Label pairs of one series.
 type Labels = Vec<(&'static str, String)>;
@@ -35,7 +36,18 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The child's states, as `mcw_child_state{state}` shows them.
-pub const CHILD_STATES: [&str; 5] = ["pending", "running", "stopping", "killed", "exited"];
+pub const CHILD_STATES: [&str; 7] = [
+    "pending",
+    "running",
+    "restarting",
+    "stopping",
+    "killed",
+    "backoff",
+    "exited",
+];
+
+/// Why mcw restarts mcrouter, as `mcw_child_restarts_total{reason}` says it.
+pub const RESTART_REASONS: [&str; 4] = ["crashed", "failed", "stopped_watching", "sigusr2"];
 
 /// mcw's metric families. Those about one config carry an `output` label (the output's
 /// path), so `watch` with several pairs keeps them apart; lookups are shared and carry none.
@@ -177,21 +189,23 @@ impl Metrics {
                 r,
                 supervise,
                 "child_restarts",
-                "mcrouter restarts by mcw, by reason (stopped_watching: mcrouter's log said it could no longer watch its config file, which ends its reloading for good)",
+                "mcrouter restarts by mcw, by reason (crashed: killed by a signal mcw did not send, failed: exited non-zero, both with --restart on-failure; stopped_watching: mcrouter's log said it could no longer watch its config file, which ends its reloading for good; sigusr2: asked for)",
             ),
             child_state: add(
                 r,
                 supervise,
                 "child_state",
-                "mcrouter's state under mcw: 1 for the current state (pending, running, stopping, killed, exited)",
+                "mcrouter's state under mcw: 1 for the current state (pending, running, restarting, stopping, killed, backoff: waiting to be restarted, exited)",
             ),
             // Last: the registrations above borrow it.
             registry: root,
         };
-        // The one reason there is, at 0 from the start, so an alert on it needs no absent().
-        let _ = metrics
-            .restarts
-            .get_or_create(&vec![("reason", "stopped_watching".to_string())]);
+        // Every reason at 0 from the start, so an alert on one needs no absent().
+        for reason in RESTART_REASONS {
+            let _ = metrics
+                .restarts
+                .get_or_create(&vec![("reason", reason.to_string())]);
+        }
         metrics
     }
 
@@ -256,18 +270,33 @@ impl Metrics {
             Report::NotReloadedYet { .. } => {
                 self.count(&self.reloads, "outcome", "not_reloaded_yet")
             }
-            Report::PoolChanged {
-                pool, gone: true, ..
-            } => {
-                self.pool_remapped.remove(&of(&[("pool", pool)]));
+            Report::Reoffered { .. } => {
+                self.writes.get_or_create(&of(&[])).inc();
             }
-            Report::PoolChanged { pool, remapped, .. } => {
-                self.pool_remapped
-                    .get_or_create(&of(&[("pool", pool)]))
-                    .set(remapped.as_ref().map_or(f64::NAN, |share| share.ratio()));
+            Report::StartDeferred { .. } => {
+                self.write_failures.get_or_create(&of(&[])).inc();
             }
             _ => {}
         }
+    }
+
+    /// The share of keys a change of `pool` (in the config at `output`) remapped; a removed
+    /// pool's series goes.
+    pub fn remapped(
+        &self,
+        output: &Path,
+        pool: &str,
+        gone: bool,
+        remapped: &Result<Share, String>,
+    ) {
+        let labels = of_output(output, &[("pool", pool)]);
+        if gone {
+            self.pool_remapped.remove(&labels);
+            return;
+        }
+        self.pool_remapped
+            .get_or_create(&labels)
+            .set(remapped.as_ref().map_or(f64::NAN, |share| share.ratio()));
     }
 
     /// A signal was passed on to mcrouter.
@@ -436,6 +465,8 @@ mod tests {
             in_sync: true,
             since_render: None,
             since_write: None,
+            child: Some("running"),
+            retrying: None,
         };
         m.add_output(&output);
         let pairs = [PairStatus {
@@ -479,17 +510,10 @@ mod tests {
             confirm: false,
         });
         let output = std::path::PathBuf::from("/run/mcw/a.json");
-        let change = |pool: &str, gone: bool| Report::PoolChanged {
-            pool: pool.into(),
-            added: Vec::new(),
-            removed: Vec::new(),
-            servers: 1,
-            remapped: Err("a new pool".into()),
-            gone,
-        };
-        m.report(&output, &change("a", false));
-        m.report(&output, &change("b", false));
-        m.report(&output, &change("b", true));
+        let unknown = Err("a new pool".into());
+        m.remapped(&output, "a", false, &unknown);
+        m.remapped(&output, "b", false, &unknown);
+        m.remapped(&output, "b", true, &unknown);
         let text = classic(&m.encode(&[], None));
         assert!(text.contains("pool=\"a\""), "{text}");
         assert!(!text.contains("pool=\"b\""), "{text}");

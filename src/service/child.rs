@@ -1,42 +1,92 @@
-//! The loop's side of mcrouter (`run`): starting it once the first config is on disk, what
-//! each signal does, reaping, and the stop timeout.
+//! The loop's side of mcrouter (`run`): starting it when the engine says (the config first on
+//! disk, then the process, on the port mcw holds), what each signal does, reaping, restarts
+//! (after a lost watch, on SIGUSR2, and with `--restart on-failure` after it failed), and the
+//! stop timeout.
 //!
 //! Owns the [`Mcrouter`] the loop keeps (its settings, its process as a [`Child`] state
-//! machine, the validation in progress) and the signal table's dispatch. The lifecycle itself
-//! is `supervise::Child`'s; what a signal means is `supervise::signals`'.
+//! machine, the held port, the restart policy, the validation in progress) and the signal
+//! table's dispatch. The lifecycle itself is `supervise::Child`'s; what a signal means is
+//! `supervise::signals`'; when mcrouter may start is the engine's.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::time::Instant;
 
 use super::Loop;
 use super::validator::Validation;
 use crate::engine::Event;
 use crate::error::Error;
+use crate::output::Written;
 use crate::settings::Run;
+use crate::supervise::restart::{Decision, Policy, Reason, Restarts};
 use crate::supervise::signals::{self, Arrival, Disposition};
-use crate::supervise::{self, Child};
+use crate::supervise::socket::Held;
+use crate::supervise::{self, Child, Exit, Then};
 
 /// mcrouter as the loop knows it (`run` mode).
 pub(super) struct Mcrouter {
     pub(super) settings: Run,
     pub(super) child: Child,
+    /// The port mcw holds for it, when the command's shape allows.
+    pub(super) held: Option<Held>,
+    pub(super) restarts: Restarts,
+    /// Restarts so far, and the last one's reason, for `/status`.
+    pub(super) restarted: u64,
+    pub(super) last_restart: Option<Reason>,
     /// The candidate being validated (`--validate`).
     pub(super) validation: Option<Validation>,
-    /// mcrouter is being stopped to be started again, not for mcw to leave.
-    pub(super) restarting: bool,
 }
 
+impl Mcrouter {
+    pub(super) fn new(settings: Run, held: Option<Held>) -> Mcrouter {
+        Mcrouter {
+            restarts: Restarts::new(settings.restart, settings.restart_limit),
+            settings,
+            child: Child::Pending,
+            held,
+            restarted: 0,
+            last_restart: None,
+            validation: None,
+        }
+    }
+}
+
+const SIGTERM: i32 = Signal::SIGTERM as i32;
+
 impl Loop {
-    pub(super) fn start_child(&mut self, n: usize) -> Result<Event, Error> {
-        let Some(s) = &mut self.mcrouter else {
+    /// The engine's start: make pair `n`'s output hold `bytes` (write-if-changed), then start
+    /// mcrouter on it. A failed write starts nothing (the engine tries again later).
+    pub(super) fn start_child(&mut self, n: usize, bytes: &[u8]) -> Result<Event, Error> {
+        let output = &self.pairs[n].pair.output;
+        let Some(m) = &mut self.mcrouter else {
             return Ok(Event::ChildStarted);
         };
-        let config = self.pairs[n].output.path.to_string_lossy().into_owned();
-        let command = &s.settings.launch.command;
-        let mut extra = s.settings.appended.clone();
+        match output.write_if_changed(bytes) {
+            Ok(Written::Unchanged) => {}
+            Ok(_) => tracing::warn!(
+                output = %output.path.display(),
+                "the output did not hold the config mcrouter starts on; wrote it first"
+            ),
+            Err(e) => return Ok(Event::StartFailed(e.to_string())),
+        }
+        let config = output.path.to_string_lossy().into_owned();
+        let command = m.settings.command();
+        let mut extra = m.settings.appended.clone();
+        if let Some(held) = &mut m.held {
+            held.listen().map_err(|source| Error::HoldPort {
+                addr: held.addr,
+                source,
+            })?;
+            extra.push(format!("--listen-sock-fd={}", held.raw()));
+        }
         extra.extend(["-f".into(), config.clone()]);
-        let (child, stderr) = Child::spawn(command, &extra)?;
-        s.child = child;
+        let (child, stderr) = Child::spawn(&command, &extra, m.held.as_ref())?;
+        m.child = child;
+        m.restarts.started(Instant::now().into_std());
         self.told = Some(super::stderr::relay(stderr, config));
         tracing::info!(
-            pid = s.child.pid(),
+            pid = m.child.pid(),
             command = %command.join(" "),
             appended = %extra.join(" "),
             "started mcrouter"
@@ -44,40 +94,75 @@ impl Loop {
         Ok(Event::ChildStarted)
     }
 
-    /// mcrouter's log says it could not watch its config file again (the file or its
-    /// directory was deleted): it would serve what it has and never load another config. Put
-    /// the file back (a template read writes it when the disk differs) and restart mcrouter
-    /// on it: SIGTERM, SIGKILL after `--stop-timeout`, then the same command again once it
-    /// has exited.
-    pub(super) fn restart_for_lost_watch(&mut self) {
-        let Some(s) = &mut self.mcrouter else { return };
-        let Child::Running { pid } = s.child else {
-            return;
+    /// Stop mcrouter to start it again at once on the same port and config (SIGTERM, SIGKILL
+    /// after `--stop-timeout`).
+    fn restart_now(&mut self, reason: Reason) -> bool {
+        let Some(m) = &mut self.mcrouter else {
+            return false;
         };
-        tracing::error!(
-            pid,
-            output = %self.pairs[0].output.path.display(),
-            "mcrouter stopped watching its config file (it was deleted) and would never load another config; restarting it"
-        );
-        s.restarting = true;
-        let term = nix::sys::signal::Signal::SIGTERM as i32;
-        s.child.stop(term, s.settings.stop_timeout);
-        self.metrics.restarted("stopped_watching");
+        if !matches!(m.child, Child::Running { .. }) {
+            return false;
+        }
+        let timeout = m.settings.stop_timeout;
+        m.child.stop(SIGTERM, timeout, Then::Restart(reason));
+        true
     }
 
-    /// mcrouter exited for its restart: start it again on the output, put back first if it is
-    /// still missing.
-    fn restart(&mut self) -> Result<(), Error> {
-        self.template_touched(0)?;
-        let started = self.start_child(0)?;
-        self.feed(0, started)
+    /// mcrouter's log says it could not watch its config file again (the file or its
+    /// directory was deleted): it would serve what it has and never load another config.
+    /// Restart it; the engine puts the file back before the new one starts.
+    pub(super) fn restart_for_lost_watch(&mut self) {
+        if self.restart_now(Reason::StoppedWatching) {
+            tracing::error!(
+                pid = self.child_pid(),
+                output = %self.pairs[0].pair.output.path.display(),
+                "mcrouter stopped watching its config file (it was deleted) and would never load another config; restarting it"
+            );
+        }
+    }
+
+    fn child_pid(&self) -> Option<i32> {
+        self.mcrouter.as_ref().and_then(|m| m.child.pid())
+    }
+
+    /// mcrouter exited to be started again (now, or at the end of its backoff): the engine
+    /// forgets what the old one said, and questions still out to it are dropped.
+    fn child_gone(&mut self) -> Result<(), Error> {
+        self.asks = tokio::task::JoinSet::new();
+        self.feed(0, Event::ChildExited)
+    }
+
+    /// Start mcrouter again for `reason`: the engine writes the config in force first.
+    fn start_again(&mut self, reason: Reason) -> Result<(), Error> {
+        if let Some(m) = &mut self.mcrouter {
+            m.child = Child::Pending;
+            m.restarted += 1;
+            m.last_restart = Some(reason);
+        }
+        self.metrics.restarted(reason.label());
+        self.feed(0, Event::Restart)
+    }
+
+    /// The backoff after a failure is over.
+    pub(super) fn backoff_over(&mut self) -> Result<Option<u8>, Error> {
+        let Some(m) = &self.mcrouter else {
+            return Ok(None);
+        };
+        let Child::Backoff { reason, .. } = m.child else {
+            return Ok(None);
+        };
+        tracing::info!(reason = reason.label(), "restarting mcrouter");
+        self.start_again(reason)?;
+        Ok(None)
     }
 
     /// Act on one signal. Returns an exit code when mcw should leave now.
     pub(super) fn on_signal(&mut self, arrival: Arrival) -> Result<Option<u8>, Error> {
         let sig = arrival.signal;
         let name = signals::name(sig);
-        match (arrival.disposition(), &mut self.mcrouter) {
+        let disposition = arrival.disposition();
+        self.notifier.signal(disposition);
+        match (disposition, &mut self.mcrouter) {
             (Disposition::Drop, _) => {
                 // A SIGPIPE for mcw's own write (stderr gone, say): the write already failed
                 // with EPIPE, and the signal is about mcw, not for mcrouter.
@@ -90,13 +175,11 @@ impl Loop {
                 Ok(None)
             }
             (Disposition::Reap, _) => self.reap(),
-            (Disposition::HangUp, Some(s)) if s.child.pid().is_some() => {
+            (Disposition::HangUp, Some(m)) if m.child.pid().is_some() => {
                 // mcrouter has no SIGHUP handler: the terminal's signal would kill it.
-                let term = nix::sys::signal::Signal::SIGTERM as i32;
-                tracing::info!(signal = %name, pid = s.child.pid(), timeout = ?s.settings.stop_timeout, "terminal hung up; stopping mcrouter");
-                s.restarting = false;
-                if s.child.stop(term, s.settings.stop_timeout) {
-                    self.metrics.forwarded(&signals::name(term));
+                tracing::info!(signal = %name, pid = m.child.pid(), timeout = ?m.settings.stop_timeout, "terminal hung up; stopping mcrouter");
+                if m.child.stop(SIGTERM, m.settings.stop_timeout, Then::Leave) {
+                    self.metrics.forwarded(&signals::name(SIGTERM));
                 }
                 Ok(None)
             }
@@ -104,10 +187,9 @@ impl Loop {
                 tracing::info!(signal = %name, "terminal hung up; stopping");
                 Ok(Some(0))
             }
-            (Disposition::Stop, Some(s)) if s.child.pid().is_some() => {
-                tracing::info!(signal = %name, pid = s.child.pid(), timeout = ?s.settings.stop_timeout, "stopping mcrouter");
-                s.restarting = false;
-                if s.child.stop(sig, s.settings.stop_timeout) {
+            (Disposition::Stop, Some(m)) if m.child.pid().is_some() => {
+                tracing::info!(signal = %name, pid = m.child.pid(), timeout = ?m.settings.stop_timeout, "stopping mcrouter");
+                if m.child.stop(sig, m.settings.stop_timeout, Then::Leave) {
                     self.metrics.forwarded(&name);
                 }
                 Ok(None)
@@ -116,8 +198,32 @@ impl Loop {
                 tracing::info!(signal = %name, "stopping");
                 Ok(Some(0))
             }
-            (Disposition::Forward, Some(s)) => {
-                let sent = s.child.forward(sig);
+            (Disposition::Ignore, _) => {
+                tracing::warn!(signal = %name, "not forwarded: mcrouter has no handler for it and would die");
+                Ok(None)
+            }
+            (Disposition::Restart, _) => {
+                if self.restart_now(Reason::Asked) {
+                    tracing::info!(signal = %name, pid = self.child_pid(), "restarting mcrouter");
+                } else {
+                    tracing::info!(signal = %name, "mcrouter is not running; nothing to restart");
+                }
+                Ok(None)
+            }
+            (Disposition::Suspend, m) => {
+                if let Some(m) = m
+                    && m.child.forward(sig)
+                {
+                    self.metrics.forwarded(&name);
+                }
+                tracing::info!(signal = %name, "stopping mcrouter and mcw; SIGCONT (fg) resumes them");
+                if let Err(e) = signals::stop_self() {
+                    tracing::warn!(reason = %e, "cannot stop mcw itself");
+                }
+                Ok(None)
+            }
+            (Disposition::Forward, Some(m)) => {
+                let sent = m.child.forward(sig);
                 tracing::debug!(signal = %name, sent, "forwarded");
                 if sent {
                     self.metrics.forwarded(&name);
@@ -128,33 +234,100 @@ impl Loop {
         }
     }
 
-    /// Collect every exited child: mcrouter (then leave with its status), the validator (its
-    /// verdict goes to the engine), orphans.
+    /// Collect every exited child: mcrouter (then leave with its status, restart it, or wait
+    /// out its backoff), the validator (its verdict goes to the engine), orphans.
     pub(super) fn reap(&mut self) -> Result<Option<u8>, Error> {
         for (pid, exit) in supervise::reap() {
-            let Some(s) = &mut self.mcrouter else {
+            let Some(m) = &mut self.mcrouter else {
                 continue;
             };
-            if Some(pid) == s.child.pid() {
-                s.child.exited(exit);
-                if s.restarting {
-                    s.restarting = false;
-                    self.restart()?;
-                }
+            if Some(pid) == m.child.pid() {
+                self.mcrouter_exited(exit)?;
             } else if !self.validator_exited(pid, exit)? {
                 tracing::debug!(pid, "reaped an orphan");
             }
         }
-        match self.mcrouter.as_ref().map(|s| s.child) {
+        match self.mcrouter.as_ref().map(|m| m.child) {
             Some(Child::Exited { code }) => Ok(Some(code)),
             _ => Ok(None),
         }
     }
 
+    /// mcrouter is gone with `exit`: what mcw had asked for follows (leave, or start it
+    /// again), or, when it ended on its own, what `--restart` says.
+    fn mcrouter_exited(&mut self, exit: Exit) -> Result<(), Error> {
+        let Some(m) = &mut self.mcrouter else {
+            return Ok(());
+        };
+        let sent = match exit {
+            Exit::Signal(sig) => m.child.was_sent(sig),
+            Exit::Code(_) => false,
+        };
+        match m.child.exited(exit) {
+            Some(Then::Leave) => Ok(()),
+            Some(Then::Restart(reason)) => {
+                self.child_gone()?;
+                self.start_again(reason)
+            }
+            None => {
+                let now = Instant::now();
+                match m.restarts.exited(exit, sent, now.into_std()) {
+                    Decision::Exit(code) => {
+                        let failed = match exit {
+                            Exit::Code(c) => c != 0,
+                            Exit::Signal(_) => !sent,
+                        };
+                        if failed && m.settings.restart == Policy::OnFailure {
+                            tracing::error!(
+                                exit_code = exit.code(),
+                                limit = m.restarts.limit(),
+                                "mcrouter failed again after the last restart --restart-limit allows; giving up"
+                            );
+                        }
+                        m.child = Child::Exited { code };
+                        Ok(())
+                    }
+                    Decision::Restart {
+                        after,
+                        reason,
+                        streak,
+                    } => {
+                        let limit = m.restarts.limit();
+                        tracing::warn!(
+                            exit_code = exit.code(),
+                            reason = reason.label(),
+                            after = ?after,
+                            restart = streak,
+                            limit,
+                            "mcrouter failed; restarting it on the same port and config"
+                        );
+                        m.child = Child::Backoff {
+                            at: now + after,
+                            reason,
+                            code: exit.code(),
+                        };
+                        self.child_gone()
+                    }
+                }
+            }
+        }
+    }
+
     pub(super) fn stop_timeout_passed(&mut self) -> Result<Option<u8>, Error> {
-        if let Some(s) = &mut self.mcrouter {
-            s.child.kill();
+        if let Some(m) = &mut self.mcrouter {
+            m.child.kill();
         }
         Ok(None)
+    }
+
+    /// What `/status` says of restarts: how many, the last reason, and when the next one is
+    /// due (during a backoff).
+    pub(super) fn restart_status(&self) -> Option<(u64, Option<&'static str>, Option<Duration>)> {
+        let m = self.mcrouter.as_ref()?;
+        let next = m
+            .child
+            .restart_at()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        Some((m.restarted, m.last_restart.map(Reason::label), next))
     }
 }

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::engine::Report;
+use crate::placement::Share;
 
 /// One log line for `report` about the config written from `template` to `output`. With
 /// several pairs, `named` is the output, and every line names it (once).
@@ -67,37 +68,8 @@ pub(super) fn log(report: &Report, template: &Path, output: &Path, named: Option
         Report::Rendered { generation, md5 } => {
             tracing::debug!(output = config, generation, %md5, "rendered a new config")
         }
-        Report::PoolChanged {
-            pool,
-            added,
-            removed,
-            servers,
-            remapped,
-            gone,
-        } => {
-            let remapped = match remapped {
-                Ok(share) => share.to_string(),
-                Err(why) => format!("unknown ({why})"),
-            };
-            let added = added.iter().map(|s| format!("+{s}")).collect::<Vec<_>>();
-            let removed = removed.iter().map(|s| format!("-{s}")).collect::<Vec<_>>();
-            let message = if *gone {
-                "pool removed"
-            } else if added.is_empty() && removed.is_empty() {
-                "pool servers reordered"
-            } else {
-                "pool servers changed"
-            };
-            tracing::info!(
-                output = config,
-                pool = %pool,
-                added = %added.join(" "),
-                removed = %removed.join(" "),
-                servers,
-                %remapped,
-                "{message}"
-            );
-        }
+        // Logged with the share of keys it remapped, once that is measured: `pool_changed`.
+        Report::PoolChanged { .. } => {}
         Report::Wrote {
             generation,
             md5,
@@ -166,5 +138,66 @@ pub(super) fn log(report: &Report, template: &Path, output: &Path, named: Option
         Report::Repaired { md5 } => {
             tracing::warn!(%md5, %output, "the output on disk was not the config in force (deleted or replaced); wrote it again")
         }
+        Report::Unsynced { md5, reason } => {
+            tracing::warn!(%md5, %output, reason, "wrote the config (mcrouter sees it), but a power loss may take it back")
+        }
+        Report::StartDeferred { reason } => {
+            tracing::error!(%output, reason, "cannot write the config mcrouter is to start on; not starting it, retrying")
+        }
+        Report::Reoffering { md5, why } => {
+            tracing::warn!(%md5, reason = why, "writing the config again so that mcrouter surely tries it")
+        }
+        Report::Reoffered { md5 } => {
+            tracing::info!(%md5, %output, "wrote the config again")
+        }
     }
+}
+
+/// A pool's change, with the share of keys it sends to another server (measured off the loop
+/// for a large Rendezvous pool, so it may come a little after the write it belongs to).
+pub(super) struct Remapped {
+    /// The pair whose config changed.
+    pub(super) n: usize,
+    pub(super) pool: String,
+    pub(super) added: Vec<String>,
+    pub(super) removed: Vec<String>,
+    pub(super) servers: usize,
+    pub(super) gone: bool,
+    /// The share of keys the change sends elsewhere, or why mcw cannot tell.
+    pub(super) remapped: Result<Share, String>,
+}
+
+/// The log line of a pool's change.
+pub(super) fn pool_changed(done: &Remapped, named: Option<&Path>) {
+    let config = named.map(|p| tracing::field::display(p.display()));
+    let remapped = match &done.remapped {
+        Ok(share) => share.to_string(),
+        Err(why) => format!("unknown ({why})"),
+    };
+    let added = done
+        .added
+        .iter()
+        .map(|s| format!("+{s}"))
+        .collect::<Vec<_>>();
+    let removed = done
+        .removed
+        .iter()
+        .map(|s| format!("-{s}"))
+        .collect::<Vec<_>>();
+    let message = if done.gone {
+        "pool removed"
+    } else if added.is_empty() && removed.is_empty() {
+        "pool servers reordered"
+    } else {
+        "pool servers changed"
+    };
+    tracing::info!(
+        output = config,
+        pool = %done.pool,
+        added = %added.join(" "),
+        removed = %removed.join(" "),
+        servers = done.servers,
+        %remapped,
+        "{message}"
+    );
 }

@@ -5,10 +5,13 @@
 //! order of start-up, feeding events to the engines and performing their actions (reading the
 //! template, writing the output, asking mcrouter). The rest of its work is one file each:
 //! - `lookups`: DNS lookups spawned and de-duplicated across pairs;
-//! - `child`: mcrouter's side in `run`: starting it, signals, reaping, the stop timeout;
+//! - `child`: mcrouter's side in `run`: starting it, signals, reaping, restarts, the stop
+//!   timeout;
 //! - `validator`: the `--validate` process and its candidate;
 //! - `answer`: answers to the HTTP endpoint, and readiness;
-//! - `log`: the engine's reports as log lines.
+//! - `notify`: what systemd is told (`READY=1`, `RELOADING=1`, `STATUS=`, the watchdog);
+//! - `log`: the engine's reports as log lines; the share of keys a change remaps, measured
+//!   off the loop when it is costly.
 //!
 //! What to do, and when, is the [`Engine`]'s decision; the child's lifecycle is
 //! [`Child`](crate::supervise::Child)'s.
@@ -17,13 +20,14 @@ mod answer;
 mod child;
 mod log;
 mod lookups;
+mod notify;
 mod stderr;
 mod validator;
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -32,21 +36,23 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, sleep_until};
 
-use crate::engine::{Action, Engine, Event, Observed};
+use crate::engine::{Action, Engine, Event, Observed, Report, Wrote};
 use crate::error::Error;
 use crate::http::{self, Ask};
 use crate::mcrouter::admin;
 use crate::metrics::{self, Metrics};
-use crate::output::OutputSpec;
+use crate::output::Written;
 use crate::resolve::Dns;
-use crate::settings::{self, Run, Service};
-use crate::supervise::Child;
+use crate::settings::{self, Pair, Run, Service};
 use crate::supervise::signals::{self, Mode, Signals};
+use crate::supervise::socket::Held;
 use crate::template::Template;
 use crate::template_watch::TemplateWatcher;
 
 use child::Mcrouter;
+use log::Remapped;
 use lookups::InFlight;
+use notify::Notifier;
 
 /// How long the template directory must be quiet before a change is read.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -57,19 +63,18 @@ pub async fn serve(service: Service, run: Option<Run>) -> Result<u8, Error> {
     Loop::new(service, run)?.serve().await
 }
 
-/// One template and its output: its own engine (template in force, last good answers, what
-/// was written) and its own template watch.
-struct Pair {
+/// One template/output pair as the loop serves it: its own engine (template in force, last
+/// good answers, what was written) and its own template watch.
+struct Served {
+    pair: Pair,
     engine: Engine,
-    template: PathBuf,
-    output: OutputSpec,
     watcher: TemplateWatcher,
 }
 
-impl Pair {
+impl Served {
     /// Pair `n` of `s`: its template read and checked, leftovers beside its output removed,
     /// its template watched.
-    fn new(s: &Service, run: Option<&Run>, n: usize) -> Result<Pair, Error> {
+    fn new(s: &Service, run: Option<&Run>, n: usize) -> Result<Served, Error> {
         let p = &s.pairs[n];
         let text = Template::read(&p.template)?;
         let settings = settings::engine(s, run, &p.template);
@@ -85,10 +90,9 @@ impl Pair {
                     source,
                 }
             })?;
-        Ok(Pair {
+        Ok(Served {
+            pair: p.clone(),
             engine,
-            template: p.template.clone(),
-            output: p.output.clone(),
             watcher,
         })
     }
@@ -98,7 +102,7 @@ impl Pair {
 struct Loop {
     /// At least one; in `run` mode exactly one, and the child, validation and confirmation
     /// are about it.
-    pairs: Vec<Pair>,
+    pairs: Vec<Served>,
     admin: Option<SocketAddr>,
     signals: Signals,
     lookups: InFlight,
@@ -114,6 +118,9 @@ struct Loop {
         mpsc::UnboundedSender<stderr::Said>,
         mpsc::UnboundedReceiver<stderr::Said>,
     ),
+    /// Shares of keys remapped by large Rendezvous changes, measured on a blocking thread.
+    remaps: JoinSet<Remapped>,
+    notifier: Notifier,
 }
 
 impl Loop {
@@ -125,9 +132,30 @@ impl Loop {
             .metrics_listen
             .map(|addr| http::bind(addr).map_err(|source| Error::Listen { addr, source }))
             .transpose()?;
-        let admin = run.as_ref().and_then(|r| r.admin);
+        let held = match run.as_ref().map(|r| &r.hold) {
+            Some(Ok(plan)) => {
+                let held = Held::bind(plan).map_err(|source| Error::HoldPort {
+                    addr: std::net::SocketAddr::new(
+                        plan.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                        plan.port,
+                    ),
+                    source,
+                })?;
+                tracing::info!(addr = %held.addr, "holding mcrouter's port; it gets the socket with --listen-sock-fd");
+                Some(held)
+            }
+            Some(Err(why)) => {
+                tracing::info!(reason = %why, "mcrouter binds its own port: a restart refuses connections until it listens again");
+                None
+            }
+            None => None,
+        };
+        let admin = held
+            .as_ref()
+            .map(Held::admin_addr)
+            .or(run.as_ref().and_then(|r| r.admin));
         let pairs = (0..s.pairs.len())
-            .map(|n| Pair::new(&s, run.as_ref(), n))
+            .map(|n| Served::new(&s, run.as_ref(), n))
             .collect::<Result<Vec<_>, _>>()?;
         let dns = Dns::new(&s.dns)?;
         let mode = match run {
@@ -143,10 +171,10 @@ impl Loop {
             confirm: admin.is_some(),
         });
         for p in &pairs {
-            metrics.add_output(&p.output.path);
+            metrics.add_output(&p.pair.output.path);
             tracing::info!(
-                template = %p.template.display(),
-                output = %p.output.path.display(),
+                template = %p.pair.template.display(),
+                output = %p.pair.output.path.display(),
                 "watching"
             );
         }
@@ -164,16 +192,13 @@ impl Loop {
             signals,
             lookups: InFlight::new(dns),
             asks: JoinSet::new(),
-            mcrouter: run.map(|settings| Mcrouter {
-                settings,
-                child: Child::Pending,
-                validation: None,
-                restarting: false,
-            }),
+            mcrouter: run.map(|settings| Mcrouter::new(settings, held)),
             metrics,
             http,
             told: None,
             validators_said: mpsc::unbounded_channel(),
+            remaps: JoinSet::new(),
+            notifier: Notifier::from_env(),
         })
     }
 
@@ -189,10 +214,14 @@ impl Loop {
 
     async fn serve_until_done(&mut self) -> Result<u8, Error> {
         self.feed_all(|| Event::Tick)?;
+        let mut watchdog = self.notifier.watchdog.map(tokio::time::interval);
         loop {
+            self.tell_the_service_manager();
             let wake = self.pairs.iter().map(|p| p.engine.next_wake()).min();
             let wake = Instant::from_std(wake.unwrap_or_else(|| Instant::now().into_std()));
-            let kill_at = self.mcrouter.as_ref().and_then(|m| m.child.kill_deadline());
+            let child = self.mcrouter.as_ref().map(|m| m.child);
+            let kill_at = child.and_then(|c| c.kill_deadline());
+            let restart_at = child.and_then(|c| c.restart_at());
             let step = tokio::select! {
                 results = self.lookups.next() => self.looked(results),
                 _ = sleep_until(wake) => self.feed_all(|| Event::Tick).map(|()| None),
@@ -204,16 +233,38 @@ impl Loop {
                 _ = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => {
                     self.stop_timeout_passed()
                 }
+                _ = sleep_until(restart_at.unwrap_or_else(Instant::now)), if restart_at.is_some() => {
+                    self.backoff_over()
+                }
                 Some(ask) = next(&mut self.http) => self.answer(ask),
                 Some(told) = next(&mut self.told) => self.mcrouter_told(told),
                 Some((pid, reason)) = self.validators_said.1.recv() => {
                     self.validator_said(pid, reason)
+                }
+                Some(done) = self.remaps.join_next(), if !self.remaps.is_empty() => {
+                    self.remap_measured(done)
+                }
+                _ = tick(&mut watchdog) => {
+                    self.notifier.ping();
+                    Ok(None)
                 }
             };
             if let Some(code) = step? {
                 return Ok(code);
             }
         }
+    }
+
+    /// Tell systemd (when it listens) whether mcw serves, whether a reload is done, and the
+    /// state in a few words.
+    fn tell_the_service_manager(&mut self) {
+        if !self.notifier.on() {
+            return;
+        }
+        let serving = self.serving();
+        let settled = self.pairs.iter().all(|p| p.engine.settled());
+        let status = self.status_line();
+        self.notifier.update(serving, settled, status);
     }
 
     /// Give every pair's engine the event `make` makes, in order (time passed, SIGHUP, an
@@ -244,18 +295,23 @@ impl Loop {
     /// Perform one action of pair `n`'s engine; some produce the event that reports their
     /// outcome.
     fn perform(&mut self, n: usize, action: Action) -> Result<Option<Event>, Error> {
-        let pair = &self.pairs[n];
+        let pair = &self.pairs[n].pair;
         Ok(match action {
             Action::Lookup(queries) => {
                 self.lookups.start(queries);
                 None
             }
             Action::ReadTemplate => Some(Event::Template(Template::read(&pair.template))),
-            Action::Write { generation, bytes } => {
-                let result = pair
-                    .output
-                    .write_if_changed(&bytes)
-                    .map_err(|e| e.to_string());
+            Action::Write {
+                generation,
+                bytes,
+                force,
+            } => {
+                let written = match force {
+                    true => pair.output.replace(&bytes),
+                    false => pair.output.write_if_changed(&bytes),
+                };
+                let result = written.map(wrote).map_err(|e| e.to_string());
                 Some(Event::Wrote { generation, result })
             }
             Action::Validate { generation, bytes } => self.start_validation(n, generation, &bytes),
@@ -269,10 +325,39 @@ impl Loop {
                 }
                 None
             }
-            Action::StartChild => Some(self.start_child(n)?),
+            Action::StartChild { bytes } => Some(self.start_child(n, &bytes)?),
             Action::GiveUp(mut failure) => {
                 failure.output = self.named(n).map(|p| p.to_path_buf());
                 return Err(failure.into());
+            }
+            Action::Report(Report::PoolChanged {
+                pool,
+                added,
+                removed,
+                servers,
+                change,
+                gone,
+            }) => {
+                let mut done = Remapped {
+                    n,
+                    pool,
+                    added,
+                    removed,
+                    servers,
+                    gone,
+                    remapped: Err(String::new()),
+                };
+                if change.scores() <= crate::placement::INLINE_SCORES {
+                    done.remapped = change.remapped();
+                    self.pool_changed(done);
+                } else {
+                    // A large Rendezvous pool: a quarter of a second or more of hashing.
+                    self.remaps.spawn_blocking(move || Remapped {
+                        remapped: change.remapped(),
+                        ..done
+                    });
+                }
+                None
             }
             Action::Report(report) => {
                 self.metrics.report(&pair.output.path, &report);
@@ -282,10 +367,28 @@ impl Loop {
         })
     }
 
+    /// A pool's change, with the share of keys it remapped: logged and exported.
+    fn pool_changed(&mut self, done: Remapped) {
+        let pair = &self.pairs[done.n].pair;
+        self.metrics
+            .remapped(&pair.output.path, &done.pool, done.gone, &done.remapped);
+        log::pool_changed(&done, self.named(done.n));
+    }
+
+    fn remap_measured(&mut self, done: Result<Remapped, JoinError>) -> Result<Option<u8>, Error> {
+        match done {
+            Ok(done) => self.pool_changed(done),
+            Err(e) => {
+                tracing::warn!(reason = %e, "measuring the share of keys a change remapped failed")
+            }
+        }
+        Ok(None)
+    }
+
     /// Pair `n`'s output when there are several pairs, so messages about one config name it;
     /// with one pair, messages stay as they are.
     fn named(&self, n: usize) -> Option<&Path> {
-        (self.pairs.len() > 1).then(|| self.pairs[n].output.path.as_path())
+        (self.pairs.len() > 1).then(|| self.pairs[n].pair.output.path.as_path())
     }
 
     /// A lookup task finished: its answers go to every pair (each keeps those its template
@@ -310,7 +413,7 @@ impl Loop {
     }
 
     fn template_touched(&mut self, n: usize) -> Result<Option<u8>, Error> {
-        let read = Template::read(&self.pairs[n].template);
+        let read = Template::read(&self.pairs[n].pair.template);
         self.feed(n, Event::Template(read))?;
         Ok(None)
     }
@@ -331,7 +434,7 @@ impl Loop {
 
 /// The index of the first pair whose template may have changed. Cancellation-safe, as each
 /// watcher's `changed` is.
-async fn first_change(pairs: &mut [Pair]) -> usize {
+async fn first_change(pairs: &mut [Served]) -> usize {
     let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = pairs
         .iter_mut()
         .map(|p| Box::pin(p.watcher.changed()) as Pin<Box<dyn Future<Output = ()> + Send>>)
@@ -371,6 +474,25 @@ impl<T> Receive<T> for mpsc::Receiver<T> {
 impl<T> Receive<T> for mpsc::UnboundedReceiver<T> {
     async fn receive(&mut self) -> Option<T> {
         self.recv().await
+    }
+}
+
+/// The next tick of the watchdog's interval; never, without one.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// What the output's write did, in the engine's words.
+fn wrote(written: Written) -> Wrote {
+    match written {
+        Written::Unchanged => Wrote::Unchanged,
+        Written::Replaced => Wrote::Replaced,
+        Written::Unsynced(reason) => Wrote::Unsynced(reason),
     }
 }
 

@@ -5,9 +5,10 @@
 //! config file.
 //!
 //! Owns the tasks that read the lines. mcrouter writes little (glog lines, and a FAILURE line
-//! with its options when a config fails), so a line at a time costs nothing.
+//! with its options when a config fails), so a line at a time costs nothing. Lines are passed
+//! on through [`logging::write_line`], which never waits: a stalled stderr drops (and counts)
+//! lines instead of blocking the event loop.
 
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::process::ChildStderr;
 
@@ -15,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
+use crate::logging;
 use crate::mcrouter::{failure_reason, stopped_watching};
 
 /// What mcrouter's log told mcw.
@@ -31,8 +33,7 @@ pub(super) enum Told {
 pub(super) fn relay(stderr: ChildStderr, config: String) -> mpsc::UnboundedReceiver<Told> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(read_lines(stderr, move |line| {
-        // A line that cannot be written (stderr gone) is dropped, as mcw's own are.
-        let _ = std::io::stderr().lock().write_all(line);
+        logging::write_line(line);
         let line = String::from_utf8_lossy(line);
         if let Some(reason) = failure_reason(&line) {
             let _ = tx.send(Told::LoadFailed(reason.to_string()));

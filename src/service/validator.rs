@@ -62,7 +62,7 @@ impl Loop {
         let Some(argv) = &s.settings.validator else {
             return reject("no validator".into());
         };
-        let candidate = match self.pairs[n].output.prepare(bytes) {
+        let candidate = match self.pairs[n].pair.output.prepare(bytes) {
             Ok(c) => c,
             Err(e) => return reject(e.to_string()),
         };
@@ -154,10 +154,10 @@ impl Loop {
             v.candidate.discard();
             return None;
         }
-        let result = self.pairs[n].output.install(v.candidate).map(|()| true);
+        let result = self.pairs[n].pair.output.install(v.candidate);
         Some(Event::Wrote {
             generation,
-            result: result.map_err(|e| e.to_string()),
+            result: result.map(super::wrote).map_err(|e| e.to_string()),
         })
     }
 }

@@ -61,6 +61,27 @@ pub struct Launch {
     /// `--max-dumped-config-age` was given (mcw then leaves mcrouter's startup fallback to a
     /// dumped config as the command sets it).
     pub sets_dump_age: bool,
+    /// `--tcp-listen-backlog`, when given (mcrouter's default is 4096).
+    pub tcp_listen_backlog: Option<u32>,
+    /// Something else than one plain TCP port would be listened on: `--listen-sock-fd`,
+    /// `--ssl-port` or `--unix-domain-sock` was given (the option's name).
+    pub other_listener: Option<&'static str>,
+    /// Where the words that say what to listen on (`-p`, `--port`, `--listen-addresses`,
+    /// with their values) are in `command`, as `[start, end)` word ranges: mcw drops them
+    /// when it holds the port itself.
+    pub listen_words: Vec<(usize, usize)>,
+}
+
+impl Launch {
+    /// The command with the words in `listen_words` left out.
+    pub fn without_listen_words(&self) -> Vec<String> {
+        self.command
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.listen_words.iter().any(|(a, b)| (*a..*b).contains(i)))
+            .map(|(_, w)| w.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,6 +100,8 @@ pub enum ArgError {
     TrailingDashes,
     #[error("mcrouter argument {arg:?}: {value:?} is not a number of milliseconds")]
     NotMillis { arg: String, value: String },
+    #[error("mcrouter argument {arg:?}: {value:?} is not a number")]
+    NotNumber { arg: String, value: String },
 }
 
 /// Vet `command`; `name` is the file name that marks mcrouter (`--mcrouter-name`).
@@ -97,10 +120,13 @@ pub fn vet(command: &[String], name: &str) -> Result<Launch, ArgError> {
         return Ok(launch);
     };
     launch.mcrouter_at = Some(at);
-    let mut words = command[at + 1..].iter();
-    while let Some(word) = words.next() {
+    let mut i = at + 1;
+    while i < command.len() {
+        let word = &command[i];
+        let start = i;
+        i += 1;
         if word == "--" {
-            return Err(match words.next() {
+            return Err(match command.get(i) {
                 Some(rest) => ArgError::Positional(rest.clone()),
                 None => ArgError::TrailingDashes,
             });
@@ -115,14 +141,20 @@ pub fn vet(command: &[String], name: &str) -> Result<Launch, ArgError> {
                 Some(v) => Some(v),
                 // `--opt value`: an option written without `=` takes the next word unless
                 // that word is itself an option.
-                None => match words.clone().next() {
-                    Some(next) if !next.starts_with('-') => words.next().cloned(),
+                None => match command.get(i) {
+                    Some(next) if !next.starts_with('-') => {
+                        i += 1;
+                        Some(next.clone())
+                    }
                     _ => None,
                 },
             };
+            if matches!(recorded(opt), Some("port" | "listen-addresses")) {
+                launch.listen_words.push((start, i));
+            }
             record_long(&mut launch, word, opt, value)?;
         } else if let Some(cluster) = word.strip_prefix('-').filter(|c| !c.is_empty()) {
-            for (i, c) in cluster.char_indices() {
+            for (at, c) in cluster.char_indices() {
                 if c == 'f' {
                     return Err(ArgError::Refused {
                         arg: word.clone(),
@@ -130,12 +162,17 @@ pub fn vet(command: &[String], name: &str) -> Result<Launch, ArgError> {
                     });
                 }
                 if SHORT_WITH_VALUE.contains(&c) {
-                    let rest = &cluster[i + c.len_utf8()..];
+                    let rest = &cluster[at + c.len_utf8()..];
                     let value = if rest.is_empty() {
-                        words.next().cloned()
+                        i += 1;
+                        command.get(i - 1).cloned()
                     } else {
                         Some(rest.to_string())
                     };
+                    // `-p` alone in its word (not inside a cluster such as `-vp`).
+                    if c == 'p' && at == 0 {
+                        launch.listen_words.push((start, i.min(command.len())));
+                    }
                     record_short(&mut launch, c, value);
                     break;
                 }
@@ -199,6 +236,10 @@ const RECORDED_LONG: &[&str] = &[
     "reconfiguration-delay-ms",
     "reconfiguration-jitter-ms",
     "max-dumped-config-age",
+    "tcp-listen-backlog",
+    "listen-sock-fd",
+    "ssl-port",
+    "unix-domain-sock",
 ];
 
 /// Which of [`RECORDED_LONG`] `opt` names: itself, or an abbreviation of at least 4
@@ -237,6 +278,23 @@ fn record_long(
         Some("reconfiguration-delay-ms") => launch.reconfiguration_delay_ms = Some(millis()?),
         Some("reconfiguration-jitter-ms") => launch.reconfiguration_jitter_ms = Some(millis()?),
         Some("max-dumped-config-age") => launch.sets_dump_age = true,
+        Some("tcp-listen-backlog") => {
+            let n = value
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| ArgError::NotNumber {
+                    arg: word.to_string(),
+                    value: value.clone(),
+                })?;
+            launch.tcp_listen_backlog = Some(n);
+        }
+        Some(name @ ("listen-sock-fd" | "ssl-port" | "unix-domain-sock")) => {
+            // mcrouter's defaults (-1, empty) mean "none".
+            let none = matches!(value.trim(), "" | "-1");
+            if !none {
+                launch.other_listener = Some(name);
+            }
+        }
         _ => {}
     }
     Ok(())

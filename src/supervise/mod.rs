@@ -1,23 +1,39 @@
 //! Supervising mcrouter: starting it, forwarding signals, reaping, and its exit status.
 //!
 //! Owns the child's lifecycle as a small state machine ([`Child`]), the signal table and
-//! stream ([`signals`]), and the one and only call to `waitpid` in mcw ([`reap`]), which reaps
-//! every orphan too, as PID 1 or as a child subreaper. It does not decide when to start the
-//! child; the event loop does, once the first config is on disk.
+//! stream ([`signals`]), the port mcw holds for mcrouter ([`socket`]), the restart policy
+//! ([`restart`]), and the one and only call to `waitpid` in mcw ([`reap`]), which reaps every
+//! orphan too, as PID 1 or as a child subreaper. It does not decide when to start the child;
+//! the engine does, once the config is on disk, and the event loop carries it out.
 //!
 //! The reaper asks rustix, not nix: nix's `WaitStatus` cannot hold a real-time signal, so its
 //! `waitpid` reaps a child killed by `SIGRTMIN+n` and then returns `EINVAL` without the pid —
 //! and mcw forwards real-time signals, so mcrouter can die of one.
 
 pub mod args;
+pub mod restart;
 pub mod signals;
+pub mod socket;
 
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::process::{ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use tokio::time::Instant;
+
+use restart::Reason;
+use socket::Held;
+
+/// What follows once a child that was told to stop has exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// mcw leaves with its status.
+    Leave,
+    /// It is started again at once.
+    Restart(Reason),
+}
 
 /// The supervised child, as a state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,20 +42,27 @@ pub enum Child {
     Pending,
     Running {
         pid: i32,
+        /// The signals mcw has sent it, as bits (`1 << (n - 1)` for signal n): a death by
+        /// one of them is not a failure.
+        sent: u64,
     },
     /// Told to stop; SIGKILL at `deadline`.
     Stopping {
         pid: i32,
         deadline: Instant,
+        then: Then,
     },
     /// Sent SIGKILL after the stop timeout; its SIGCHLD is on the way.
-    Killed {
-        pid: i32,
-    },
-    /// Gone, with mcw's exit code derived from its status.
-    Exited {
+    Killed { pid: i32, then: Then },
+    /// It exited on its own (status `code`) and is started again at `at`
+    /// (`--restart on-failure`).
+    Backoff {
+        at: Instant,
+        reason: Reason,
         code: u8,
     },
+    /// Gone for good, with mcw's exit code derived from its status.
+    Exited { code: u8 },
 }
 
 /// Why the child could not be started, with the conventional exit code.
@@ -51,24 +74,41 @@ pub struct SpawnError {
     pub code: u8,
 }
 
+/// Environment variables of mcw's own service manager that are not for mcrouter: systemd's
+/// notification socket and watchdog (mcw answers them).
+const NOT_INHERITED: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
 impl Child {
-    /// Start `command` with `extra` appended, stdin and stdout inherited, stderr on a pipe
-    /// whose reading end is returned (the caller passes its lines on).
-    pub fn spawn(command: &[String], extra: &[String]) -> Result<(Child, ChildStderr), SpawnError> {
+    /// Start `command` with `extra` appended, in a process group of its own (so that what a
+    /// terminal or a shell sends to mcw's job reaches mcw alone, which passes on what mcrouter
+    /// should get), stdin and stdout inherited, stderr on a pipe whose reading end is returned
+    /// (the caller passes its lines on). With `held`, the socket is passed on at its number.
+    pub fn spawn(
+        command: &[String],
+        extra: &[String],
+        held: Option<&Held>,
+    ) -> Result<(Child, ChildStderr), SpawnError> {
         let program = command.first().cloned().unwrap_or_default();
-        let spawned = Command::new(&program)
-            .args(&command[1..])
+        let mut cmd = Command::new(&program);
+        cmd.args(&command[1..])
             .args(extra)
             .stdin(Stdio::inherit())
             .stdout(Stdio::inherit())
             .stderr(Stdio::piped())
-            .spawn();
+            .process_group(0);
+        for name in NOT_INHERITED {
+            cmd.env_remove(name);
+        }
+        let spawned = match held {
+            Some(held) => held.lend(|| cmd.spawn()).and_then(|r| r),
+            None => cmd.spawn(),
+        };
         match spawned {
             // The std handle is dropped without waiting: `reap` collects the status.
             Ok(mut child) => {
                 let pid = child.id() as i32;
                 let stderr = child.stderr.take().expect("stderr was piped");
-                Ok((Child::Running { pid }, stderr))
+                Ok((Child::Running { pid, sent: 0 }, stderr))
             }
             Err(e) => {
                 let (code, reason) = match e.kind() {
@@ -91,28 +131,52 @@ impl Child {
 
     pub fn pid(&self) -> Option<i32> {
         match *self {
-            Child::Running { pid } | Child::Stopping { pid, .. } | Child::Killed { pid } => {
-                Some(pid)
-            }
+            Child::Running { pid, .. }
+            | Child::Stopping { pid, .. }
+            | Child::Killed { pid, .. } => Some(pid),
             _ => None,
         }
     }
 
-    /// Send `sig` to the child, if it runs. Returns whether it was sent.
-    pub fn forward(&self, sig: i32) -> bool {
+    /// Send `sig` to the child, if it runs, and remember that mcw sent it. Returns whether it
+    /// was sent.
+    pub fn forward(&mut self, sig: i32) -> bool {
         let Some(pid) = self.pid() else { return false };
+        if let Child::Running { sent, .. } = self
+            && (1..=64).contains(&sig)
+        {
+            *sent |= 1 << (sig - 1);
+        }
         signals::send(pid, sig).is_ok()
     }
 
-    /// Forward a stop signal and arm the SIGKILL deadline (the first stop signal arms it).
-    /// Returns whether the signal was sent.
-    pub fn stop(&mut self, sig: i32, timeout: Duration) -> bool {
+    /// Whether mcw sent the running child `sig`.
+    pub fn was_sent(&self, sig: i32) -> bool {
+        match *self {
+            Child::Running { sent, .. } => (1..=64).contains(&sig) && sent & (1 << (sig - 1)) != 0,
+            _ => false,
+        }
+    }
+
+    /// Forward a stop signal and arm the SIGKILL deadline (the first stop signal arms it);
+    /// once it has exited, `then` follows. A stop for mcw to leave overrides a restart under
+    /// way. Returns whether the signal was sent.
+    pub fn stop(&mut self, sig: i32, timeout: Duration, then: Then) -> bool {
         let sent = self.forward(sig);
-        if let Child::Running { pid } = *self {
-            *self = Child::Stopping {
-                pid,
-                deadline: Instant::now() + timeout,
-            };
+        match self {
+            Child::Running { pid, .. } => {
+                *self = Child::Stopping {
+                    pid: *pid,
+                    deadline: Instant::now() + timeout,
+                    then,
+                };
+            }
+            Child::Stopping { then: t, .. } | Child::Killed { then: t, .. }
+                if then == Then::Leave =>
+            {
+                *t = Then::Leave;
+            }
+            _ => {}
         }
         sent
     }
@@ -122,8 +186,13 @@ impl Child {
         match self {
             Child::Pending => "pending",
             Child::Running { .. } => "running",
+            Child::Stopping {
+                then: Then::Restart(_),
+                ..
+            } => "restarting",
             Child::Stopping { .. } => "stopping",
             Child::Killed { .. } => "killed",
+            Child::Backoff { .. } => "backoff",
             Child::Exited { .. } => "exited",
         }
     }
@@ -136,20 +205,33 @@ impl Child {
         }
     }
 
-    /// The stop timeout ran out: SIGKILL.
-    pub fn kill(&mut self) {
-        if let Some(pid) = self.pid() {
-            tracing::warn!(pid, "stop timeout passed; sending SIGKILL");
-            let _ = signals::send(pid, Signal::SIGKILL as i32);
-            *self = Child::Killed { pid };
+    /// When it is to be started again, if waiting to be.
+    pub fn restart_at(&self) -> Option<Instant> {
+        match *self {
+            Child::Backoff { at, .. } => Some(at),
+            _ => None,
         }
     }
 
-    /// The child is gone with `status`.
-    pub fn exited(&mut self, status: Exit) {
+    /// The stop timeout ran out: SIGKILL.
+    pub fn kill(&mut self) {
+        if let Child::Stopping { pid, then, .. } = *self {
+            tracing::warn!(pid, "stop timeout passed; sending SIGKILL");
+            let _ = signals::send(pid, Signal::SIGKILL as i32);
+            *self = Child::Killed { pid, then };
+        }
+    }
+
+    /// The child is gone with `status`: what was to follow, if mcw had told it to stop.
+    pub fn exited(&mut self, status: Exit) -> Option<Then> {
+        let then = match *self {
+            Child::Stopping { then, .. } | Child::Killed { then, .. } => Some(then),
+            _ => None,
+        };
         let code = status.code();
         tracing::info!(pid = self.pid(), exit_code = code, "mcrouter exited");
         *self = Child::Exited { code };
+        then
     }
 }
 
@@ -196,6 +278,7 @@ pub fn spawn_helper(program: &str, args: &[String]) -> io::Result<(i32, ChildStd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()?;
     let stderr = child.stderr.take().expect("stderr was piped");
     Ok((child.id() as i32, stderr))

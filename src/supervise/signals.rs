@@ -31,6 +31,13 @@ pub enum Disposition {
     HangUp,
     /// A SIGPIPE the kernel raised for a write of mcw's own: about mcw, not for mcrouter.
     Drop,
+    /// SIGUSR1: mcrouter has no handler for it and would die; mcw has no use for it. Logged.
+    Ignore,
+    /// SIGUSR2: restart mcrouter now (on the port mcw holds, no connection refused).
+    Restart,
+    /// SIGTSTP (Ctrl-Z at a terminal): stop mcrouter, then stop mcw itself, so the shell sees
+    /// the job stopped; the SIGCONT that resumes mcw is forwarded and resumes mcrouter.
+    Suspend,
     /// Everything else catchable, real-time signals included: forward to mcrouter.
     Forward,
 }
@@ -46,6 +53,9 @@ pub enum Sender {
     Kernel,
     /// Another process: kill(2), sigqueue(3), systemd, a container runtime, a shell.
     Process,
+    /// A process sent SIGHUP after mcw's controlling terminal hung up: the shell whose job
+    /// mcw is passes the hang-up on (bash does, with kill(2)). The user closed the terminal.
+    HungUpShell,
 }
 
 /// Which process mode the table is for.
@@ -67,6 +77,12 @@ const FORBIDDEN: [Signal; 5] = [
     Signal::SIGSEGV,
 ];
 
+/// Signals mcw leaves at their default action: the terminal's job-control stops for a
+/// process that reads or writes its terminal from the background. They stop mcw, as they
+/// would any program (caught, the interrupted terminal write would be retried at once, for
+/// ever); mcrouter, in its own process group, is never sent them for mcw's terminal use.
+const JOB_CONTROL: [Signal; 2] = [Signal::SIGTTIN, Signal::SIGTTOU];
+
 /// glibc's real-time range (it keeps the first two kernel ones for itself).
 fn realtime() -> std::ops::RangeInclusive<i32> {
     let min = rustix::process::Signal::rt_min().as_raw();
@@ -78,10 +94,13 @@ fn realtime() -> std::ops::RangeInclusive<i32> {
 pub fn disposition(sig: i32, sender: Sender) -> Disposition {
     match (Signal::try_from(sig), sender) {
         (Ok(Signal::SIGPIPE), Sender::Own) => Disposition::Drop,
-        (Ok(Signal::SIGHUP), Sender::Kernel) => Disposition::HangUp,
+        (Ok(Signal::SIGHUP), Sender::Kernel | Sender::HungUpShell) => Disposition::HangUp,
         (Ok(Signal::SIGHUP), _) => Disposition::Refresh,
         (Ok(Signal::SIGCHLD), _) => Disposition::Reap,
         (Ok(Signal::SIGTERM | Signal::SIGINT), _) => Disposition::Stop,
+        (Ok(Signal::SIGUSR1), _) => Disposition::Ignore,
+        (Ok(Signal::SIGUSR2), _) => Disposition::Restart,
+        (Ok(Signal::SIGTSTP), _) => Disposition::Suspend,
         _ => Disposition::Forward,
     }
 }
@@ -99,7 +118,7 @@ pub fn caught(mode: Mode) -> Vec<i32> {
         .map(|s| *s as i32)
         .collect(),
         Mode::Run => Signal::iterator()
-            .filter(|s| !FORBIDDEN.contains(s))
+            .filter(|s| !FORBIDDEN.contains(s) && !JOB_CONTROL.contains(s))
             .map(|s| s as i32)
             .chain(realtime())
             .collect(),
@@ -173,6 +192,8 @@ fn sender(signal: i32, cause: &Cause, pid: Option<i32>, me: i32) -> Sender {
 pub struct Signals {
     stream: SignalsInfo<WithOrigin>,
     me: i32,
+    /// mcw had a controlling terminal when it started.
+    had_terminal: bool,
 }
 
 impl Signals {
@@ -182,16 +203,43 @@ impl Signals {
         Ok(Signals {
             stream: SignalsInfo::<WithOrigin>::new(signals)?,
             me: nix::unistd::getpid().as_raw(),
+            had_terminal: has_terminal(),
         })
     }
 
     /// The next signal (pending forever once the stream is closed).
     pub async fn next(&mut self) -> Arrival {
-        match self.stream.next().await {
-            Some(origin) => Arrival::from_origin(&origin, self.me),
-            None => std::future::pending().await,
+        let Some(origin) = self.stream.next().await else {
+            return std::future::pending().await;
+        };
+        let mut arrival = Arrival::from_origin(&origin, self.me);
+        // When a terminal hangs up, the kernel first takes it from every process of its
+        // session and signals the shell; the shell then sends SIGHUP to its jobs. A SIGHUP
+        // from a process that finds mcw's terminal gone is that hang-up, not `kill -HUP`.
+        if arrival.signal == Signal::SIGHUP as i32
+            && arrival.sender == Sender::Process
+            && self.had_terminal
+            && !has_terminal()
+        {
+            arrival.sender = Sender::HungUpShell;
         }
+        arrival
     }
+}
+
+/// Whether mcw has a controlling terminal (`/dev/tty` opens; after a hang-up it does not).
+fn has_terminal() -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
+        .open("/dev/tty")
+        .is_ok()
+}
+
+/// Stop mcw itself (SIGSTOP), as a job stopped at its terminal: it goes on when continued.
+pub fn stop_self() -> io::Result<()> {
+    nix::sys::signal::raise(Signal::SIGSTOP).map_err(io::Error::from)
 }
 
 /// Clear the signal mask mcw inherited, so the child does not inherit blocked signals.
@@ -206,7 +254,7 @@ mod tests {
 
     #[test]
     fn hup_and_chld_are_consumed_term_and_int_stop_and_the_rest_forward() {
-        use Sender::{Kernel, Own, Process};
+        use Sender::{HungUpShell, Kernel, Own, Process};
         let cases = [
             (Signal::SIGHUP as i32, Process, Disposition::Refresh),
             (Signal::SIGHUP as i32, Kernel, Disposition::HangUp),
@@ -214,7 +262,11 @@ mod tests {
             (Signal::SIGTERM as i32, Process, Disposition::Stop),
             (Signal::SIGINT as i32, Process, Disposition::Stop),
             (Signal::SIGINT as i32, Kernel, Disposition::Stop),
-            (Signal::SIGUSR1 as i32, Process, Disposition::Forward),
+            (Signal::SIGUSR1 as i32, Process, Disposition::Ignore),
+            (Signal::SIGUSR2 as i32, Process, Disposition::Restart),
+            (Signal::SIGTSTP as i32, Kernel, Disposition::Suspend),
+            (Signal::SIGHUP as i32, HungUpShell, Disposition::HangUp),
+            (Signal::SIGQUIT as i32, Kernel, Disposition::Forward),
             (Signal::SIGWINCH as i32, Kernel, Disposition::Forward),
             (Signal::SIGPIPE as i32, Process, Disposition::Forward),
             (Signal::SIGPIPE as i32, Own, Disposition::Drop),
@@ -231,12 +283,23 @@ mod tests {
         for s in FORBIDDEN {
             assert!(!run.contains(&(s as i32)), "{s}");
         }
-        for s in [Signal::SIGUSR2, Signal::SIGWINCH, Signal::SIGPIPE] {
+        for s in JOB_CONTROL {
+            assert!(!run.contains(&(s as i32)), "{s}");
+        }
+        for s in [
+            Signal::SIGUSR2,
+            Signal::SIGWINCH,
+            Signal::SIGPIPE,
+            Signal::SIGTSTP,
+        ] {
             assert!(run.contains(&(s as i32)), "{s}");
         }
         let rt = realtime();
         assert!(run.contains(rt.start()) && run.contains(rt.end()));
-        assert_eq!(run.len(), 31 - FORBIDDEN.len() + rt.count());
+        assert_eq!(
+            run.len(),
+            31 - FORBIDDEN.len() - JOB_CONTROL.len() + rt.count()
+        );
         assert_eq!(caught(Mode::Watch).len(), 4);
     }
 

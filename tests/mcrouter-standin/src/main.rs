@@ -49,7 +49,7 @@ fn run(o: Options) -> i32 {
             return 1;
         }
     };
-    if o.ports.is_empty() {
+    if o.ports.is_empty() && o.listen_sock_fd < 0 {
         log("no port (-p): invalid options");
         return 3;
     }
@@ -134,10 +134,26 @@ fn run(o: Options) -> i32 {
             dump,
         );
     }
-    let hosts = if o.listen_addresses.is_empty() {
-        vec!["0.0.0.0".to_string()]
-    } else {
-        o.listen_addresses.clone()
+    // A socket to take over: mcrouter then binds nothing itself and ignores -p and
+    // --listen-addresses.
+    if o.listen_sock_fd >= 0 {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the descriptor was passed to this process for it to take over, as
+        // --listen-sock-fd says; nothing else in the process owns it.
+        let l = unsafe { TcpListener::from_raw_fd(o.listen_sock_fd) };
+        // A predecessor may have left the shared socket non-blocking; this one accepts
+        // blocking, a thread per connection.
+        if let Err(e) = l.set_nonblocking(false) {
+            log(&format!("cannot take over fd {}: {e}", o.listen_sock_fd));
+            return 1;
+        }
+        let state = state.clone();
+        std::thread::spawn(move || server::serve(l, state));
+    }
+    let hosts = match (o.listen_sock_fd >= 0, o.listen_addresses.is_empty()) {
+        (true, _) => Vec::new(),
+        (false, true) => vec!["0.0.0.0".to_string()],
+        (false, false) => o.listen_addresses.clone(),
     };
     for host in &hosts {
         for port in &o.ports {
@@ -158,10 +174,16 @@ fn run(o: Options) -> i32 {
             }
         }
     }
-    log(&format!(
-        "serving on ports {:?}, route prefix {}",
-        o.ports, o.route_prefix
-    ));
+    match o.listen_sock_fd {
+        fd if fd >= 0 => log(&format!(
+            "serving on the socket taken over from fd {fd}, route prefix {}",
+            o.route_prefix
+        )),
+        _ => log(&format!(
+            "serving on ports {:?}, route prefix {}",
+            o.ports, o.route_prefix
+        )),
+    }
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(10));
     }

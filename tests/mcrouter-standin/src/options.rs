@@ -12,6 +12,9 @@ pub struct Options {
     pub config_str: Option<String>,
     pub ports: Vec<u16>,
     pub listen_addresses: Vec<String>,
+    /// `--listen-sock-fd`: a listening socket to take over instead of binding ports (-1:
+    /// none, mcrouter's default).
+    pub listen_sock_fd: i32,
     pub route_prefix: String,
     pub validate: bool,
     pub reconfiguration_delay: Duration,
@@ -42,6 +45,8 @@ const LONG: &[(&str, bool)] = &[
     ("reconfiguration-jitter-ms", true),
     ("num-proxies", true),
     ("disable-reload-configs", false),
+    ("listen-sock-fd", true),
+    ("tcp-listen-backlog", true),
 ];
 
 pub fn log(msg: &str) {
@@ -70,6 +75,7 @@ impl Options {
             config_str: None,
             ports: Vec::new(),
             listen_addresses: Vec::new(),
+            listen_sock_fd: -1,
             route_prefix: "/././".into(),
             validate: false,
             reconfiguration_delay: Duration::from_millis(1000),
@@ -149,6 +155,10 @@ impl Options {
                 Err(_) => log(&format!("bad reconfiguration-delay-ms {v:?}, ignored")),
             },
             "disable-reload-configs" => self.disable_reload = true,
+            "listen-sock-fd" => match v.parse() {
+                Ok(fd) => self.listen_sock_fd = fd,
+                Err(_) => log(&format!("bad listen-sock-fd {v:?}, ignored")),
+            },
             "config-dump-root" => self.config_dump_root = v,
             "max-dumped-config-age" => match v.parse() {
                 Ok(s) => self.max_dumped_config_age = Duration::from_secs(s),
