@@ -356,6 +356,7 @@ fn sighup_kills_and_sigterm_and_sigint_exit_0() {
         for (sig, killed) in [
             (libc::SIGHUP, true),
             (libc::SIGUSR1, true),
+            (libc::SIGUSR2, true),
             (libc::SIGTERM, false),
             (libc::SIGINT, false),
         ] {
@@ -603,5 +604,93 @@ fn a_deleted_config_file_ends_reloading() {
         // Nothing to wait for: a reload that never comes needs a window (fifteen delays).
         std::thread::sleep(Duration::from_millis(1500));
         assert_eq!(r.md5(), first, "reloaded after the file was deleted");
+    });
+}
+
+/// `router` started on a listening socket the test holds, with `--listen-sock-fd` and no
+/// port; its stderr goes to `log`.
+fn start_on_socket(
+    router: &Mcrouter,
+    dir: &Path,
+    socket: &std::net::TcpListener,
+    args: &[String],
+    log: &Path,
+) -> Child {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = socket.as_raw_fd();
+    let mut cmd = Command::new(router.path());
+    cmd.arg(format!("--listen-sock-fd={fd}"))
+        .args(router.isolation(dir))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        );
+    // Inheritable for this spawn only, as mcw lends it.
+    let cloexec = |on: bool| {
+        let flags = match on {
+            true => nix::fcntl::FdFlag::FD_CLOEXEC,
+            false => nix::fcntl::FdFlag::empty(),
+        };
+        nix::fcntl::fcntl(socket.as_fd(), nix::fcntl::FcntlArg::F_SETFD(flags)).unwrap();
+    };
+    cloexec(false);
+    let child = cmd.spawn();
+    cloexec(true);
+    child.unwrap()
+}
+
+/// mcrouter takes over a listening socket it is given with `--listen-sock-fd` (and binds no
+/// port of its own): it serves requests, the admin commands and stats mcw reads, and shuts
+/// down gracefully on SIGTERM. A client that connects while no mcrouter runs is queued by the
+/// kernel, not refused, and is served by the next mcrouter started on the same socket; the
+/// same after SIGKILL. (What `mcw run` relies on to restart mcrouter without refusing a
+/// connection.)
+#[test]
+fn a_taken_over_socket_serves_and_queues_clients_between_two_mcrouters() {
+    with_each_mcrouter(|router| {
+        let work = Workdir::new();
+        let path = work.write("c.json", &config(&["127.0.0.1:1"], PLAIN));
+        let f = args(&["-f", path.to_str().unwrap()]);
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap().to_string();
+        let log = work.path("mcrouter.log");
+        let mut first = start_on_socket(router, work.dir.path(), &socket, &f, &log);
+        // The first question waits in the queue until mcrouter accepts it.
+        let digest = memcache(&addr, "get __mcrouter__.config_md5_digest\r\n");
+        assert!(digest.contains(&md5_of(&path)), "{digest}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let stats = rt
+            .block_on(mcw::mcrouter::stats::fetch(addr.parse().unwrap()))
+            .unwrap();
+        let args = stats.all.get("commandargs").cloned().unwrap_or_default();
+        assert!(args.contains("--listen-sock-fd"), "{:?}", stats.all);
+        let reply = memcache(&addr, "stats detailed\r\n");
+        assert!(reply.contains("STAT config_failures 0"), "{reply}");
+
+        // Graceful shutdown on the taken-over socket; it stays open in the holder.
+        mcw::supervise::signals::send(first.id() as i32, libc::SIGTERM).unwrap();
+        assert_eq!(first.wait().unwrap().code(), Some(0));
+        let mut waiting = MemcacheConn::open(&addr);
+        let mut second = start_on_socket(router, work.dir.path(), &socket, &f, &log);
+        let answer = waiting.ask("get __mcrouter__.config_md5_digest\r\n");
+        assert!(answer.contains(&md5_of(&path)), "{answer}");
+
+        // SIGKILL: the same.
+        let _ = second.kill();
+        second.wait().unwrap();
+        let mut waiting = MemcacheConn::open(&addr);
+        let mut third = start_on_socket(router, work.dir.path(), &socket, &f, &log);
+        let answer = waiting.ask("get __mcrouter__.config_md5_digest\r\n");
+        assert!(answer.contains(&md5_of(&path)), "{answer}");
+        let _ = third.kill();
+        third.wait().unwrap();
     });
 }

@@ -182,6 +182,10 @@ fn the_config_is_written_before_the_child_starts_and_passed_with_f() {
     );
 }
 
+/// Every catchable signal reaches the child but those mcw gives a meaning of its own: SIGHUP
+/// (re-render), SIGUSR1 (consumed: it would kill mcrouter), SIGUSR2 (restart), SIGTSTP
+/// (stop both), SIGTTIN and SIGTTOU (left at their default, for mcw's own terminal use), and
+/// SIGCHLD.
 #[test]
 fn every_catchable_signal_but_hup_reaches_the_child_and_hup_re_renders() {
     let dns = DnsServer::start();
@@ -206,6 +210,11 @@ fn every_catchable_signal_but_hup_reaches_the_child_and_hup_re_renders() {
         libc::SIGSEGV,
         libc::SIGTERM,
         libc::SIGINT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
     ];
     for sig in 1..=31 {
         if skip.contains(&sig) {
@@ -214,12 +223,21 @@ fn every_catchable_signal_but_hup_reaches_the_child_and_hup_re_renders() {
         w.signal(sig);
         wait_file_contains(&log, &format!("\n{sig}\n"), WAIT);
     }
+    // SIGUSR1 is consumed: a forwarded signal sent after it arrives, it does not.
+    w.signal(libc::SIGUSR1);
+    w.signal(rtmin_plus_3());
+    wait_file_contains(&log, &format!("\n{}\n", rtmin_plus_3()), WAIT);
+    w.wait_log("signal=SIGUSR1", WAIT);
     w.signal(libc::SIGTERM);
     assert_eq!(w.wait_exit(WAIT), Some(0));
     let got = std::fs::read_to_string(&log).unwrap();
     assert!(
         !got.lines().any(|l| l == "1"),
         "SIGHUP reached the child: {got}"
+    );
+    assert!(
+        !got.lines().any(|l| l == libc::SIGUSR1.to_string()),
+        "SIGUSR1 reached the child: {got}"
     );
     assert!(
         got.lines().any(|l| l == "15"),
@@ -262,9 +280,9 @@ fn sigpipe_from_mcws_own_write_stays_with_mcw_and_kill_pipe_is_forwarded() {
     }
     assert!(mcw.0.try_wait().unwrap().is_none(), "mcw died");
     let pipe = format!("\n{}\n", libc::SIGPIPE);
-    // SIGUSR1 after the writes: once it has arrived, any forwarded SIGPIPE would have too.
-    mcw::supervise::signals::send(mcw.0.id() as i32, libc::SIGUSR1).unwrap();
-    wait_file_contains(&log, &format!("\n{}\n", libc::SIGUSR1), WAIT);
+    // SIGWINCH after the writes: once it has arrived, any forwarded SIGPIPE would have too.
+    mcw::supervise::signals::send(mcw.0.id() as i32, libc::SIGWINCH).unwrap();
+    wait_file_contains(&log, &format!("\n{}\n", libc::SIGWINCH), WAIT);
     assert!(
         !std::fs::read_to_string(&log).unwrap().contains(&pipe),
         "mcw forwarded the SIGPIPE of its own write"

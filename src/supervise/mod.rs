@@ -256,9 +256,11 @@ impl Exit {
 /// The only `waitpid` in mcw: collect every exited child (mcrouter, a validator, orphans)
 /// without blocking; returns each pid with how it ended.
 pub fn reap() -> Vec<(i32, Exit)> {
-    use rustix::process::{WaitOptions, waitpid};
+    use rustix::process::{WaitOptions, wait};
     let mut reaped = Vec::new();
-    while let Ok(Some((pid, status))) = waitpid(None, WaitOptions::NOHANG) {
+    // Any child, whatever its process group (`waitpid(-1)`): mcrouter and the validator run
+    // in groups of their own, and so may orphans.
+    while let Ok(Some((pid, status))) = wait(WaitOptions::NOHANG) {
         let exit = match (status.exit_status(), status.terminating_signal()) {
             (Some(code), _) => Exit::Code(code),
             (None, Some(sig)) => Exit::Signal(sig),
