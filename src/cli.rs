@@ -81,8 +81,16 @@ which passes on what mcrouter should get.
 The port: when the command names one TCP port (-p N, with at most one --listen-addresses
 address) and no --listen-sock-fd, --ssl-port or --unix-domain-sock, mcw binds it at start (a
 port in use is an error before anything starts), listens from mcrouter's first start, and
-passes it as --listen-sock-fd in place of -p: clients that connect while mcrouter restarts
-wait and are served. Other shapes (several ports, TLS, a unix socket) are left to mcrouter.
+passes it to every mcrouter it starts with --listen-sock-fd (mcrouter then binds nothing; -p
+stays, as mcrouter names its dumps and stats files after it): clients that connect while
+mcrouter restarts wait and are served. Other shapes (several ports, TLS, a unix socket) are
+left to mcrouter, and --hold-port false leaves every port to it.
+
+Restarts: mcw restarts mcrouter on the same port and config when its log says it stopped
+watching its config file, on SIGUSR2, and, with --restart on-failure, when it dies of a signal
+mcw did not send or exits non-zero (after 1s, doubling to 30s; a minute of health resets it;
+after --restart-limit restarts in a row mcw exits with mcrouter's status). The config in force
+is on disk before every start.
 
 Confirmation and readiness (/readyz):
   Ready once mcrouter reports the md5 of the config mcw wrote. Past --confirm-timeout without

@@ -72,13 +72,11 @@ pub struct Run {
 }
 
 impl Run {
-    /// The command mcrouter is started with: as given, or without its `-p` and
-    /// `--listen-addresses` words when mcw holds the port (the socket goes in their place).
-    pub fn command(&self) -> Vec<String> {
-        match &self.hold {
-            Ok(_) => self.launch.without_listen_words(),
-            Err(_) => self.launch.command.clone(),
-        }
+    /// The command mcrouter is started with, as given. When mcw holds the port, its
+    /// `--listen-sock-fd` goes after it and `-p` stays: mcrouter then binds nothing but still
+    /// names itself after the port (its config dumps and stats files), as without mcw.
+    pub fn command(&self) -> &[String] {
+        &self.launch.command
     }
 }
 

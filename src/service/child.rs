@@ -81,7 +81,7 @@ impl Loop {
             extra.push(format!("--listen-sock-fd={}", held.raw()));
         }
         extra.extend(["-f".into(), config.clone()]);
-        let (child, stderr) = Child::spawn(&command, &extra, m.held.as_ref())?;
+        let (child, stderr) = Child::spawn(command, &extra, m.held.as_ref())?;
         m.child = child;
         m.restarts.started(Instant::now().into_std());
         self.told = Some(super::stderr::relay(stderr, config));

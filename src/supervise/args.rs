@@ -66,22 +66,6 @@ pub struct Launch {
     /// Something else than one plain TCP port would be listened on: `--listen-sock-fd`,
     /// `--ssl-port` or `--unix-domain-sock` was given (the option's name).
     pub other_listener: Option<&'static str>,
-    /// Where the words that say what to listen on (`-p`, `--port`, `--listen-addresses`,
-    /// with their values) are in `command`, as `[start, end)` word ranges: mcw drops them
-    /// when it holds the port itself.
-    pub listen_words: Vec<(usize, usize)>,
-}
-
-impl Launch {
-    /// The command with the words in `listen_words` left out.
-    pub fn without_listen_words(&self) -> Vec<String> {
-        self.command
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !self.listen_words.iter().any(|(a, b)| (*a..*b).contains(i)))
-            .map(|(_, w)| w.clone())
-            .collect()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,7 +107,6 @@ pub fn vet(command: &[String], name: &str) -> Result<Launch, ArgError> {
     let mut i = at + 1;
     while i < command.len() {
         let word = &command[i];
-        let start = i;
         i += 1;
         if word == "--" {
             return Err(match command.get(i) {
@@ -149,9 +132,6 @@ pub fn vet(command: &[String], name: &str) -> Result<Launch, ArgError> {
                     _ => None,
                 },
             };
-            if matches!(recorded(opt), Some("port" | "listen-addresses")) {
-                launch.listen_words.push((start, i));
-            }
             record_long(&mut launch, word, opt, value)?;
         } else if let Some(cluster) = word.strip_prefix('-').filter(|c| !c.is_empty()) {
             for (at, c) in cluster.char_indices() {
@@ -169,10 +149,6 @@ pub fn vet(command: &[String], name: &str) -> Result<Launch, ArgError> {
                     } else {
                         Some(rest.to_string())
                     };
-                    // `-p` alone in its word (not inside a cluster such as `-vp`).
-                    if c == 'p' && at == 0 {
-                        launch.listen_words.push((start, i.min(command.len())));
-                    }
                     record_short(&mut launch, c, value);
                     break;
                 }

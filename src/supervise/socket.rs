@@ -263,20 +263,6 @@ mod tests {
     }
 
     #[test]
-    fn the_listen_words_are_dropped_from_the_command_and_nothing_else() {
-        let words: Vec<String> =
-            "taskset -c 1 mcrouter -p 5000 --listen-addresses 127.0.0.1 -R /a/b/ --port=5000 -p5000 --num-proxies 2"
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
-        let launch = vet(&words, "mcrouter").unwrap();
-        assert_eq!(
-            launch.without_listen_words().join(" "),
-            "taskset -c 1 mcrouter -R /a/b/ --num-proxies 2"
-        );
-    }
-
-    #[test]
     fn a_port_in_use_fails_at_bind_and_a_held_port_is_refused_until_it_listens() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
