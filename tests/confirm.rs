@@ -165,8 +165,12 @@ fn a_config_mcrouter_rejects_is_detected_and_the_file_restored() {
 fn an_mcrouter_that_stopped_watching_its_deleted_config_is_restarted_and_follows_dns() {
     with_each_mcrouter(|router| {
         let dns = DnsServer::start();
+        dns.set_addrs("memcache.test", &["127.0.0.1"], 1);
+        let work = Workdir::new();
+        work.write("template.json", ONE_TOKEN);
         // Nothing but mcw's restart and SIGHUP puts the file back: refreshes an hour apart,
-        // and the template is not polled.
+        // the template not polled, and the output apart from it (deleting it sets off no
+        // template read).
         let slow = [
             "--min-refresh",
             "1h",
@@ -175,8 +179,12 @@ fn an_mcrouter_that_stopped_watching_its_deleted_config_is_restarted_and_follows
             "--template-poll",
             "24h",
         ];
-        let (w, work, addr) = confirmed(router, &dns, 1, &slow);
-        std::fs::remove_file(work.path("out.json")).unwrap();
+        let port = free_port();
+        let output = work.path("run/out.json");
+        let w = run_router_to(&work, &dns, &slow, router, port, &output);
+        let addr = format!("127.0.0.1:{port}");
+        wait_for("the first confirmation", WAIT, || confirmations(&w) == 1);
+        std::fs::remove_file(&output).unwrap();
         w.wait_log("Can not add inotify watch", WAIT);
         w.wait_log(
             "mcrouter stopped watching its config file (it was deleted) and would never load another config; restarting it",
@@ -189,7 +197,7 @@ fn an_mcrouter_that_stopped_watching_its_deleted_config_is_restarted_and_follows
         dns.set_addrs("memcache.test", &["127.0.0.2"], 1);
         w.signal(libc::SIGHUP);
         wait_for("the DNS change confirmed", WAIT, || confirmations(&w) == 3);
-        let out = work.read("out.json");
+        let out = std::fs::read_to_string(&output).unwrap();
         assert!(out.contains("127.0.0.2"), "{out}");
         assert_runs(&addr, &out);
     });

@@ -334,3 +334,46 @@ fn in_watch_mode_ready_means_a_config_is_written() {
         serde_json::json!(["127.0.0.1:11211", "127.0.0.2:11211"])
     );
 }
+
+/// Regression: mcw wrote its log lines, and mcrouter's, on the event loop's thread, so a
+/// stderr that did not keep up (a paused terminal, a stalled journal) stopped everything:
+/// `/healthz` went unanswered, no config was written. Now lines are written by a thread of
+/// their own; when stderr stalls, lines are dropped and counted, and the loop goes on.
+#[test]
+fn a_stalled_stderr_never_blocks_mcw() {
+    let dns = DnsServer::start();
+    dns.set_addrs("memcache.test", &["10.0.0.1"], 3600);
+    let work = Workdir::new();
+    work.write("template.json", ONE_TOKEN);
+    let web = format!("127.0.0.1:{}", free_port());
+    // A child that writes far more to its stderr (which passes through mcw's) than a pipe
+    // holds, then waits.
+    let mut cmd = work.mcw("run", &dns);
+    cmd.arg("--output").arg(work.path("out.json")).args([
+        "--metrics-listen",
+        &web,
+        "--",
+        "sh",
+        "-c",
+        "yes 'a line the child writes to its stderr, over and over' | head -n 100000 >&2; exec sleep 600",
+    ]);
+    // mcw's stderr: a pipe nobody reads (kept open, so writes block rather than fail).
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut mcw = Daemon(child);
+    let _stalled = mcw.0.stderr.take();
+    wait_for("lines dropped", WAIT, || {
+        http::try_request(&web, "GET", "/metrics", &[]).is_ok_and(|r| {
+            http::sample(&r.body, "mcw_log_lines_dropped_total").is_some_and(|n| n > 0.0)
+        })
+    });
+    let health = http::get(&web, "/healthz");
+    assert_eq!(health.status, 200, "{}", health.body);
+    // The loop still does its job: a DNS change is written.
+    dns.set_addrs("memcache.test", &["10.0.0.2"], 3600);
+    mcw::supervise::signals::send(mcw.0.id() as i32, libc::SIGHUP).unwrap();
+    wait_file_contains(&work.path("out.json"), "10.0.0.2:11211", WAIT);
+}

@@ -219,11 +219,32 @@ start_test_service() {
   inside $c "printf '%s\n' '{\"pools\": {\"main\": {\"servers\": [\"dns+11311://cache.test\"]}}, \"route\": \"PoolRoute|main\"}' \
       >/etc/mcw/template.json
     echo MCW_DNS_SERVER=127.0.0.1:5353 >>$envfile"
-  inside $c 'systemctl start mcw'
-  wait_until "mcw.service active" 30 inside $c 'systemctl is-active mcw'
-  wait_until "the config rendered into /run/mcw" 30 rendered_has $c 127.0.0.1:11311
-  wait_until "mcrouter running the rendered config (md5 over its admin port)" 30 mcrouter_runs_file $c
+  # Type=notify: `systemctl start` returns once mcw said READY=1, which it says once mcrouter
+  # runs the config it rendered; so no waiting here.
+  inside $c 'systemctl start mcw' || fail "systemctl start mcw failed"
+  [[ $(inside $c 'systemctl is-active mcw' || true) == active ]] || fail "mcw.service not active after start"
+  rendered_has $c 127.0.0.1:11311 || fail "systemctl start returned before the config was rendered"
+  mcrouter_runs_file $c || fail "systemctl start returned before mcrouter ran the rendered config"
   memcached_roundtrip $c
+  inside $c 'systemctl show -p StatusText --value mcw' | grep -q '^mcrouter runs config [0-9a-f]\{8\} (1 pools, 1 servers)$' ||
+    fail "mcw's STATUS= is not in systemctl status: $(inside $c 'systemctl show -p StatusText --value mcw')"
+  # The watchdog is fed from mcw's event loop (WatchdogSec=30s: every 15 s, the first at once).
+  [[ $(inside $c 'systemctl show -p WatchdogTimestampMonotonic --value mcw') != 0 ]] ||
+    fail "mcw sent no WATCHDOG=1"
+}
+
+# start_fails_test_service CONTAINER ENVFILE: a token that never resolves, and a short startup
+# timeout: `systemctl start` itself fails (Type=notify), rather than succeeding for a service
+# that then dies.
+start_fails_test_service() {
+  local c=$1 envfile=$2
+  inside $c "cp $envfile /tmp/envfile.keep && cp /etc/mcw/template.json /tmp/template.keep
+    echo MCW_STARTUP_TIMEOUT=2s >>$envfile
+    printf '%s\n' '{\"pools\": {\"main\": {\"servers\": [\"dns+11311://nowhere.test\"]}}, \"route\": \"PoolRoute|main\"}' >/etc/mcw/template.json"
+  if inside $c 'systemctl start mcw'; then
+    fail "systemctl start mcw succeeded although mcw never had a config for mcrouter"
+  fi
+  inside $c "systemctl reset-failed mcw; cp /tmp/envfile.keep $envfile && cp /tmp/template.keep /etc/mcw/template.json"
 }
 
 # reload_test_service CONTAINER: DNS moves the server to 127.0.0.2; `systemctl reload`
@@ -236,6 +257,9 @@ reload_test_service() {
   inside $c 'systemctl reload mcw'
   wait_until "re-rendered after systemctl reload" 30 rendered_has $c 127.0.0.2:11311
   wait_until "mcrouter running the re-rendered config" 30 mcrouter_runs_file $c
+  # RELOADING=1 put the unit in "reloading"; READY=1 once the reload was done puts it back.
+  wait_until "mcw.service active again after the reload" 30 \
+    inside $c '[[ $(systemctl show -p ActiveState --value mcw) == active ]]'
   memcached_roundtrip $c
   [[ $(inside $c 'pgrep -x -u mcw mcrouter') == "$mcrouter_pid" ]] || fail "reload restarted mcrouter"
   [[ $(inside $c 'systemctl show -p MainPID --value mcw') == "$main_pid" ]] || fail "reload restarted mcw"
@@ -281,6 +305,7 @@ systemd_deb() {
   inside $c 'getent passwd mcw | grep -q ":/usr/sbin/nologin$"' || fail "no system user mcw"
   inside $c 'man -w mcw-run && man -w mcw' >/dev/null || fail "man pages not found by man"
 
+  start_fails_test_service $c /etc/default/mcw
   start_test_service $c /etc/default/mcw
   inside $c 'stat -c "%U %a" /run/mcw /run/mcw/mcrouter.json' | grep -vc '^mcw ' >/dev/null &&
     fail "/run/mcw or the rendered config not owned by mcw"

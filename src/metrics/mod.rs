@@ -12,7 +12,7 @@ pub mod process;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
@@ -71,6 +71,10 @@ pub struct Metrics {
     restarts: Counters,
     child_state: Family<Labels, Gauge>,
     in_sync: Gauge,
+    /// Log lines (mcw's and mcrouter's) dropped because stderr did not keep up, and how many
+    /// of them the counter holds already.
+    log_dropped: Counter,
+    log_dropped_seen: AtomicU64,
 }
 
 /// Which families apply.
@@ -197,6 +201,13 @@ impl Metrics {
                 "child_state",
                 "mcrouter's state under mcw: 1 for the current state (pending, running, restarting, stopping, killed, backoff: waiting to be restarted, exited)",
             ),
+            log_dropped: add(
+                r,
+                all,
+                "log_lines_dropped",
+                "Log lines (mcw's own, and mcrouter's passed through mcw) dropped because stderr did not keep up (a paused terminal, a stalled journal): logging never blocks mcw",
+            ),
+            log_dropped_seen: AtomicU64::new(0),
             // Last: the registrations above borrow it.
             registry: root,
         };
@@ -355,6 +366,9 @@ impl Metrics {
                     .set(i64::from(state == current));
             }
         }
+        let dropped = crate::logging::dropped_lines();
+        let seen = self.log_dropped_seen.swap(dropped, Ordering::Relaxed);
+        self.log_dropped.inc_by(dropped.saturating_sub(seen));
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = encode_registry(&mut text, &self.registry);

@@ -200,14 +200,20 @@ impl Watcher {
         self.daemon.0.try_wait().unwrap().is_none()
     }
 
-    /// Wait for the process to exit and return its code.
+    /// Wait for the process to exit and return its code; on timeout, fail showing its log.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let mut status = None;
-        wait_for("mcw to exit", limit, || {
-            status = self.daemon.0.try_wait().unwrap();
-            status.is_some()
-        });
-        status.unwrap().code()
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.daemon.0.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for mcw to exit; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Wait until the log holds `needle`, printing the log on timeout.
@@ -450,11 +456,36 @@ pub fn run_command(
     isolation: &[String],
     port: u16,
 ) -> Watcher {
+    let output = work.path("out.json");
+    run_command_to(work, dns, extra, mcrouter, isolation, port, &output)
+}
+
+/// `mcw run` over `router` on `port` writing `output`, which may lie outside the template's
+/// directory (deleting it then sets off no template read).
+pub fn run_router_to(
+    work: &Workdir,
+    dns: &DnsServer,
+    extra: &[&str],
+    router: &Mcrouter,
+    port: u16,
+    output: &Path,
+) -> Watcher {
+    let isolation = router.isolation(work.dir.path());
+    run_command_to(work, dns, extra, &router.path(), &isolation, port, output)
+}
+
+/// [`run_command`], writing `output`.
+pub fn run_command_to(
+    work: &Workdir,
+    dns: &DnsServer,
+    extra: &[&str],
+    mcrouter: &std::path::Path,
+    isolation: &[String],
+    port: u16,
+    output: &Path,
+) -> Watcher {
     let mut cmd = work.mcw("run", dns);
-    cmd.arg("--output")
-        .arg(work.path("out.json"))
-        .args(extra)
-        .arg("--");
+    cmd.arg("--output").arg(output).args(extra).arg("--");
     cmd.arg(mcrouter)
         .args([
             "-p",
