@@ -175,6 +175,22 @@ impl Loop {
                 Ok(None)
             }
             (Disposition::Reap, _) => self.reap(),
+            // The shell's SIGHUP and the kernel's both come when a terminal closes: mcrouter
+            // is sent SIGTERM once.
+            (
+                Disposition::HangUp,
+                Some(Mcrouter {
+                    child:
+                        Child::Stopping {
+                            then: Then::Leave, ..
+                        }
+                        | Child::Killed { .. },
+                    ..
+                }),
+            ) => {
+                tracing::debug!(signal = %name, "terminal hung up; mcrouter is stopping already");
+                Ok(None)
+            }
             (Disposition::HangUp, Some(m)) if m.child.pid().is_some() => {
                 // mcrouter has no SIGHUP handler: the terminal's signal would kill it.
                 tracing::info!(signal = %name, pid = m.child.pid(), timeout = ?m.settings.stop_timeout, "terminal hung up; stopping mcrouter");
