@@ -6,6 +6,7 @@ pub mod dns;
 pub mod http;
 pub mod placement;
 mod ports;
+pub mod probe;
 pub mod scale;
 pub use ports::free_port;
 
