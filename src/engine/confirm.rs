@@ -18,40 +18,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::Config;
+use super::{Config, ConfirmSettings, Observed};
 
 /// How many recent writes are remembered by md5, to restore what mcrouter reports running.
 const RECENT_WRITES: usize = 8;
-
-/// How a write's confirmation is paced.
-#[derive(Clone, Copy, Debug)]
-pub struct ConfirmSettings {
-    /// How long mcrouter may take to report a write's md5 before mcw says so.
-    pub timeout: Duration,
-    /// How often it is asked until then.
-    pub poll: Duration,
-    /// How often it is asked after that, until mcw can tell.
-    pub slow_poll: Duration,
-}
-
-/// mcrouter's answer to one round of questions on its admin port.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Observed {
-    /// The md5 of the config it runs (32 lowercase hex digits), or why mcw cannot tell.
-    pub running: Result<String, String>,
-    /// Its `config_failures` counter (`stats detailed`), when it gave one.
-    pub failures: Option<u64>,
-    /// Its `configs_from_disk` is not 0: it could not load the config file at startup and runs
-    /// a copy it dumped earlier, which is never mcw's config, whatever its md5.
-    pub from_disk: bool,
-}
-
-impl Observed {
-    /// The digest, when mcrouter gave one.
-    pub fn md5(&self) -> Option<&str> {
-        self.running.as_deref().ok()
-    }
-}
 
 /// What one answer or deadline tells about the awaited write.
 #[derive(Debug)]

@@ -9,8 +9,8 @@
 //! template in force and the dispatch of events; the rest is one concept per file:
 //! - [`protocol`]: the events, actions and reports, and the domain types they carry;
 //! - `queries`: each DNS question's last good answer, refresh timing, holds;
-//! - `publish`: render, validate, write, restore, repair, retry; the work in progress as an
-//!   enum;
+//! - `publish`: render, write, restore, repair, retry; the work in progress as an enum;
+//! - `validation`: `--validate`'s verdicts on the work;
 //! - `child`: when mcrouter may start (only on a config that is on disk), again after it
 //!   exited;
 //! - `confirm`: confirmation of writes with mcrouter, as a state enum;
@@ -28,6 +28,7 @@ mod protocol;
 mod publish;
 mod queries;
 mod status;
+mod validation;
 mod verdict;
 
 use std::collections::BTreeMap;
@@ -41,15 +42,25 @@ use crate::template::{Rendered, Template, TemplateError};
 
 use child::ChildPhase;
 use confirm::Confirmer;
-pub use confirm::{ConfirmSettings, Observed};
 pub use protocol::{
-    Action, Event, FailedToken, FailedTokens, Lookups, Refused, Report, StartupFailure, Wrote,
-    md5_hex,
+    Action, Event, FailedToken, FailedTokens, Lookups, Observed, Refused, Report, StartupFailure,
+    Wrote, md5_hex,
 };
 use publish::{Due, Work};
 use queries::QueryState;
 pub use queries::refresh_after;
 pub use status::{PairStatus, Status, TokenStatus};
+
+/// How a write's confirmation is paced.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfirmSettings {
+    /// How long mcrouter may take to report a write's md5 before mcw says so.
+    pub timeout: Duration,
+    /// How often it is asked until then.
+    pub poll: Duration,
+    /// How often it is asked after that, until mcw can tell.
+    pub slow_poll: Duration,
+}
 
 /// Refresh and startup settings, as `watch` and `run` share them (checked by `settings`).
 #[derive(Clone, Debug)]

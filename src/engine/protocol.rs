@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 
-use super::Observed;
 use crate::dns::{Answer, Failure, Query};
 use crate::placement::Change;
 use crate::prefix::PrefixError;
@@ -253,6 +252,25 @@ pub enum Wrote {
     Replaced,
     /// Renamed into place; the directory's fsync failed, for this reason.
     Unsynced(String),
+}
+
+/// mcrouter's answer to one round of questions on its admin port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// The md5 of the config it runs (32 lowercase hex digits), or why mcw cannot tell.
+    pub running: Result<String, String>,
+    /// Its `config_failures` counter (`stats detailed`), when it gave one.
+    pub failures: Option<u64>,
+    /// Its `configs_from_disk` is not 0: it could not load the config file at startup and runs
+    /// a copy it dumped earlier, which is never mcw's config, whatever its md5.
+    pub from_disk: bool,
+}
+
+impl Observed {
+    /// The digest, when mcrouter gave one.
+    pub fn md5(&self) -> Option<&str> {
+        self.running.as_deref().ok()
+    }
 }
 
 /// A token that has no usable answer, with the reason.

@@ -6,9 +6,9 @@
 
 use std::time::Instant;
 
-use super::confirm::{Observed, Verdict};
+use super::confirm::Verdict;
 use super::publish::Kind;
-use super::{Action, Config, Engine, Report};
+use super::{Action, Config, Engine, Observed, Report};
 
 impl Engine {
     /// Keep `config` among the recent writes and, once mcrouter runs, wait for its word.

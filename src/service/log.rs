@@ -5,7 +5,10 @@
 
 use std::path::Path;
 
+use tokio::task::JoinError;
+
 use crate::engine::Report;
+use crate::error::Error;
 use crate::placement::Share;
 
 /// One log line for `report` about the config written from `template` to `output`. With
@@ -165,6 +168,44 @@ pub(super) struct Remapped {
     pub(super) gone: bool,
     /// The share of keys the change sends elsewhere, or why mcw cannot tell.
     pub(super) remapped: Result<Share, String>,
+}
+
+impl super::Loop {
+    /// Measure the share of keys `change` remaps, on the loop when it is cheap, on a blocking
+    /// thread when it is a large Rendezvous pool's; then log and export it.
+    pub(super) fn measure(&mut self, done: Remapped, change: crate::placement::Change) {
+        if change.scores() <= crate::placement::INLINE_SCORES {
+            let remapped = change.remapped();
+            self.pool_changed(Remapped { remapped, ..done });
+        } else {
+            // A large Rendezvous pool: a quarter of a second or more of hashing.
+            self.remaps.spawn_blocking(move || Remapped {
+                remapped: change.remapped(),
+                ..done
+            });
+        }
+    }
+
+    /// A pool's change, with the share of keys it remapped: logged and exported.
+    fn pool_changed(&mut self, done: Remapped) {
+        let pair = &self.pairs[done.n].pair;
+        self.metrics
+            .remapped(&pair.output.path, &done.pool, done.gone, &done.remapped);
+        pool_changed(&done, self.named(done.n));
+    }
+
+    pub(super) fn remap_measured(
+        &mut self,
+        done: Result<Remapped, JoinError>,
+    ) -> Result<Option<u8>, Error> {
+        match done {
+            Ok(done) => self.pool_changed(done),
+            Err(e) => {
+                tracing::warn!(reason = %e, "measuring the share of keys a change remapped failed")
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// The log line of a pool's change.

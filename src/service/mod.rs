@@ -11,7 +11,9 @@
 //! - `answer`: answers to the HTTP endpoint, and readiness;
 //! - `notify`: what systemd is told (`READY=1`, `RELOADING=1`, `STATUS=`, the watchdog);
 //! - `log`: the engine's reports as log lines; the share of keys a change remaps, measured
-//!   off the loop when it is costly.
+//!   off the loop when it is costly;
+//! - `served`: one template/output pair as the loop serves it (engine, template watch);
+//! - `wake`: what the `select!` waits on besides the loop's own fields.
 //!
 //! What to do, and when, is the [`Engine`]'s decision; the child's lifecycle is
 //! [`Child`](crate::supervise::Child)'s.
@@ -21,81 +23,42 @@ mod child;
 mod log;
 mod lookups;
 mod notify;
+mod served;
 mod stderr;
 mod validator;
+mod wake;
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
-use std::task::Poll;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, sleep_until};
 
-use crate::engine::{Action, Engine, Event, Observed, Report, Wrote};
+use crate::engine::{Action, Event, Observed, Report, Wrote};
 use crate::error::Error;
 use crate::http::{self, Ask};
 use crate::mcrouter::admin;
 use crate::metrics::{self, Metrics};
 use crate::output::Written;
 use crate::resolve::Dns;
-use crate::settings::{self, Pair, Run, Service};
+use crate::settings::{Run, Service};
 use crate::supervise::signals::{self, Mode, Signals};
 use crate::supervise::socket::Held;
 use crate::template::Template;
-use crate::template_watch::TemplateWatcher;
 
 use child::Mcrouter;
 use log::Remapped;
 use lookups::InFlight;
 use notify::Notifier;
-
-/// How long the template directory must be quiet before a change is read.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+use served::Served;
+use wake::{first_change, next, tick};
 
 /// Serve `service` (and, in `run` mode, supervise mcrouter as `run` says) until stopped
 /// (`watch`) or until mcrouter exits (`run`); returns the exit code.
 pub async fn serve(service: Service, run: Option<Run>) -> Result<u8, Error> {
     Loop::new(service, run)?.serve().await
-}
-
-/// One template/output pair as the loop serves it: its own engine (template in force, last
-/// good answers, what was written) and its own template watch.
-struct Served {
-    pair: Pair,
-    engine: Engine,
-    watcher: TemplateWatcher,
-}
-
-impl Served {
-    /// Pair `n` of `s`: its template read and checked, leftovers beside its output removed,
-    /// its template watched.
-    fn new(s: &Service, run: Option<&Run>, n: usize) -> Result<Served, Error> {
-        let p = &s.pairs[n];
-        let text = Template::read(&p.template)?;
-        let settings = settings::engine(s, run, &p.template);
-        let now = Instant::now().into_std();
-        let engine = Engine::new(settings, text, now, seed() ^ n as u64)?;
-        for left in p.output.remove_leftovers() {
-            tracing::info!(path = %left.display(), "removed a temp file left by an earlier run");
-        }
-        let watcher =
-            TemplateWatcher::new(&p.template, DEBOUNCE, s.template_poll).map_err(|source| {
-                Error::Setup {
-                    what: "the template watch",
-                    source,
-                }
-            })?;
-        Ok(Served {
-            pair: p.clone(),
-            engine,
-            watcher,
-        })
-    }
 }
 
 /// Everything the loop owns.
@@ -338,7 +301,7 @@ impl Loop {
                 change,
                 gone,
             }) => {
-                let mut done = Remapped {
+                let change_of = Remapped {
                     n,
                     pool,
                     added,
@@ -347,16 +310,7 @@ impl Loop {
                     gone,
                     remapped: Err(String::new()),
                 };
-                if change.scores() <= crate::placement::INLINE_SCORES {
-                    done.remapped = change.remapped();
-                    self.pool_changed(done);
-                } else {
-                    // A large Rendezvous pool: a quarter of a second or more of hashing.
-                    self.remaps.spawn_blocking(move || Remapped {
-                        remapped: change.remapped(),
-                        ..done
-                    });
-                }
+                self.measure(change_of, change);
                 None
             }
             Action::Report(report) => {
@@ -365,24 +319,6 @@ impl Loop {
                 None
             }
         })
-    }
-
-    /// A pool's change, with the share of keys it remapped: logged and exported.
-    fn pool_changed(&mut self, done: Remapped) {
-        let pair = &self.pairs[done.n].pair;
-        self.metrics
-            .remapped(&pair.output.path, &done.pool, done.gone, &done.remapped);
-        log::pool_changed(&done, self.named(done.n));
-    }
-
-    fn remap_measured(&mut self, done: Result<Remapped, JoinError>) -> Result<Option<u8>, Error> {
-        match done {
-            Ok(done) => self.pool_changed(done),
-            Err(e) => {
-                tracing::warn!(reason = %e, "measuring the share of keys a change remapped failed")
-            }
-        }
-        Ok(None)
     }
 
     /// Pair `n`'s output when there are several pairs, so messages about one config name it;
@@ -432,61 +368,6 @@ impl Loop {
     }
 }
 
-/// The index of the first pair whose template may have changed. Cancellation-safe, as each
-/// watcher's `changed` is.
-async fn first_change(pairs: &mut [Served]) -> usize {
-    let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = pairs
-        .iter_mut()
-        .map(|p| Box::pin(p.watcher.changed()) as Pin<Box<dyn Future<Output = ()> + Send>>)
-        .collect();
-    std::future::poll_fn(|cx| {
-        let ready = waits
-            .iter_mut()
-            .position(|w| w.as_mut().poll(cx).is_ready());
-        ready.map_or(Poll::Pending, Poll::Ready)
-    })
-    .await
-}
-
-/// What a channel the loop may have (the HTTP endpoint's questions, what mcrouter's log tells)
-/// brings next; never, without one, or once it is closed.
-async fn next<T, R: Receive<T>>(rx: &mut Option<R>) -> Option<T> {
-    let Some(rx) = rx else {
-        return std::future::pending().await;
-    };
-    match rx.receive().await {
-        Some(item) => Some(item),
-        None => std::future::pending().await,
-    }
-}
-
-/// tokio's bounded and unbounded receivers alike.
-trait Receive<T> {
-    async fn receive(&mut self) -> Option<T>;
-}
-
-impl<T> Receive<T> for mpsc::Receiver<T> {
-    async fn receive(&mut self) -> Option<T> {
-        self.recv().await
-    }
-}
-
-impl<T> Receive<T> for mpsc::UnboundedReceiver<T> {
-    async fn receive(&mut self) -> Option<T> {
-        self.recv().await
-    }
-}
-
-/// The next tick of the watchdog's interval; never, without one.
-async fn tick(interval: &mut Option<tokio::time::Interval>) {
-    match interval {
-        Some(i) => {
-            i.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
 /// What the output's write did, in the engine's words.
 fn wrote(written: Written) -> Wrote {
     match written {
@@ -494,12 +375,4 @@ fn wrote(written: Written) -> Wrote {
         Written::Replaced => Wrote::Replaced,
         Written::Unsynced(reason) => Wrote::Unsynced(reason),
     }
-}
-
-/// Seed of the refresh jitter: differs between processes and starts.
-fn seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-        ^ u64::from(std::process::id()).rotate_left(32)
 }
