@@ -61,6 +61,7 @@ fn large_rendezvous_change() {
             hold_removed: Duration::ZERO,
         },
         supervision: None,
+        warm_up: None,
     };
     let now = Instant::now();
     let mut engine = Engine::new(settings, template.into(), now, 1).unwrap();

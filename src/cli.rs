@@ -243,6 +243,15 @@ pub struct ServiceArgs {
     /// 0.0.0.0:9442). Off by default.
     #[arg(long, env = "MCW_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Warm up a changed pool for this long: keys whose server changed are read from the new
+    /// servers and, on a miss, from the old ones (copied over), between two brackets that keep
+    /// replicas consistent; then the plain config. Off by default.
+    #[arg(long, env = "MCW_WARM_UP", value_name = "DURATION", value_parser = parse_duration)]
+    pub warm_up: Option<Duration>,
+    /// With --warm-up: the expiry of the copies a read makes from the old servers (also the
+    /// most a value can outlive the TTL it was written with). Longer than --warm-up.
+    #[arg(long, env = "MCW_WARM_UP_TTL", value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub warm_up_ttl: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -123,6 +123,10 @@ pub enum UsageError {
         "mcw run takes one --template and one --output, not {0}: mcrouter reads a single config file (-f); use mcw watch for several configs, or one mcw run per mcrouter"
     )]
     RunOnePair(usize),
+    #[error(
+        "--warm-up-ttl {ttl:?} must be longer than --warm-up {duration:?}: a copy that expires with the warm-up only puts the misses off"
+    )]
+    WarmUpTtl { duration: Duration, ttl: Duration },
 }
 
 /// A template the engine refused at start: one that does not parse is a failure (exit 1), one

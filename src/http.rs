@@ -305,5 +305,12 @@ fn pair_json(pair: &crate::engine::PairStatus) -> serde_json::Value {
         "seconds_since_write": secs(status.since_write),
         "tokens": tokens,
         "pools": status.pools,
+        "warm_up": status.warm_up.as_ref().map(|w| json!({
+            "phase": w.phase,
+            "seconds_left": secs(w.left),
+            "pools": w.pools.iter().map(|p| json!({
+                "pool": p.pool, "slots_of": p.side, "slots": p.slots,
+            })).collect::<Vec<_>>(),
+        })),
     })
 }

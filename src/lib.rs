@@ -18,12 +18,15 @@
 //!   the standalone exporter's names.
 //! - [`mcrouter`]: talking to mcrouter on its admin port: the md5 it runs and its failed
 //!   reloads, its stats.
+//! - [`memcached`]: whether memcached servers answer (before a warm-up).
 //! - [`engine`]: the long-running core as a state machine without I/O — events in (lookup
 //!   results, template text, write outcomes, validator verdicts, mcrouter's answers, ticks with
 //!   `now`), actions out (look up, read, write, validate, ask, start the child, give up,
 //!   report).
 //! - [`output`]: atomic write-if-changed of the rendered file against the disk, candidates,
 //!   leftovers (the only writer).
+//! - [`warmup`]: `--warm-up`: which slots of a changed pool are warmed, and the configs of the
+//!   phases, built from mcrouter's own routes (pure).
 //! - [`template_watch`]: the notify watch of the template's directories (inotify, or polling).
 //! - [`supervise`]: mcrouter's lifecycle ([`supervise::Child`]), argument vetting, the signal
 //!   table and stream, the only `waitpid`.
@@ -48,6 +51,7 @@ pub mod fsx;
 pub mod http;
 pub mod logging;
 pub mod mcrouter;
+pub mod memcached;
 pub mod metrics;
 pub mod output;
 pub mod placement;
@@ -58,3 +62,4 @@ pub mod settings;
 pub mod supervise;
 pub mod template;
 pub mod template_watch;
+pub mod warmup;

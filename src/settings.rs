@@ -49,6 +49,8 @@ pub struct Service {
     pub template_poll: Option<Duration>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--warm-up` and `--warm-up-ttl`, when on.
+    pub warm_up: Option<(Duration, Duration)>,
 }
 
 /// What `run` adds: mcrouter's command and what mcw read from it, and how to supervise it.
@@ -141,7 +143,22 @@ pub fn service(args: &ServiceArgs) -> Result<Service, Error> {
         },
         template_poll,
         metrics_listen: args.metrics_listen,
+        warm_up: warm_up(args)?,
     })
+}
+
+/// `--warm-up` and its copies' expiry, which must outlast it (a copy that expires with the
+/// warm-up only puts the misses off).
+fn warm_up(args: &ServiceArgs) -> Result<Option<(Duration, Duration)>, UsageError> {
+    let Some(duration) = args.warm_up else {
+        return Ok(None);
+    };
+    let duration = bounded("--warm-up", duration, Duration::from_secs(1))?;
+    let ttl = bounded("--warm-up-ttl", args.warm_up_ttl, Duration::from_secs(1))?;
+    if ttl <= duration {
+        return Err(UsageError::WarmUpTtl { duration, ttl });
+    }
+    Ok(Some((duration, ttl)))
 }
 
 /// Settings of `run`: mcrouter's command vetted, its routing prefix normalised.
@@ -294,10 +311,24 @@ fn pairs(args: &ServiceArgs) -> Result<Vec<Pair>, Error> {
 /// The engine's settings for the pair whose template is `template`: the service's refresh
 /// settings and, in `run` mode, what supervising mcrouter takes.
 pub fn engine(service: &Service, run: Option<&Run>, template: &Path) -> engine::Settings {
+    let warm_up = service.warm_up.map(|(duration, copy_ttl)| {
+        // Two replicas reload one change apart by their DNS refresh (the engine adds the
+        // token's), one lookup with its retries, and mcrouter's reload window: the command's
+        // in `run`, mcrouter's default (3 × 1 s) in `watch`, which cannot see it.
+        let dns = &service.dns;
+        let lookup = dns.timeout.saturating_mul(dns.retries as u32 + 1);
+        let reload = run.map_or(Duration::from_secs(3), |r| reload_window(&r.launch));
+        engine::WarmUpSettings {
+            duration,
+            copy_ttl,
+            allowance: lookup + reload,
+        }
+    });
     engine::Settings {
         template: template.to_path_buf(),
         refresh: service.refresh.clone(),
         supervision: run.map(|r| r.supervision.clone()),
+        warm_up,
     }
 }
 

@@ -9,14 +9,49 @@ use super::render_once;
 use crate::cli::{DiffArgs, Format};
 use crate::error::Error;
 use crate::placement::{self, Pool};
-use crate::template::Template;
 use crate::template::pools::pools_of;
+use crate::template::{Rendered, Template};
+use crate::warmup::{self, Plan};
+
+/// What `--warm-up` would make of the change from the config on disk (its pools `was`) to
+/// `rendered`, probing the old servers as a warm-up would.
+async fn warm_up_plan(
+    on_disk: &[u8],
+    was: &std::collections::BTreeMap<String, Pool>,
+    rendered: &Rendered,
+) -> Plan {
+    let before = Rendered {
+        bytes: on_disk.to_vec(),
+        pools: was.clone(),
+        notes: Vec::new(),
+    };
+    let alive = crate::memcached::answering(warmup::old_servers(&before, rendered)).await;
+    warmup::plan(&before, rendered, &alive)
+}
+
+/// The warm-up of pool `label`, from `plan`.
+fn warm_of(plan: &Plan, label: &str) -> Option<Result<(&'static str, Vec<usize>), String>> {
+    if let Some(p) = plan.pools.iter().find(|p| p.pool == label) {
+        return Some(match p.warmed() {
+            slots if slots.is_empty() => {
+                Err("none of its changed slots' old servers answered".into())
+            }
+            slots => Ok((p.side(), slots)),
+        });
+    }
+    plan.skipped
+        .iter()
+        .find(|(pool, _)| pool == label)
+        .map(|(_, why)| Err(why.clone()))
+}
 
 /// One pool's difference between the config on disk and a fresh render.
 struct PoolDiff {
     label: String,
     before: Option<Pool>,
     after: Option<Pool>,
+    /// What `--warm-up` would do: the slots it would warm (and whose), or why not.
+    warm: Option<Result<(&'static str, Vec<usize>), String>>,
 }
 
 impl PoolDiff {
@@ -55,6 +90,11 @@ impl PoolDiff {
             "moved": moved,
             "remapped": remapped,
             "remapped_unknown": why,
+            "warm_up": match &self.warm {
+                Some(Ok((side, slots))) => serde_json::json!({"slots_of": side, "slots": slots}),
+                Some(Err(why)) => serde_json::json!({"skipped": why}),
+                None => serde_json::Value::Null,
+            },
         })
     }
 
@@ -85,6 +125,18 @@ impl PoolDiff {
         for (s, from, to) in placement::moved(old, new) {
             let _ = writeln!(out, "  ~ {s}  (slot {from} -> {to})");
         }
+        match &self.warm {
+            Some(Ok((side, slots))) => {
+                let _ = writeln!(
+                    out,
+                    "  with --warm-up: {side} slots {slots:?} would be warmed"
+                );
+            }
+            Some(Err(why)) => {
+                let _ = writeln!(out, "  with --warm-up: not warmed ({why})");
+            }
+            None => {}
+        }
     }
 }
 
@@ -108,13 +160,22 @@ pub async fn diff(args: &DiffArgs) -> Result<u8, Error> {
     let rendered = render_once(path, &template, &args.dns).await?;
     let differs = on_disk != rendered.bytes;
 
-    let (mut was, mut is) = (pools_of(&before), rendered.pools);
+    // A config in a warm-up holds mcw's own pools beside the template's: they are not the
+    // template's, and the warm-up's plain config is what the render is compared with.
+    let mut was = pools_of(&before);
+    let in_warm_up = was
+        .keys()
+        .any(|l| l.ends_with(warmup::routes::OLD_POOL_SUFFIX));
+    was.retain(|l, _| !l.ends_with(warmup::routes::OLD_POOL_SUFFIX));
+    let warm = warm_up_plan(&on_disk, &was, &rendered).await;
+    let mut is = rendered.pools;
     let labels: std::collections::BTreeSet<String> = was.keys().chain(is.keys()).cloned().collect();
     let changed: Vec<PoolDiff> = labels
         .into_iter()
         .map(|label| PoolDiff {
             before: was.remove(&label),
             after: is.remove(&label),
+            warm: warm_of(&warm, &label),
             label,
         })
         .filter(|d| d.before != d.after)
@@ -128,6 +189,7 @@ pub async fn diff(args: &DiffArgs) -> Result<u8, Error> {
                 "template": path.display().to_string(),
                 "changed": differs,
                 "outside_pools": outside,
+                "in_warm_up": in_warm_up,
                 "pools": changed.iter().map(PoolDiff::to_json).collect::<Vec<_>>(),
             });
             format!("{report:#}\n")
@@ -136,6 +198,9 @@ pub async fn diff(args: &DiffArgs) -> Result<u8, Error> {
             let mut out = String::new();
             for d in &changed {
                 d.to_text(&mut out);
+            }
+            if in_warm_up {
+                out.push_str("the config on disk is in a warm-up (mcw's own pools are left out)\n");
             }
             if outside {
                 out.push_str("the config differs outside the pools' server lists\n");

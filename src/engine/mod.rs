@@ -30,6 +30,7 @@ mod queries;
 mod status;
 mod validation;
 mod verdict;
+mod warm;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ use publish::{Due, Work};
 use queries::QueryState;
 pub use queries::refresh_after;
 pub use status::{PairStatus, Status, TokenStatus};
+use warm::Warming;
+pub use warm::{WarmStatus, WarmUpSettings, WarmedPool};
 
 /// How a write's confirmation is paced.
 #[derive(Clone, Copy, Debug)]
@@ -93,6 +96,8 @@ pub struct Settings {
     pub refresh: Refresh,
     /// `run` mode; `None` in `watch`.
     pub supervision: Option<Supervision>,
+    /// `--warm-up`; `None`: off.
+    pub warm_up: Option<WarmUpSettings>,
 }
 
 /// A config mcw wrote, or is about to.
@@ -137,6 +142,13 @@ pub struct Engine {
     last_render: Option<Instant>,
     last_write: Option<Instant>,
     confirm: Option<Confirmer>,
+    warm: Warming,
+    /// md5 of a render whose warm-up was abandoned: written plainly, not warmed again (until
+    /// SIGHUP).
+    no_warm: Option<String>,
+    /// The config the next render's pool changes are told from (a warm-up's start), when not
+    /// the one in force.
+    report_from: Option<Arc<Rendered>>,
     rng: u64,
     out: Vec<Action>,
 }
@@ -183,6 +195,9 @@ impl Engine {
             last_render: None,
             last_write: None,
             confirm,
+            warm: Warming::Off,
+            no_warm: None,
+            report_from: None,
             rng: seed | 1,
             out,
         })
@@ -202,7 +217,8 @@ impl Engine {
             Event::ChildExited => self.child_exited(),
             Event::Restart => self.restart(),
             Event::Running(answer) => self.running(answer, now),
-            Event::LoadFailed(reason) => self.load_failed(reason),
+            Event::LoadFailed(reason) => self.load_failed(reason, now),
+            Event::Probed(alive) => self.probed(alive, now),
         }
         self.publish(now);
         self.start_if_waiting();
@@ -240,6 +256,7 @@ impl Engine {
             .chain(startup)
             .chain(confirm)
             .chain(self.child.next_wake())
+            .chain(self.warm_wake())
             .fold(self.template_due, Instant::min)
     }
 
@@ -266,6 +283,7 @@ impl Engine {
         self.validation_timed_out(now);
         self.child_tick(now);
         self.confirm_tick(now);
+        self.warm_tick(now);
     }
 
     /// SIGHUP: re-read the template, re-resolve every token, compare the output on disk, and
@@ -273,6 +291,7 @@ impl Engine {
     /// hand on mcrouter's side: the operator asks to try again).
     fn refresh(&mut self) {
         self.rejected = None;
+        self.no_warm = None;
         self.due.disk_check = true;
         // Bytes blocked until now may be what the last good answers render.
         self.due.render = true;

@@ -4,13 +4,14 @@
 //! Owns the vocabulary only; what each event does is the engine's, performing an action is
 //! the event loop's, and turning a report into a log line or a metric is theirs too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use md5::{Digest, Md5};
 
+use super::WarmedPool;
 use crate::dns::{Answer, Failure, Query};
 use crate::placement::Change;
 use crate::prefix::PrefixError;
@@ -54,6 +55,8 @@ pub enum Event {
     Running(Observed),
     /// mcrouter's log said a config failed to load, and why.
     LoadFailed(String),
+    /// Which of the servers an [`Action::Probe`] named answered.
+    Probed(HashSet<String>),
 }
 
 /// What to do, returned to the caller.
@@ -84,6 +87,9 @@ pub enum Action {
     StartChild { bytes: Vec<u8> },
     /// Give up: no config could be written before the startup timeout.
     GiveUp(StartupFailure),
+    /// Ask these memcached servers (`host:port[:…]` as the config lists them) whether they
+    /// answer, briefly; feed back [`Event::Probed`] with those that did.
+    Probe { servers: Vec<String> },
     /// Tell the operator (and, later, the metrics).
     Report(Report),
 }
@@ -241,6 +247,41 @@ pub enum Report {
     /// `md5` was renamed over itself.
     Reoffered {
         md5: String,
+    },
+    /// A change of these pools' servers is warmed up, its slots through mcrouter's warm-up
+    /// routes, in three phases; the other changed pools change plainly (why: `skipped`).
+    WarmUpStarted {
+        pools: Vec<WarmedPool>,
+        skipped: Vec<(String, String)>,
+        bracket: Duration,
+        duration: Duration,
+    },
+    /// A phase's config was written.
+    WarmUpPhase {
+        phase: &'static str,
+        generation: u64,
+        md5: String,
+    },
+    /// mcrouter runs a phase's config (or could not tell by the deadline): it lasts `lasts`.
+    WarmUpTimer {
+        phase: &'static str,
+        lasts: Duration,
+    },
+    /// A change of pools' servers is written plainly: none of them could be warmed.
+    WarmUpSkipped {
+        skipped: Vec<(String, String)>,
+    },
+    /// The warm-up is over: the plain config follows.
+    WarmUpFinished {
+        pools: Vec<String>,
+    },
+    /// The warm-up ended early (a phase's config was rejected): the plain config follows.
+    WarmUpAbandoned {
+        reason: String,
+    },
+    /// A change came during a warm-up: it waits for the end.
+    WarmUpDeferring {
+        phase: &'static str,
     },
 }
 

@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::{Action, Config, Engine, Report, Startup, Wrote, md5_hex};
 use crate::placement;
 use crate::template::{self, Rendered};
+use crate::warmup::Phase;
 
 /// Why a config is being written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub(super) enum Kind {
     /// The config in force, renamed over itself so that mcrouter reads it again: it failed a
     /// load that may have been of an earlier write (see `confirm`).
     Reoffer,
+    /// The config of a warm-up's phase (`--warm-up`).
+    Phase(Phase),
 }
 
 /// What is being done to the output: at most one validation or write at a time.
@@ -34,6 +37,7 @@ pub(super) enum Work {
     Idle,
     Validating {
         config: Config,
+        kind: Kind,
         deadline: Instant,
     },
     Writing {
@@ -59,6 +63,8 @@ pub(super) enum Retry {
     Repair,
     /// Rename the config in force over itself again.
     Reoffer,
+    /// Write this phase's config again.
+    Phase(Config, Phase),
 }
 
 impl Retry {
@@ -68,6 +74,7 @@ impl Retry {
             Kind::Restore => Retry::Restore(config),
             Kind::Repair => Retry::Repair,
             Kind::Reoffer => Retry::Reoffer,
+            Kind::Phase(phase) => Retry::Phase(config, phase),
         }
     }
 }
@@ -91,7 +98,11 @@ impl Engine {
         if !matches!(self.work, Work::Idle) {
             return;
         }
-        if !self.due.render {
+        // A change that comes during a warm-up waits for it to end.
+        if self.due.render && self.warming() {
+            self.note_waiting();
+        }
+        if !self.due.render || self.warming() {
             return self.repair_if_due();
         }
         self.due.render = false;
@@ -130,16 +141,25 @@ impl Engine {
             md5,
             rendered: Arc::new(rendered),
         };
+        if !self.warm_up(&config, now) {
+            self.submit(config, Kind::Render, now);
+        }
+    }
+
+    /// Validate `config` (with `--validate`), then write it; or write it at once.
+    pub(super) fn submit(&mut self, config: Config, kind: Kind, now: Instant) {
         match self.s.supervision.as_ref().and_then(|s| s.validate_timeout) {
             Some(limit) => {
                 let bytes = config.rendered.bytes.clone();
+                let generation = config.generation;
                 self.work = Work::Validating {
                     config,
+                    kind,
                     deadline: now + limit,
                 };
                 self.out.push(Action::Validate { generation, bytes });
             }
-            None => self.write(config, Kind::Render),
+            None => self.write(config, kind),
         }
     }
 
@@ -187,6 +207,7 @@ impl Engine {
             (Retry::Restore(config), _) => self.restore(config),
             (Retry::Repair, Some(current)) => self.write(current, Kind::Repair),
             (Retry::Reoffer, Some(current)) => self.write(current, Kind::Reoffer),
+            (Retry::Phase(config, phase), _) => self.write(config, Kind::Phase(phase)),
             (Retry::Repair | Retry::Reoffer, None) => {}
         }
     }
@@ -221,7 +242,8 @@ impl Engine {
         let md5 = config.md5.clone();
         let report = match (kind, written) {
             (Kind::Render, true) => {
-                self.report_pool_changes(&config.rendered);
+                let from = self.report_from.take();
+                self.report_pool_changes(from, &config.rendered);
                 for note in &config.rendered.notes {
                     let note = note.clone();
                     self.out.push(Action::Report(Report::RenderNote { note }));
@@ -236,11 +258,16 @@ impl Engine {
             }
             (Kind::Render, false) => Some(Report::AlreadyOnDisk { md5: md5.clone() }),
             (Kind::Restore, true) => {
-                self.report_pool_changes(&config.rendered);
+                self.report_pool_changes(None, &config.rendered);
                 Some(Report::Restored { md5: md5.clone() })
             }
             (Kind::Repair, true) => Some(Report::Repaired { md5: md5.clone() }),
             (Kind::Reoffer, _) => Some(Report::Reoffered { md5: md5.clone() }),
+            (Kind::Phase(phase), _) => Some(Report::WarmUpPhase {
+                phase: phase.name(),
+                generation,
+                md5: md5.clone(),
+            }),
             // The file already held these bytes: nothing happened worth telling.
             (Kind::Restore | Kind::Repair, false) => None,
         };
@@ -260,6 +287,10 @@ impl Engine {
             Kind::Repair => {}
             Kind::Reoffer => self.reoffered(now),
             Kind::Render | Kind::Restore => self.remember(config, now),
+            Kind::Phase(_) => {
+                self.remember(config, now);
+                self.phase_written(now);
+            }
         }
         // Lookups that finished meanwhile left a render due: the next publish catches up.
     }
@@ -279,6 +310,7 @@ impl Engine {
                 Retry::Restore(_) => "restore",
                 Retry::Repair => "repair",
                 Retry::Reoffer => "reoffer",
+                Retry::Phase(..) => "warm-up phase",
             }),
             _ => None,
         }
@@ -324,10 +356,12 @@ impl Engine {
         }
     }
 
-    /// One report per pool whose servers changed: `+added -removed`, with both lists for the
-    /// share of keys it remaps (measured by the caller, off the loop when it is costly).
-    fn report_pool_changes(&mut self, after: &Rendered) {
-        let Some(before) = self.current.as_ref().map(|c| c.rendered.clone()) else {
+    /// One report per pool whose servers changed since `from` (by default the config in
+    /// force): `+added -removed`, with both lists for the share of keys it remaps (measured
+    /// by the caller, off the loop when it is costly).
+    fn report_pool_changes(&mut self, from: Option<Arc<Rendered>>, after: &Rendered) {
+        let Some(before) = from.or_else(|| self.current.as_ref().map(|c| c.rendered.clone()))
+        else {
             return;
         };
         let labels: BTreeSet<&String> = before.pools.keys().chain(after.pools.keys()).collect();

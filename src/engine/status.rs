@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{Confirmer, Engine, Observed};
+use super::{Confirmer, Engine, Observed, WarmStatus};
 use crate::dns::{Answer, Failure};
 use crate::template;
 
@@ -39,8 +39,10 @@ pub struct Status {
     /// `starting`, `running`, `down`); `None` in `watch`.
     pub child: Option<&'static str>,
     /// A failed write waits to be tried again: what it was (`render`, `restore`, `repair`,
-    /// `reoffer`).
+    /// `reoffer`, `warm-up phase`).
     pub retrying: Option<&'static str>,
+    /// A warm-up under way (`--warm-up`).
+    pub warm_up: Option<WarmStatus>,
 }
 
 /// One token's state.
@@ -156,6 +158,7 @@ impl Engine {
             since_write: since(self.last_write),
             child: self.s.supervision.as_ref().map(|_| self.child_phase()),
             retrying: self.retrying(),
+            warm_up: self.warm_status(now),
         }
     }
 }

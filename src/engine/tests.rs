@@ -25,6 +25,7 @@ fn settings() -> Settings {
             hold_removed: Duration::ZERO,
         },
         supervision: None,
+        warm_up: None,
     }
 }
 
@@ -1173,4 +1174,246 @@ fn a_down_mcrouter_is_started_only_on_restart_and_on_the_latest_config() {
     let b = r.next_write("10.0.0.2", 2);
     assert_eq!(r.engine.status(r.now).child, Some("down"));
     assert_eq!(r.act(Event::Restart), [Action::StartChild { bytes: b }]);
+}
+
+const WARM: Duration = Duration::from_secs(30);
+
+/// `watch` with `--warm-up 30s` (allowance 1 s).
+fn warm_settings() -> Settings {
+    Settings {
+        warm_up: Some(WarmUpSettings {
+            duration: WARM,
+            copy_ttl: Duration::from_secs(900),
+            allowance: Duration::from_secs(1),
+        }),
+        ..settings()
+    }
+}
+
+/// The actions' write, with its generation and bytes.
+fn the_write(actions: &[Action]) -> (u64, Vec<u8>) {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Write {
+                generation, bytes, ..
+            } => Some((*generation, bytes.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no write in {actions:?}"))
+}
+
+/// Tick at every wake until a write comes (the periodic template reads are left unanswered).
+fn tick_to_write(r: &mut Run) -> Vec<Action> {
+    for _ in 0..10 {
+        r.now = r.engine.next_wake();
+        let actions = r.feed(Event::Tick);
+        if actions.iter().any(|a| matches!(a, Action::Write { .. })) {
+            return actions;
+        }
+    }
+    panic!("no write came")
+}
+
+/// A growth of the pool under `--warm-up`: the first bracket, the warm-up and the last bracket,
+/// each lasting from its write (nothing confirms in `watch`), then the plain config, byte for
+/// byte the render without warm-up, its pool change told from the start.
+#[test]
+fn a_changed_pool_goes_through_three_phases_then_the_plain_config() {
+    let mut r = Run::new(warm_settings());
+    r.first_write("10.0.0.1");
+    r.now += Duration::from_secs(34);
+    r.act(Event::Tick);
+    let started = r.feed(addrs(&["10.0.0.1", "10.0.0.2"]));
+    assert!(
+        matches!(&reports(&started)[..], [Report::Rendered { .. }, Report::WarmUpStarted { pools, .. }] if pools[0].slots == [1]),
+        "{started:?}"
+    );
+    let (generation, first) = the_write(&started);
+    assert!(String::from_utf8_lossy(&first).contains("a.mcw-route"));
+    let timer = r.feed(Event::Wrote {
+        generation,
+        result: Ok(Wrote::Replaced),
+    });
+    // The bracket: the token's longest refresh (TTL 30 s, +10 %) and the allowance.
+    let bracket = Duration::from_secs(33) + Duration::from_secs(1);
+    assert!(
+        reports(&timer).contains(&&Report::WarmUpTimer {
+            phase: "first_bracket",
+            lasts: bracket
+        }),
+        "{timer:?}"
+    );
+    assert_eq!(
+        r.engine.status(r.now).warm_up.map(|w| w.phase),
+        Some("first_bracket")
+    );
+    let mut phases = vec![first];
+    for (phase, lasts) in [("warm_up", WARM), ("last_bracket", bracket)] {
+        let next = tick_to_write(&mut r);
+        let (generation, bytes) = the_write(&next);
+        let ran = r.feed(Event::Wrote {
+            generation,
+            result: Ok(Wrote::Replaced),
+        });
+        assert!(
+            reports(&ran).contains(&&Report::WarmUpTimer { phase, lasts }),
+            "{ran:?}"
+        );
+        phases.push(bytes);
+    }
+    let last = tick_to_write(&mut r);
+    assert!(
+        reports(&last)
+            .iter()
+            .any(|r| matches!(r, Report::WarmUpFinished { .. })),
+        "{last:?}"
+    );
+    let (generation, plain) = the_write(&last);
+    let done = r.feed(Event::Wrote {
+        generation,
+        result: Ok(Wrote::Replaced),
+    });
+    assert!(
+        matches!(&reports(&done)[..], [Report::PoolChanged { added, .. }, Report::Wrote { .. }] if added == &["10.0.0.2:11211"]),
+        "{done:?}"
+    );
+    // The plain config is exactly what a render without warm-up writes.
+    let mut without = Run::new(settings());
+    without.first_write("10.0.0.1");
+    without.now += Duration::from_secs(34);
+    without.act(Event::Tick);
+    assert_eq!(
+        the_write(&without.feed(addrs(&["10.0.0.1", "10.0.0.2"]))).1,
+        plain
+    );
+    assert_eq!(
+        phases
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        3
+    );
+    assert!(r.engine.status(r.now).warm_up.is_none());
+}
+
+/// A change during a warm-up waits for its end (said once), then gets a warm-up of its own.
+#[test]
+fn a_change_during_a_warm_up_waits_for_its_end() {
+    let mut r = Run::new(warm_settings());
+    r.first_write("10.0.0.1");
+    r.now += Duration::from_secs(34);
+    r.act(Event::Tick);
+    let (generation, _) = the_write(&r.feed(addrs(&["10.0.0.1", "10.0.0.2"])));
+    r.feed(Event::Wrote {
+        generation,
+        result: Ok(Wrote::Replaced),
+    });
+    // DNS changes again meanwhile: nothing is written; it is said once.
+    r.now += Duration::from_secs(2);
+    let waiting = r.feed(addrs(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]));
+    assert_eq!(writes(&waiting), 0, "{waiting:?}");
+    assert!(matches!(
+        reports(&waiting)[..],
+        [Report::WarmUpDeferring {
+            phase: "first_bracket"
+        }]
+    ));
+    // Through to the end of the first warm-up.
+    for _ in 0..3 {
+        let (generation, _) = the_write(&tick_to_write(&mut r));
+        r.feed(Event::Wrote {
+            generation,
+            result: Ok(Wrote::Replaced),
+        });
+    }
+    // The next change starts at once, as a warm-up of its own from the plain config.
+    assert!(
+        r.engine
+            .status(r.now)
+            .warm_up
+            .is_some_and(|w| w.phase == "first_bracket")
+    );
+}
+
+/// A pod that moved to a new IP whose old address does not answer is not warmed from: the
+/// change is written plainly, and said why.
+#[test]
+fn an_old_server_that_does_not_answer_is_not_warmed_from() {
+    let mut r = Run::new(warm_settings());
+    r.first_write("10.0.0.1");
+    r.now += Duration::from_secs(34);
+    r.act(Event::Tick);
+    let probe = r.feed(addrs(&["10.0.0.9"]));
+    assert!(
+        probe.contains(&Action::Probe {
+            servers: vec!["10.0.0.1:11211".into()]
+        }),
+        "{probe:?}"
+    );
+    let plain = r.feed(Event::Probed(Default::default()));
+    assert!(
+        matches!(&reports(&plain)[..], [Report::WarmUpSkipped { skipped }] if skipped[0].1.contains("answered")),
+        "{plain:?}"
+    );
+    assert!(!String::from_utf8_lossy(&the_write(&plain).1).contains("mcw-"));
+}
+
+/// `run`: a phase runs from mcrouter's confirmation; a phase mcrouter rejects ends the
+/// warm-up, and the plain config follows without one.
+#[test]
+fn a_rejected_phase_abandons_the_warm_up_for_the_plain_config() {
+    let mut s = warm_settings();
+    s.supervision = run_settings().supervision;
+    let mut r = Run::new(s);
+    let a = r.confirmed_start("10.0.0.1");
+    r.now += Duration::from_secs(34);
+    r.act(Event::Tick);
+    let (generation, first) = the_write(&r.feed(addrs(&["10.0.0.1", "10.0.0.2"])));
+    let written = r.feed(Event::Wrote {
+        generation,
+        result: Ok(Wrote::Replaced),
+    });
+    assert!(
+        !reports(&written)
+            .iter()
+            .any(|r| matches!(r, Report::WarmUpTimer { .. })),
+        "the phase waits for mcrouter's word: {written:?}"
+    );
+    r.act(Event::Tick);
+    let ran = r.feed(runs(&first, 0));
+    assert!(reports(&ran).iter().any(|r| matches!(
+        r,
+        Report::WarmUpTimer {
+            phase: "first_bracket",
+            ..
+        }
+    )));
+    // The next phase is rejected: A, which mcrouter runs, is written back, the warm-up ends.
+    let (generation, second) = the_write(&tick_to_write(&mut r));
+    r.feed(Event::Wrote {
+        generation,
+        result: Ok(Wrote::Replaced),
+    });
+    r.act(Event::Tick);
+    let rejected = r.feed(runs(&first, 1));
+    assert!(
+        reports(&rejected)
+            .iter()
+            .any(|r| matches!(r, Report::WarmUpAbandoned { .. })),
+        "{rejected:?}"
+    );
+    let (generation, restored) = the_write(&rejected);
+    assert_eq!(restored, first);
+    assert_ne!(restored, second);
+    let plain = r.feed(Event::Wrote {
+        generation,
+        result: Ok(Wrote::Replaced),
+    });
+    let (_, bytes) = the_write(&plain);
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("mcw-"),
+        "{plain:?}"
+    );
+    let _ = a;
 }

@@ -16,13 +16,10 @@ impl Engine {
         }
         match result {
             Ok(()) => {
-                if let Work::Validating { config, .. } =
+                if let Work::Validating { config, kind, .. } =
                     std::mem::replace(&mut self.work, Work::Idle)
                 {
-                    self.work = Work::Writing {
-                        config,
-                        kind: Kind::Render,
-                    };
+                    self.work = Work::Writing { config, kind };
                 }
                 self.out.push(Action::EndValidation {
                     generation,
@@ -51,9 +48,13 @@ impl Engine {
     /// The candidate in validation is rejected (by the validator, or by its timeout): discard
     /// it and do not write those bytes again until the render changes (or SIGHUP).
     fn validation_failed(&mut self, reason: String) {
-        let Work::Validating { config, .. } = std::mem::replace(&mut self.work, Work::Idle) else {
+        let Work::Validating { config, kind, .. } = std::mem::replace(&mut self.work, Work::Idle)
+        else {
             return;
         };
+        if let Kind::Phase(_) = kind {
+            self.warm_up_failed("mcrouter --validate-config rejected a phase's config");
+        }
         let generation = config.generation;
         self.out.push(Action::EndValidation {
             generation,

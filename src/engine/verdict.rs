@@ -28,14 +28,14 @@ impl Engine {
     pub(super) fn running(&mut self, answer: Observed, now: Instant) {
         let Some(c) = &mut self.confirm else { return };
         if let Some(verdict) = c.observed(answer, now) {
-            self.verdict(verdict);
+            self.verdict(verdict, now);
         }
     }
 
-    pub(super) fn load_failed(&mut self, reason: String) {
+    pub(super) fn load_failed(&mut self, reason: String, now: Instant) {
         let Some(c) = &mut self.confirm else { return };
         if let Some(verdict) = c.load_failed(reason) {
-            self.verdict(verdict);
+            self.verdict(verdict, now);
         }
     }
 
@@ -46,7 +46,7 @@ impl Engine {
             self.out.push(Action::AskMcrouter);
         }
         if let Some(verdict) = verdict {
-            self.verdict(verdict);
+            self.verdict(verdict, now);
         }
     }
 
@@ -54,7 +54,18 @@ impl Engine {
     /// back the bytes whose md5 mcrouter reports, so the file matches what runs (unless other
     /// work is under way; a newer write gets its own verdict); a failure that cannot be pinned
     /// on the awaited write has it renamed over itself.
-    pub(super) fn verdict(&mut self, verdict: Verdict) {
+    pub(super) fn verdict(&mut self, verdict: Verdict, now: Instant) {
+        // A warm-up's phase runs from its confirmation; past the deadline without a word it
+        // runs anyway (the phase's brackets keep replicas apart by time, not by word).
+        match &verdict {
+            Verdict::Confirmed { md5, .. }
+            | Verdict::NotReloadedYet { md5, .. }
+            | Verdict::CannotTell { md5, .. } => self.phase_runs(Some(md5), now),
+            Verdict::Rejected { md5, .. } if self.is_phase(md5) => {
+                self.warm_up_failed("mcrouter rejected a phase's config")
+            }
+            _ => {}
+        }
         let report = match verdict {
             Verdict::Confirmed { md5, after } => Report::Confirmed { md5, after },
             Verdict::RunsEarlier { md5 } => Report::RunsEarlier { md5 },

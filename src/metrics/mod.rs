@@ -46,6 +46,15 @@ pub const CHILD_STATES: [&str; 7] = [
     "exited",
 ];
 
+/// A warm-up's phases, as `mcw_warmup_phase{phase}` shows them.
+pub const WARMUP_PHASES: [&str; 5] = [
+    "none",
+    "probing",
+    "first_bracket",
+    "warm_up",
+    "last_bracket",
+];
+
 /// Why mcw restarts mcrouter, as `mcw_child_restarts_total{reason}` says it.
 pub const RESTART_REASONS: [&str; 4] = ["crashed", "failed", "stopped_watching", "sigusr2"];
 
@@ -71,6 +80,10 @@ pub struct Metrics {
     restarts: Counters,
     child_state: Family<Labels, Gauge>,
     in_sync: Gauge,
+    warmup_phase: Gauges,
+    warmup_slots: Gauges,
+    warmup_left: Seconds,
+    warmups: Counters,
     /// Log lines (mcw's and mcrouter's) dropped because stderr did not keep up, and how many
     /// of them the counter holds already.
     log_dropped: Counter,
@@ -201,6 +214,30 @@ impl Metrics {
                 "child_state",
                 "mcrouter's state under mcw: 1 for the current state (pending, running, restarting, stopping, killed, backoff: waiting to be restarted, exited)",
             ),
+            warmup_phase: add(
+                r,
+                all,
+                "warmup_phase",
+                "1 for the phase of the warm-up under way (--warm-up): probing, first_bracket, warm_up, last_bracket; none when there is none",
+            ),
+            warmup_slots: add(
+                r,
+                all,
+                "warmup_slots",
+                "Slots of each pool whose keys go through the warm-up routes in the warm-up under way",
+            ),
+            warmup_left: add(
+                r,
+                all,
+                "warmup_phase_remaining_seconds",
+                "Time left in the warm-up's phase (NaN while its config awaits mcrouter's confirmation)",
+            ),
+            warmups: add(
+                r,
+                all,
+                "warmups",
+                "Pool changes by how they were written (--warm-up): warmed (a warm-up completed), skipped (written plainly, nothing could be warmed), abandoned (a phase's config was rejected)",
+            ),
             log_dropped: add(
                 r,
                 all,
@@ -281,8 +318,23 @@ impl Metrics {
             Report::NotReloadedYet { .. } => {
                 self.count(&self.reloads, "outcome", "not_reloaded_yet")
             }
-            Report::Reoffered { .. } => {
+            Report::Reoffered { .. } | Report::WarmUpPhase { .. } => {
                 self.writes.get_or_create(&of(&[])).inc();
+            }
+            Report::WarmUpFinished { .. } => {
+                self.warmups
+                    .get_or_create(&of(&[("outcome", "warmed")]))
+                    .inc();
+            }
+            Report::WarmUpSkipped { .. } => {
+                self.warmups
+                    .get_or_create(&of(&[("outcome", "skipped")]))
+                    .inc();
+            }
+            Report::WarmUpAbandoned { .. } => {
+                self.warmups
+                    .get_or_create(&of(&[("outcome", "abandoned")]))
+                    .inc();
             }
             Report::StartDeferred { .. } => {
                 self.write_failures.get_or_create(&of(&[])).inc();
@@ -331,6 +383,7 @@ impl Metrics {
     pub fn encode(&self, pairs: &[PairStatus], child: Option<&str>) -> String {
         self.servers_held.clear();
         self.pool_servers.clear();
+        self.warmup_slots.clear();
         for pair in pairs {
             let status = &pair.status;
             let of = |more: &[(&'static str, &str)]| of_output(pair.output, more);
@@ -355,6 +408,21 @@ impl Metrics {
             self.since_write
                 .get_or_create(&of(&[]))
                 .set(secs(status.since_write));
+            let warm = status.warm_up.as_ref();
+            let current = warm.map_or("none", |w| w.phase);
+            for phase in WARMUP_PHASES {
+                self.warmup_phase
+                    .get_or_create(&of(&[("phase", phase)]))
+                    .set(i64::from(phase == current));
+            }
+            self.warmup_left
+                .get_or_create(&of(&[]))
+                .set(secs(warm.and_then(|w| w.left)));
+            for p in warm.iter().flat_map(|w| &w.pools) {
+                self.warmup_slots
+                    .get_or_create(&of(&[("pool", &p.pool)]))
+                    .set(p.slots.len() as i64);
+            }
         }
         // Confirmation is `run`'s, which has one pair.
         let in_sync = pairs.first().is_some_and(|p| p.status.in_sync);
@@ -481,6 +549,7 @@ mod tests {
             since_write: None,
             child: Some("running"),
             retrying: None,
+            warm_up: None,
         };
         m.add_output(&output);
         let pairs = [PairStatus {

@@ -153,6 +153,60 @@ pub(super) fn log(report: &Report, template: &Path, output: &Path, named: Option
         Report::Reoffered { md5 } => {
             tracing::info!(%md5, %output, "wrote the config again")
         }
+        Report::WarmUpStarted {
+            pools,
+            skipped,
+            bracket,
+            duration,
+        } => {
+            let warmed = pools
+                .iter()
+                .map(|p| format!("{} ({} slots {:?})", p.pool, p.side, p.slots))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tracing::info!(
+                output = config,
+                pools = %warmed,
+                bracket = ?bracket,
+                duration = ?duration,
+                "warming up the change: first bracket, warm-up, last bracket, then the plain config"
+            );
+            for (pool, reason) in skipped {
+                tracing::warn!(output = config, %pool, reason, "pool changed without a warm-up");
+            }
+        }
+        Report::WarmUpPhase {
+            phase,
+            generation,
+            md5,
+        } => {
+            tracing::info!(%output, phase, generation, %md5, "wrote a warm-up phase's config")
+        }
+        Report::WarmUpTimer { phase, lasts } => {
+            tracing::info!(output = config, phase, lasts = ?lasts, "warm-up phase runs")
+        }
+        Report::WarmUpSkipped { skipped } => {
+            for (pool, reason) in skipped {
+                tracing::warn!(output = config, %pool, reason, "pool changed without a warm-up");
+            }
+        }
+        Report::WarmUpFinished { pools } => {
+            tracing::info!(output = config, pools = %pools.join(" "), "warm-up over; writing the plain config")
+        }
+        Report::WarmUpAbandoned { reason } => {
+            tracing::error!(
+                output = config,
+                reason,
+                "warm-up abandoned; writing the plain config without one"
+            )
+        }
+        Report::WarmUpDeferring { phase } => {
+            tracing::info!(
+                output = config,
+                phase,
+                "a change came during the warm-up; it waits for the warm-up to end"
+            )
+        }
     }
 }
 

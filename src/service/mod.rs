@@ -83,6 +83,8 @@ struct Loop {
     ),
     /// Shares of keys remapped by large Rendezvous changes, measured on a blocking thread.
     remaps: JoinSet<Remapped>,
+    /// Probes of old servers before a warm-up: the pair, and the servers that answered.
+    probes: JoinSet<(usize, std::collections::HashSet<String>)>,
     notifier: Notifier,
 }
 
@@ -161,6 +163,7 @@ impl Loop {
             told: None,
             validators_said: mpsc::unbounded_channel(),
             remaps: JoinSet::new(),
+            probes: JoinSet::new(),
             notifier: Notifier::from_env(),
         })
     }
@@ -206,6 +209,9 @@ impl Loop {
                 }
                 Some(done) = self.remaps.join_next(), if !self.remaps.is_empty() => {
                     self.remap_measured(done)
+                }
+                Some(done) = self.probes.join_next(), if !self.probes.is_empty() => {
+                    self.probed(done)
                 }
                 _ = tick(&mut watchdog) => {
                     self.notifier.ping();
@@ -289,6 +295,11 @@ impl Loop {
                 None
             }
             Action::StartChild { bytes } => Some(self.start_child(n, &bytes)?),
+            Action::Probe { servers } => {
+                self.probes
+                    .spawn(async move { (n, crate::memcached::answering(servers).await) });
+                None
+            }
             Action::GiveUp(mut failure) => {
                 failure.output = self.named(n).map(|p| p.to_path_buf());
                 return Err(failure.into());
@@ -351,6 +362,21 @@ impl Loop {
     fn template_touched(&mut self, n: usize) -> Result<Option<u8>, Error> {
         let read = Template::read(&self.pairs[n].pair.template);
         self.feed(n, Event::Template(read))?;
+        Ok(None)
+    }
+
+    fn probed(
+        &mut self,
+        done: Result<(usize, std::collections::HashSet<String>), JoinError>,
+    ) -> Result<Option<u8>, Error> {
+        match done {
+            Ok((n, alive)) => self.feed(n, Event::Probed(alive))?,
+            // Whichever pair asked, none of its servers counts as answering.
+            Err(e) => {
+                tracing::warn!(reason = %e, "probing the old servers failed");
+                self.feed_all(|| Event::Probed(Default::default()))?;
+            }
+        }
         Ok(None)
     }
 

@@ -8,6 +8,7 @@ pub mod placement;
 mod ports;
 pub mod probe;
 pub mod scale;
+pub mod warm;
 pub use ports::free_port;
 
 use std::path::{Path, PathBuf};

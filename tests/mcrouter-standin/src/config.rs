@@ -1,7 +1,13 @@
 //! Building a config: JSON with comments and trailing commas → the route that serves keys.
 //! Covers what mcw's configs use: top-level and inline pools (first definition wins), `route`
 //! or `routes` with aliases (one must equal the routing prefix), `PoolRoute`, `HashRoute` over
-//! `Pool|NAME`, `PrefixSelectorRoute`, hashing with `Ch3` or `Rendezvous` + `tags`.
+//! `Pool|NAME` or over route children, `PrefixSelectorRoute`, hashing with `Ch3` or
+//! `Rendezvous` + `tags`, and `named_handles`. The routes of an `mcw --warm-up` config
+//! (`OperationSelectorRoute`, `WarmUpRoute`, `AllSyncRoute`, `AllInitialRoute`,
+//! `FailoverRoute`, `NullRoute`, `LatencyInjectionRoute`, `ModifyExptimeRoute`) are checked
+//! and then served by their primary child alone (a get's policy or the default, the cold
+//! side, the first child, the target): enough to load, confirm and serve them; what they do
+//! to both lists is tested against the real mcrouter only.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +35,10 @@ pub enum Route {
         policies: Vec<(String, Route)>,
         wildcard: Box<Route>,
     },
+    /// A HashRoute over routes: the hash picks the child.
+    Hash { hash: Hash, children: Vec<Route> },
+    /// Sends nowhere (a miss).
+    Null,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +56,8 @@ pub fn md5_hex(bytes: &[u8]) -> String {
 
 struct Builder {
     pools: HashMap<String, Arc<Vec<String>>>,
+    /// `named_handles`, by name, as defined so far (in order).
+    handles: HashMap<String, Route>,
 }
 
 pub fn build(bytes: &[u8], route_prefix: &str) -> Result<Config, String> {
@@ -60,11 +72,22 @@ pub fn build(bytes: &[u8], route_prefix: &str) -> Result<Config, String> {
     }
     let mut b = Builder {
         pools: HashMap::new(),
+        handles: HashMap::new(),
     };
     if let Some(pools) = obj.get("pools") {
         for (name, pool) in pools.as_object().ok_or("pools is not an object")? {
             let servers = b.pool_servers(pool)?;
             b.pools.entry(name.clone()).or_insert(servers);
+        }
+    }
+    if let Some(handles) = obj.get("named_handles") {
+        for h in handles.as_array().ok_or("named_handles is not an array")? {
+            let name = h
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or("a named handle without a name")?;
+            let route = b.route(h)?;
+            b.handles.insert(name.to_string(), route);
         }
     }
     let (route, aliases) = match (obj.get("route"), obj.get("routes")) {
@@ -158,6 +181,8 @@ impl Builder {
 
     fn route(&mut self, v: &Value) -> Result<Route, String> {
         match v {
+            Value::String(s) if s == "NullRoute" => Ok(Route::Null),
+            Value::String(s) if self.handles.contains_key(s) => Ok(self.handles[s].clone()),
             Value::String(s) => match s.split_once('|') {
                 Some(("PoolRoute", name)) => {
                     let servers = self.pool(&Value::String(name.into()))?;
@@ -166,7 +191,8 @@ impl Builder {
                         hash: Hash::Ch3,
                     })
                 }
-                _ => Err(format!("unsupported route {s}")),
+                // mcrouter's words for a name that is no handle.
+                _ => Err(format!("Unknown type or Missing Name Handle : {s}")),
             },
             Value::Object(o) => match o.get("type").and_then(Value::as_str) {
                 Some("PoolRoute") => {
@@ -174,12 +200,63 @@ impl Builder {
                     let hash = hash_of(o.get("hash").and_then(Value::as_object), &servers)?;
                     Ok(Route::Pool { servers, hash })
                 }
-                Some("HashRoute") => {
-                    let servers =
-                        self.pool(o.get("children").ok_or("HashRoute without children")?)?;
-                    let hash = hash_of(Some(o), &servers)?;
-                    Ok(Route::Pool { servers, hash })
+                Some("HashRoute") => match o.get("children") {
+                    Some(Value::Array(children)) => {
+                        let children: Vec<Route> = children
+                            .iter()
+                            .map(|c| self.route(c))
+                            .collect::<Result<_, _>>()?;
+                        let hash = hash_of(Some(o), &vec![String::new(); children.len()])?;
+                        Ok(Route::Hash { hash, children })
+                    }
+                    other => {
+                        let servers = self.pool(other.ok_or("HashRoute without children")?)?;
+                        let hash = hash_of(Some(o), &servers)?;
+                        Ok(Route::Pool { servers, hash })
+                    }
+                },
+                Some("OperationSelectorRoute") => {
+                    let mut get = None;
+                    if let Some(ops) = o.get("operation_policies").and_then(Value::as_object) {
+                        for (op, r) in ops {
+                            if !OPERATIONS.contains(&op.as_str()) {
+                                return Err(format!("Unknown operation: {op}"));
+                            }
+                            let route = self.route(r)?;
+                            if op == "get" {
+                                get = Some(route);
+                            }
+                        }
+                    }
+                    let default = match o.get("default_policy") {
+                        Some(r) => Some(self.route(r)?),
+                        None => None,
+                    };
+                    get.or(default)
+                        .ok_or_else(|| "OperationSelectorRoute without a policy for get".into())
                 }
+                Some("WarmUpRoute") => {
+                    self.route(o.get("warm").ok_or("WarmUpRoute without warm")?)?;
+                    self.route(o.get("cold").ok_or("WarmUpRoute without cold")?)
+                }
+                Some("AllSyncRoute" | "AllInitialRoute" | "FailoverRoute") => {
+                    let children = o
+                        .get("children")
+                        .and_then(Value::as_array)
+                        .ok_or("a route without children")?;
+                    let mut built = children.iter().map(|c| self.route(c));
+                    let first = built.next().ok_or("a route with no children")??;
+                    built.try_for_each(|r| r.map(drop))?;
+                    Ok(first)
+                }
+                Some("LatencyInjectionRoute") => self.route(
+                    o.get("child")
+                        .ok_or("LatencyInjectionRoute without child")?,
+                ),
+                Some("ModifyExptimeRoute") => {
+                    self.route(o.get("target").ok_or("ModifyExptimeRoute without target")?)
+                }
+                Some("NullRoute") => Ok(Route::Null),
                 Some("PrefixSelectorRoute") => {
                     let mut policies = Vec::new();
                     if let Some(p) = o.get("policies").and_then(Value::as_object) {
@@ -231,6 +308,29 @@ fn hash_of(obj: Option<&Map<String, Value>>, servers: &[String]) -> Result<Hash,
         Some(other) => Err(format!("unsupported hash_func {other}")),
     }
 }
+
+/// The operation names mcrouter's OperationSelectorRoute accepts.
+const OPERATIONS: [&str; 19] = [
+    "add",
+    "append",
+    "cas",
+    "decr",
+    "delete",
+    "flushall",
+    "flushre",
+    "gat",
+    "gats",
+    "get",
+    "gets",
+    "incr",
+    "lease-get",
+    "lease-set",
+    "metaget",
+    "prepend",
+    "replace",
+    "set",
+    "touch",
+];
 
 /// `host:port[:protocol[:security[:compression]]]` or `[v6]:port…`; returns the `host:port`
 /// to connect to.
@@ -285,6 +385,8 @@ impl Config {
                     policies.iter().for_each(|(_, r)| walk(r, out));
                     walk(wildcard, out);
                 }
+                Route::Hash { children, .. } => children.iter().for_each(|r| walk(r, out)),
+                Route::Null => {}
             }
         }
         let mut out = std::collections::BTreeSet::new();
@@ -313,14 +415,25 @@ impl Config {
                     if servers.is_empty() {
                         return None;
                     }
-                    let i = match h {
-                        Hash::Ch3 => hash::furc_hash(key.as_bytes(), servers.len() as u32) as usize,
-                        Hash::Rendezvous(tags) => hash::rendezvous(key.as_bytes(), tags),
-                    };
-                    return Some((servers[i].clone(), key));
+                    return Some((servers[pick(h, key, servers.len())].clone(), key));
                 }
+                Route::Hash { hash: h, children } => {
+                    if children.is_empty() {
+                        return None;
+                    }
+                    route = &children[pick(h, key, children.len())];
+                }
+                Route::Null => return None,
             }
         }
+    }
+}
+
+/// The index `hash` gives `key` among `n`.
+fn pick(hash: &Hash, key: &str, n: usize) -> usize {
+    match hash {
+        Hash::Ch3 => hash::furc_hash(key.as_bytes(), n as u32) as usize,
+        Hash::Rendezvous(tags) => hash::rendezvous(key.as_bytes(), tags),
     }
 }
 
