@@ -542,7 +542,10 @@ impl MemcacheConn {
     pub fn ask(&mut self, command: &str) -> String {
         use std::io::{BufRead, Write};
         self.0.get_mut().write_all(command.as_bytes()).unwrap();
-        let multi = matches!(command.split_whitespace().next(), Some("get" | "stats"));
+        let multi = matches!(
+            command.split_whitespace().next(),
+            Some("get" | "gets" | "gat" | "gats" | "stats" | "lease-get" | "metaget")
+        );
         let mut reply = String::new();
         loop {
             let mut line = String::new();

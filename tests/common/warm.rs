@@ -4,7 +4,6 @@
 //! the test changes (a pod joins, leaves, or comes back with a new IP), and the changes the
 //! warm-up study measured.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -19,6 +18,9 @@ pub fn template(rendezvous: bool) -> String {
     };
     format!(r#"{{"pools": {{"p": {{"servers": ["dnssrv://{SRV}"]}}}}, "route": {route}}}"#)
 }
+
+/// Pods as (SRV target `mc-N`, address `127.0.3.M`).
+pub type Pods = Vec<(u8, u8)>;
 
 /// A change of the pool, as the study measured them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +46,12 @@ impl Change {
     }
 
     /// Pods (target index, address index) before and after.
-    pub fn pods(self) -> (Vec<(u8, u8)>, Vec<(u8, u8)>) {
+    pub fn pods(self) -> (Pods, Pods) {
         match self {
-            Change::ScaleUp => (vec![(0, 1), (1, 2), (2, 3)], vec![(0, 1), (1, 2), (2, 3), (3, 4)]),
+            Change::ScaleUp => (
+                vec![(0, 1), (1, 2), (2, 3)],
+                vec![(0, 1), (1, 2), (2, 3), (3, 4)],
+            ),
             Change::NewIp => (vec![(0, 1), (1, 2), (2, 3)], vec![(0, 1), (1, 5), (2, 3)]),
             Change::ScaleDown => (
                 vec![(0, 1), (1, 2), (2, 3), (3, 4)],
@@ -70,7 +75,9 @@ pub struct Fleet {
 impl Fleet {
     pub fn start() -> Fleet {
         let port = free_port();
-        let memcached = (1..=5).map(|n| memcached(&format!("127.0.3.{n}"), port)).collect();
+        let memcached = (1..=5)
+            .map(|n| memcached(&format!("127.0.3.{n}"), port))
+            .collect();
         Fleet {
             dns: DnsServer::start(),
             port,
@@ -84,8 +91,10 @@ impl Fleet {
             .iter()
             .map(|(t, _)| (0, 1, self.port, format!("mc-{t}.cache.test")))
             .collect();
-        let refs: Vec<(u16, u16, u16, &str)> =
-            records.iter().map(|(p, w, port, t)| (*p, *w, *port, t.as_str())).collect();
+        let refs: Vec<(u16, u16, u16, &str)> = records
+            .iter()
+            .map(|(p, w, port, t)| (*p, *w, *port, t.as_str()))
+            .collect();
         for (t, a) in pods {
             self.dns
                 .set_addrs(&format!("mc-{t}.cache.test"), &[&format!("127.0.3.{a}")], 1);
@@ -117,7 +126,10 @@ impl Fleet {
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .unwrap_or(0)
                 };
-                stat("cmd_get") + stat("cmd_set") + stat("cmd_touch") + stat("delete_hits")
+                stat("cmd_get")
+                    + stat("cmd_set")
+                    + stat("cmd_touch")
+                    + stat("delete_hits")
                     + stat("delete_misses")
             })
             .sum()
@@ -167,7 +179,11 @@ impl Replica {
         let needle = format!("warm-up phase runs phase=\"{phase}\"");
         let deadline = Instant::now() + limit;
         while !self.w.log().contains(&needle) {
-            assert!(Instant::now() < deadline, "never reached {phase}:\n{}", self.w.log());
+            assert!(
+                Instant::now() < deadline,
+                "never reached {phase}:\n{}",
+                self.w.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -182,7 +198,10 @@ impl Replica {
 pub fn set_keys(addr: &str, n: usize) {
     let mut c = MemcacheConn::open(addr);
     for i in 0..n {
-        let reply = c.ask(&format!("set key:{i} 0 0 {}\r\nvalue:{i}\r\n", format!("value:{i}").len()));
+        let reply = c.ask(&format!(
+            "set key:{i} 0 0 {}\r\nvalue:{i}\r\n",
+            format!("value:{i}").len()
+        ));
         assert_eq!(reply, "STORED\r\n", "key:{i}");
     }
 }
@@ -219,7 +238,14 @@ pub fn hit_ratio(
     fleet.flush();
     let (before, after) = change.pods();
     fleet.set(&before);
-    let mut extra = vec!["--min-refresh", "1s", "--max-refresh", "1s", "--dns-timeout", "300ms"];
+    let mut extra = vec![
+        "--min-refresh",
+        "1s",
+        "--max-refresh",
+        "1s",
+        "--dns-timeout",
+        "300ms",
+    ];
     if let Some(d) = warm {
         extra.extend(["--warm-up", d]);
     }
@@ -250,7 +276,9 @@ pub fn percentiles(took: &mut [Duration]) -> (u128, u128) {
 /// Keys `prefix:i` whose server the change moves, as Ch3 places them.
 pub fn moved_keys(change: Change, prefix: &str, n: usize) -> Vec<String> {
     let (before, after) = change.pods();
-    let server = |pods: &[(u8, u8)], key: &str| pods[mcw::placement::furc(key.as_bytes(), pods.len() as u32) as usize].1;
+    let server = |pods: &[(u8, u8)], key: &str| {
+        pods[mcw::placement::furc(key.as_bytes(), pods.len() as u32) as usize].1
+    };
     (0..)
         .map(|i| format!("{prefix}:{i}"))
         .filter(|k| server(&before, k) != server(&after, k))
@@ -261,9 +289,8 @@ pub fn moved_keys(change: Change, prefix: &str, n: usize) -> Vec<String> {
 /// The address index (127.0.3.N) of `key`'s server before and after `change`, under Ch3.
 pub fn servers_of(change: Change, key: &str) -> (u8, u8) {
     let (before, after) = change.pods();
-    let at = |pods: &[(u8, u8)]| pods[mcw::placement::furc(key.as_bytes(), pods.len() as u32) as usize].1;
+    let at = |pods: &[(u8, u8)]| {
+        pods[mcw::placement::furc(key.as_bytes(), pods.len() as u32) as usize].1
+    };
     (at(&before), at(&after))
 }
-
-/// A map for callers that track values by key.
-pub type Model = HashMap<String, Option<String>>;
