@@ -15,7 +15,7 @@ apt_missing bench.sh dnsmasq-base:dnsmasq memcached:memcached tini:tini dumb-ini
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(git describe --always --dirty), $(nproc) cores," \
   "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), Linux $(uname -r)"
 echo "== $(tini --version), $(dumb-init --version 2>&1), $(dig -v 2>&1)"
-for bench in render watch run placement reload restart scale; do
+for bench in render watch run placement reload restart warmup scale; do
   stage "cargo bench --bench $bench" cargo bench --locked --quiet --bench "$bench"
 done
 stage "packages (scripts/package.sh)" bash -c "./scripts/package.sh >/dev/null"

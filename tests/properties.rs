@@ -39,6 +39,7 @@ fn target() -> impl Strategy<Value = SrvTarget> {
         prop::collection::vec(ip(), 1..3),
     )
         .prop_map(|(priority, port, target, addrs)| SrvTarget {
+            weight: 1,
             priority,
             port,
             target,

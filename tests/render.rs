@@ -409,3 +409,54 @@ fn a_thousand_tokens_render_every_server_in_order() {
     let (edit, flapping) = common::scale::check(&work.read("out.json"), &expected);
     assert_eq!((edit, flapping), (0, expected[0].1.clone()));
 }
+
+/// A WeightedCh3 pool over an SRV token gets one host name and one weight per server (the
+/// record's weight over the heaviest, as mcrouter takes weights in [0, 1]), and mcrouter
+/// takes the rendered config as it is: valid, and without the "CONFIG IS BROKEN" line the
+/// real one logs for weights that do not match the servers.
+#[test]
+fn a_weighted_pool_over_srv_renders_weights_and_hostnames_mcrouter_takes() {
+    let dns = DnsServer::start();
+    dns.set_srv(
+        "_memcache._tcp.w.test",
+        &[
+            (10, 100, 11211, "mc-1.w.test"),
+            (10, 25, 11211, "mc-0.w.test"),
+        ],
+        30,
+    );
+    dns.set_addrs("mc-0.w.test", &["10.4.0.1"], 30);
+    dns.set_addrs("mc-1.w.test", &["10.4.0.2", "10.4.0.3"], 30);
+    let work = Workdir::new();
+    work.write(
+        "template.json",
+        r#"{"pools": {"w": {"servers": ["10.4.9.9:11211", "dnssrv://_memcache._tcp.w.test"],
+              "hostnames": ["fixed.w.test", "-"], "weights": [0.5, 0]}},
+            "route": {"type": "PoolRoute", "pool": "w", "hash": {"hash_func": "WeightedCh3"}}}"#,
+    );
+    let out = run(work
+        .mcw("render", &dns)
+        .arg("--output")
+        .arg(work.path("out.json")));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered: serde_json::Value = serde_json::from_str(&work.read("out.json")).unwrap();
+    assert_eq!(
+        rendered["pools"]["w"],
+        serde_json::json!({
+            "servers": ["10.4.9.9:11211", "10.4.0.1:11211", "10.4.0.2:11211", "10.4.0.3:11211"],
+            "hostnames": ["fixed.w.test", "mc-0.w.test", "mc-1.w.test", "mc-1.w.test"],
+            "weights": [0.5, 0.25, 1.0, 1.0]
+        })
+    );
+    with_each_mcrouter(|router| {
+        let answer = router.validate(work.dir.path(), &work.path("out.json"));
+        let log = String::from_utf8_lossy(&answer.stderr);
+        assert_eq!(answer.status.code(), Some(0), "{router}: {log}");
+        assert!(!log.contains("CONFIG IS BROKEN"), "{router}: {log}");
+    });
+}

@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::warm::*;
@@ -114,19 +113,7 @@ fn every_phase_config_validates() {
                     "candidate.json",
                     &String::from_utf8(routes::bytes(&config)).unwrap(),
                 );
-                let out = Command::new(router.path())
-                    .args([
-                        "-p",
-                        "1",
-                        "--validate-config=exit",
-                        "--stats-logging-interval=0",
-                    ])
-                    .args(router.isolation(work.dir.path()))
-                    .arg("--config-dump-root=")
-                    .arg("-f")
-                    .arg(&path)
-                    .output()
-                    .unwrap();
+                let out = router.validate(work.dir.path(), &path);
                 assert_eq!(
                     out.status.code(),
                     Some(0),
@@ -140,7 +127,8 @@ fn every_phase_config_validates() {
 }
 
 /// Right after a change is confirmed, reading every key once finds them all with `--warm-up`
-/// (the old servers still serve), where without it the keys that moved are misses.
+/// (the old servers still serve), where without it the keys that moved are misses; where the
+/// old server is gone, as many as without.
 #[test]
 fn right_after_a_change_the_keys_are_still_found() {
     with_real_mcrouter(|router| {
@@ -165,6 +153,15 @@ fn right_after_a_change_the_keys_are_still_found() {
             );
             assert!(warm >= 0.99, "{}: {warm}", change.name());
         }
+        // With the old pod gone there is nothing to warm from: the same hits as without
+        // (the keys of the pod that left are lost either way), and no error.
+        let gone = Change::NewIpOldGone;
+        let (plain, _, _) = hit_ratio(&fleet, router, gone, false, None, 600);
+        let (warm, _, _) = hit_ratio(&fleet, router, gone, false, Some("3s"), 600);
+        assert!(
+            plain < 0.95 && (warm - plain).abs() < 1e-9,
+            "{plain} without, {warm} with"
+        );
     });
 }
 
@@ -536,4 +533,91 @@ fn a_dead_old_server_costs_no_client_error() {
             drop(r);
         }
     });
+}
+
+/// `mcw watch --warm-up` (no mcrouter: each phase runs from its write): `mcw diff` says which
+/// slots a change would warm; `/status` and the metrics show the phase, the pool and its
+/// slots and the time left; and at the end the output is byte for byte what `mcw render`
+/// writes for the same answers.
+#[test]
+fn diff_status_and_metrics_show_the_warm_up_and_it_ends_on_the_plain_render() {
+    let fleet = Fleet::start();
+    let (before, after) = Change::ScaleUp.pods();
+    fleet.set(&before);
+    let work = Workdir::new();
+    work.write("template.json", &template(false));
+    let web = format!("127.0.0.1:{}", free_port());
+    let w = Watcher::start(
+        &work,
+        &fleet.dns,
+        &[
+            "--metrics-listen",
+            &web,
+            "--min-refresh",
+            "1s",
+            "--max-refresh",
+            "1s",
+            "--dns-timeout",
+            "300ms",
+            "--warm-up",
+            "2s",
+        ],
+    );
+    w.wait_log("wrote config", WAIT);
+    fleet.set(&after);
+    // What a render now would change, and warm.
+    let diff = run(work
+        .mcw("diff", &fleet.dns)
+        .arg("--output")
+        .arg(work.path("out.json")));
+    assert_eq!(diff.status.code(), Some(1));
+    assert!(
+        stdout(&diff).contains("with --warm-up: new slots [3] would be warmed"),
+        "{}",
+        stdout(&diff)
+    );
+    w.signal(libc::SIGHUP);
+    w.wait_log("warm-up phase runs phase=\"first_bracket\"", WAIT);
+    let status: Value = serde_json::from_str(&http::get(&web, "/status").body).unwrap();
+    assert_eq!(
+        status["warm_up"]["phase"],
+        json!("first_bracket"),
+        "{status}"
+    );
+    assert_eq!(status["warm_up"]["pools"][0]["slots"], json!([3]));
+    assert!(
+        status["warm_up"]["seconds_left"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0)
+    );
+    let metrics = http::get(&web, "/metrics").body;
+    assert_eq!(
+        http::sample(&metrics, "mcw_warmup_phase{phase=\"first_bracket\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        http::sample(&metrics, "mcw_warmup_slots{pool=\"p\"}"),
+        Some(1.0)
+    );
+    // Mid-warm-up, diff knows the output's own pools for what they are.
+    let mid = run(work
+        .mcw("diff", &fleet.dns)
+        .arg("--output")
+        .arg(work.path("out.json")));
+    assert!(stdout(&mid).contains("is in a warm-up"), "{}", stdout(&mid));
+    w.wait_log("warm-up over; writing the plain config", WAIT);
+    wait_for("the plain config", WAIT, || {
+        std::fs::read_to_string(work.path("out.json")).is_ok_and(|t| !t.contains("mcw-"))
+    });
+    let plain = run(&mut work.mcw("render", &fleet.dns));
+    assert_eq!(stdout(&plain), work.read("out.json"));
+    let metrics = http::get(&web, "/metrics").body;
+    assert_eq!(
+        http::sample(&metrics, "mcw_warmups_total{outcome=\"warmed\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        http::sample(&metrics, "mcw_warmup_phase{phase=\"none\"}"),
+        Some(1.0)
+    );
 }

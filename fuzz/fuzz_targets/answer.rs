@@ -31,6 +31,7 @@ fn decode(data: &[u8]) -> Option<Records> {
         let addrs = r[len..len + 3 * n].chunks_exact(3).map(addr).collect();
         r = &r[len + 3 * n..];
         targets.push(SrvTarget {
+            weight: 1,
             priority,
             port: 11200 + port,
             target,

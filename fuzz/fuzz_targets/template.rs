@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|q| {
             let records = match q.srv {
                 true => Records::Srv(vec![SrvTarget {
+                    weight: 1,
                     priority: 0,
                     port: 11211,
                     target: "mc-0.mc.test".into(),

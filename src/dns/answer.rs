@@ -12,6 +12,9 @@ use std::net::IpAddr;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SrvTarget {
     pub priority: u16,
+    /// The record's weight: not part of the order (which must not change when weights do),
+    /// but a `WeightedCh3` pool's `weights` come from it.
+    pub weight: u16,
     pub port: u16,
     /// Target name without its trailing dot, as the server spelled it.
     pub target: String,
@@ -54,6 +57,9 @@ impl Answer {
                     if same && later.addrs != kept.addrs {
                         kept.addrs.append(&mut later.addrs);
                         sort_addrs(&mut kept.addrs);
+                    }
+                    if same {
+                        kept.weight = kept.weight.max(later.weight);
                     }
                     same
                 });
@@ -228,6 +234,7 @@ mod tests {
     fn srv(priority: u16, target: &str, port: u16) -> SrvTarget {
         SrvTarget {
             priority,
+            weight: 1,
             port,
             target: target.into(),
             addrs: vec![],
@@ -239,6 +246,7 @@ mod tests {
     #[test]
     fn a_repeated_record_keeps_the_union_of_its_addresses_whatever_the_order() {
         let with = |addr: &str| SrvTarget {
+            weight: 1,
             addrs: vec![addr.parse().unwrap()],
             ..srv(0, "mc-0.mc.test", 11211)
         };

@@ -120,6 +120,7 @@ impl Dns {
             ttl = ttl.min(addr_ttl);
             targets.push(SrvTarget {
                 priority: srv.priority,
+                weight: srv.weight,
                 port: srv.port,
                 target: target.trim_end_matches('.').to_string(),
                 addrs: ips,

