@@ -393,13 +393,7 @@ fn a_bad_config_at_startup_exits_1_and_validate_config_says_0_or_3() {
         assert_eq!(r.wait_exit().code(), Some(1));
         assert!(r.log().contains("Failed to configure"), "{}", r.log());
         for (file, code) in [(&good, 0), (&bad, 3)] {
-            let out = Command::new(router.path())
-                .args(["-p", "1", "--validate-config=exit", "--config-dump-root="])
-                .args(["--stats-logging-interval=0", "-f"])
-                .arg(file)
-                .stdout(Stdio::null())
-                .output()
-                .unwrap();
+            let out = router.validate(work.dir.path(), file);
             assert_eq!(out.status.code(), Some(code), "{}", file.display());
             // The first reason in its log is what a `--validate` rejection says.
             let log = String::from_utf8_lossy(&out.stderr);
@@ -511,13 +505,7 @@ fn per_server_lists_of_another_length() {
                     r#"{{"pools": {{"a": {{"servers": ["127.0.0.1:1", "127.0.0.1:2"]{extra}}}}}, "route": {route}}}"#
                 ),
             );
-            let status = Command::new(router.path())
-                .args(["-p", "1", "--validate-config=exit", "--config-dump-root="])
-                .args(["--stats-logging-interval=0", "-f"])
-                .arg(&file)
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
+            let status = router.validate(work.dir.path(), &file).status;
             let want = if valid { 0 } else { 3 };
             assert_eq!(status.code(), Some(want), "{extra} {route}");
         }
