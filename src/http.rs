@@ -170,10 +170,17 @@ async fn scrape(ctx: &Context, openmetrics: bool) -> Response<Full<Bytes>> {
             None => None,
         }
     };
-    let (own, stats) = tokio::join!(ask(ctx, Ask::Metrics), stats);
-    let Some(mut exposition) = own else {
+    let (own, stats, readiness) = tokio::join!(ask(ctx, Ask::Metrics), stats, ask(ctx, Ask::Ready));
+    let (Some(mut exposition), Some(readiness)) = (own, readiness) else {
         return wedged();
     };
+    // mcrouter answering its stats is the admin-port check /readyz makes.
+    let answered = stats.as_ref().is_some_and(Result::is_ok);
+    exposition.push_str(&metrics::ready(match readiness {
+        Readiness::Ready => true,
+        Readiness::NotReady(_) => false,
+        Readiness::IfAnswers(_) => answered,
+    }));
     if let Some(stats) = stats {
         let stats = stats
             .inspect_err(|why| tracing::debug!(reason = %why, "no stats from mcrouter"))
@@ -305,6 +312,8 @@ fn pair_json(pair: &crate::engine::PairStatus) -> serde_json::Value {
         "seconds_since_write": secs(status.since_write),
         "tokens": tokens,
         "pools": status.pools,
+        "last_reload_successful": status.last_reload_ok,
+        "seconds_since_reload_success": secs(status.since_reload_success),
         "warm_up": status.warm_up.as_ref().map(|w| json!({
             "phase": w.phase,
             "seconds_left": secs(w.left),

@@ -131,6 +131,9 @@ packages() {
 /usr/share/man/man1/mcw-run.1.gz
 /usr/share/man/man1/mcw-watch.1.gz
 /usr/share/man/man1/mcw.1.gz
+/usr/share/mcw/grafana/mcw-dashboard.json
+/usr/share/mcw/prometheus/mcw-alerts.test.yml
+/usr/share/mcw/prometheus/mcw-alerts.yml
 /usr/share/zsh/vendor-completions/_mcw'
   # The README's docs/ folder, whatever it holds.
   local docs
@@ -158,6 +161,9 @@ packages() {
 /usr/share/man/man1/mcw-run.1.gz
 /usr/share/man/man1/mcw-watch.1.gz
 /usr/share/man/man1/mcw.1.gz
+/usr/share/mcw/grafana/mcw-dashboard.json
+/usr/share/mcw/prometheus/mcw-alerts.test.yml
+/usr/share/mcw/prometheus/mcw-alerts.yml
 /usr/share/zsh/site-functions/_mcw'
   want_rpm=$(printf '%s\n%s\n' "$want_rpm" "$docs" | sort)
   diff -u <(echo "$want_rpm") <(rpm -qlp "$RPM" 2>/dev/null | sort) ||

@@ -366,6 +366,9 @@ impl Confirmer {
 
     /// Where the latest write stands, for `/status`.
     pub(super) fn phase(&self) -> &'static str {
+        if self.runs_a_dump() {
+            return "runs its dump";
+        }
         match &self.state {
             State::NotStarted => "not started",
             State::Settled => "settled",

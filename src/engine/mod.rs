@@ -14,6 +14,8 @@
 //! - `child`: when mcrouter may start (only on a config that is on disk), again after it
 //!   exited;
 //! - `confirm`: confirmation of writes with mcrouter, as a state enum;
+//! - `reload`: each change's way to mcrouter, for the fleet's metrics (propagation time, the
+//!   last reload's outcome);
 //! - `verdict`: what mcrouter's answers and verdicts do to the engine;
 //! - `status`: the snapshot for `/status`, `/readyz` and the metrics.
 //!
@@ -27,6 +29,7 @@ mod confirm;
 mod protocol;
 mod publish;
 mod queries;
+mod reload;
 mod status;
 mod validation;
 mod verdict;
@@ -149,6 +152,7 @@ pub struct Engine {
     /// The config the next render's pool changes are told from (a warm-up's start), when not
     /// the one in force.
     report_from: Option<Arc<Rendered>>,
+    reloads: reload::Reloads,
     rng: u64,
     out: Vec<Action>,
 }
@@ -198,6 +202,7 @@ impl Engine {
             warm: Warming::Off,
             no_warm: None,
             report_from: None,
+            reloads: reload::Reloads::default(),
             rng: seed | 1,
             out,
         })
@@ -313,6 +318,7 @@ impl Engine {
                 // Said once, not at every read while it lasts.
                 let reason = e.to_string();
                 if self.unreadable.as_ref() != Some(&reason) {
+                    self.reloads.failed();
                     self.unreadable = Some(reason.clone());
                     self.out
                         .push(Action::Report(Report::TemplateUnreadable { reason }));
@@ -332,6 +338,7 @@ impl Engine {
             }
             Err(e) => {
                 let reason = e.to_string();
+                self.reloads.failed();
                 self.out
                     .push(Action::Report(Report::TemplateRejected { reason }));
                 return;
@@ -348,6 +355,7 @@ impl Engine {
         self.out
             .push(Action::Report(Report::TemplateChanged { tokens }));
         self.template = template;
+        self.reloads.edited();
         self.due.render = true;
         self.lookup_all();
     }

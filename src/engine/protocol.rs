@@ -156,6 +156,8 @@ pub enum Report {
         md5: String,
         pools: usize,
         servers: usize,
+        /// How long since the DNS answer whose change this is the first write to carry.
+        propagation: Option<Duration>,
     },
     /// Something in the written config is not as the template asked.
     RenderNote {
@@ -190,6 +192,9 @@ pub enum Report {
     Confirmed {
         md5: String,
         after: Duration,
+        /// How long since the DNS answer whose change mcrouter now runs, the first time it
+        /// runs a config that carries it.
+        propagation: Option<Duration>,
     },
     /// mcrouter runs an earlier write of mcw's, not the latest (yet).
     RunsEarlier {
@@ -261,6 +266,8 @@ pub enum Report {
         phase: &'static str,
         generation: u64,
         md5: String,
+        /// As for [`Report::Wrote`]: the first bracket carries the change first.
+        propagation: Option<Duration>,
     },
     /// mcrouter runs a phase's config (or could not tell by the deadline): it lasts `lasts`.
     WarmUpTimer {

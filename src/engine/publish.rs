@@ -121,6 +121,7 @@ impl Engine {
             .as_ref()
             .is_some_and(|c| c.rendered.bytes == rendered.bytes)
         {
+            self.reloads.unchanged(now);
             return self.repair_if_due();
         }
         let md5 = md5_hex(&rendered.bytes);
@@ -131,6 +132,7 @@ impl Engine {
         }
         self.generation += 1;
         let generation = self.generation;
+        self.reloads.rendered(generation);
         self.last_render = Some(now);
         self.out.push(Action::Report(Report::Rendered {
             generation,
@@ -223,6 +225,9 @@ impl Engine {
         let wrote = match result {
             Ok(wrote) => wrote,
             Err(reason) => {
+                if matches!(kind, Kind::Render | Kind::Phase(_)) {
+                    self.reloads.failed();
+                }
                 self.out.push(Action::Report(Report::WriteFailed {
                     reason: reason.clone(),
                 }));
@@ -240,6 +245,13 @@ impl Engine {
         self.due.disk_check = false;
         let written = !matches!(wrote, Wrote::Unchanged);
         let md5 = config.md5.clone();
+        let propagation = match kind {
+            Kind::Render | Kind::Phase(_) => {
+                self.reloads
+                    .written(generation, &md5, self.confirm.is_some(), now)
+            }
+            _ => None,
+        };
         let report = match (kind, written) {
             (Kind::Render, true) => {
                 let from = self.report_from.take();
@@ -254,6 +266,7 @@ impl Engine {
                     md5: md5.clone(),
                     pools: r.pools.len(),
                     servers: r.pools.values().map(|p| p.servers.len()).sum(),
+                    propagation,
                 })
             }
             (Kind::Render, false) => Some(Report::AlreadyOnDisk { md5: md5.clone() }),
@@ -267,6 +280,7 @@ impl Engine {
                 phase: phase.name(),
                 generation,
                 md5: md5.clone(),
+                propagation,
             }),
             // The file already held these bytes: nothing happened worth telling.
             (Kind::Restore | Kind::Repair, false) => None,

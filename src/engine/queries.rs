@@ -182,6 +182,9 @@ impl Engine {
                         .as_ref()
                         .is_none_or(|g| g.records() != answer.records())
                     {
+                        if state.good.is_some() {
+                            self.reloads.dns_changed(now);
+                        }
                         self.due.render = true;
                     }
                     state.good = Some(answer);

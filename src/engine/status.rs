@@ -43,6 +43,11 @@ pub struct Status {
     pub retrying: Option<&'static str>,
     /// A warm-up under way (`--warm-up`).
     pub warm_up: Option<WarmStatus>,
+    /// Whether the latest attempt to put a template edit or DNS change in force worked;
+    /// `None` before the first.
+    pub last_reload_ok: Option<bool>,
+    /// Time since one last did.
+    pub since_reload_success: Option<Duration>,
 }
 
 /// One token's state.
@@ -135,6 +140,7 @@ impl Engine {
             })
             .collect();
         let since = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t));
+        let (last_reload_ok, since_reload_success) = self.reloads.last(now);
         Status {
             tokens,
             pools: self
@@ -159,6 +165,8 @@ impl Engine {
             child: self.s.supervision.as_ref().map(|_| self.child_phase()),
             retrying: self.retrying(),
             warm_up: self.warm_status(now),
+            last_reload_ok,
+            since_reload_success,
         }
     }
 }

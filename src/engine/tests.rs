@@ -1417,3 +1417,163 @@ fn a_rejected_phase_abandons_the_warm_up_for_the_plain_config() {
     );
     let _ = a;
 }
+
+/// The propagation of a DNS change: from the answer that brought it to the first write that
+/// carries it, and to mcrouter running it; the first answer and a change that renders the
+/// same bytes are no propagation.
+#[test]
+fn a_dns_change_is_timed_from_its_answer_to_the_write_and_to_mcrouter_running_it() {
+    let propagation = |actions: &[Action]| -> Vec<(&'static str, Duration)> {
+        reports(actions)
+            .into_iter()
+            .filter_map(|r| match r {
+                Report::Wrote {
+                    propagation: Some(d),
+                    ..
+                } => Some(("written", *d)),
+                Report::Confirmed {
+                    propagation: Some(d),
+                    ..
+                } => Some(("confirmed", *d)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut r = Run::new(run_settings());
+    // The first answer is the start, not a change.
+    let first = r.first_write("10.0.0.1");
+    r.act(Event::ChildStarted);
+    r.act(Event::Tick);
+    assert_eq!(propagation(&r.feed(runs(&first, 0))), []);
+    // A change: answered, written 300 ms later, run 1.2 s after the answer.
+    let changed = r.refreshed("10.0.0.2");
+    let at = r.now;
+    let bytes = written(&changed, 2);
+    r.now = at + Duration::from_millis(300);
+    let wrote = r.feed(Event::Wrote {
+        generation: 2,
+        result: Ok(Wrote::Replaced),
+    });
+    assert_eq!(
+        propagation(&wrote),
+        [("written", Duration::from_millis(300))]
+    );
+    r.now = at + Duration::from_millis(1200);
+    r.act(Event::Tick);
+    let ran = r.feed(runs(&bytes, 0));
+    assert_eq!(
+        propagation(&ran),
+        [("confirmed", Duration::from_millis(1200))]
+    );
+    // The same records again: nothing to time.
+    assert_eq!(propagation(&r.refreshed("10.0.0.2")), []);
+    // A change whose config mcrouter rejects never runs: no confirmed propagation, and the
+    // restore that follows is not one either.
+    let rejected = written(&r.refreshed("10.0.0.3"), 3);
+    r.act(Event::Wrote {
+        generation: 3,
+        result: Ok(Wrote::Replaced),
+    });
+    r.now += POLL;
+    r.act(Event::Tick);
+    let verdict = r.feed(runs(&bytes, 1));
+    assert!(
+        matches!(reports(&verdict)[..], [Report::Rejected { md5, .. }] if *md5 == md5_hex(&rejected))
+    );
+    r.act(Event::Wrote {
+        generation: 4,
+        result: Ok(Wrote::Replaced),
+    });
+    r.now += POLL;
+    r.act(Event::Tick);
+    assert_eq!(propagation(&r.feed(runs(&bytes, 1))), []);
+}
+
+/// The last reload's outcome: a refused template edit, a rejected config and a failed write
+/// fail it; mcrouter running the new config, or a good edit that renders what runs already,
+/// makes it succeed again.
+#[test]
+fn the_last_reload_is_a_refused_edit_a_rejection_or_a_failed_write_until_one_works() {
+    let mut r = Run::new(run_settings());
+    let last = |r: &Run| {
+        let s = r.engine.status(r.now);
+        (s.last_reload_ok, s.since_reload_success)
+    };
+    assert_eq!(last(&r), (None, None));
+    let first = r.confirmed_start("10.0.0.1");
+    assert_eq!(last(&r), (Some(true), Some(Duration::ZERO)));
+    // A broken edit (each read of the template also has the file checked: it holds the
+    // config in force).
+    let unchanged = Event::Wrote {
+        generation: 1,
+        result: Ok(Wrote::Unchanged),
+    };
+    r.now += Duration::from_secs(3);
+    r.act(Event::Template(Ok("{ broken".into())));
+    r.act(unchanged);
+    assert_eq!(last(&r), (Some(false), Some(Duration::from_secs(3))));
+    // Put back as it was: the render is what runs, so the edit is in force.
+    r.act(Event::Template(Ok(ONE_TOKEN.into())));
+    assert_eq!(last(&r), (Some(true), Some(Duration::ZERO)));
+    r.act(answer("10.0.0.1"));
+    r.act(Event::Wrote {
+        generation: 1,
+        result: Ok(Wrote::Unchanged),
+    });
+    // A config mcrouter rejects.
+    let _ = written(&r.refreshed("10.0.0.2"), 2);
+    r.act(Event::Wrote {
+        generation: 2,
+        result: Ok(Wrote::Replaced),
+    });
+    assert_eq!(last(&r).0, Some(true), "no word yet");
+    r.now += POLL;
+    r.act(Event::Tick);
+    r.act(runs(&first, 1));
+    assert_eq!(last(&r).0, Some(false));
+    // The restore of what runs is confirmed, but it is not a reload.
+    r.act(Event::Wrote {
+        generation: 3,
+        result: Ok(Wrote::Replaced),
+    });
+    r.now += POLL;
+    r.act(Event::Tick);
+    r.act(runs(&first, 1));
+    assert_eq!(last(&r).0, Some(false));
+    // A new change that runs.
+    let next = written(&r.refreshed("10.0.0.3"), 4);
+    r.act(Event::Wrote {
+        generation: 4,
+        result: Ok(Wrote::Replaced),
+    });
+    r.now += POLL;
+    r.act(Event::Tick);
+    r.act(runs(&next, 1));
+    assert_eq!(last(&r), (Some(true), Some(Duration::ZERO)));
+    // A write that fails.
+    let _ = written(&r.refreshed("10.0.0.4"), 5);
+    r.act(Event::Wrote {
+        generation: 5,
+        result: Err("No space left on device".into()),
+    });
+    assert_eq!(last(&r).0, Some(false));
+}
+
+/// With nothing to confirm with (`watch`), a reload is done once written.
+#[test]
+fn in_watch_mode_a_reload_succeeds_once_written() {
+    let mut r = Run::new(settings());
+    r.first_write("10.0.0.1");
+    let s = r.engine.status(r.now);
+    assert_eq!(s.last_reload_ok, Some(true));
+    let changed = r.refreshed("10.0.0.2");
+    let at = r.now;
+    let _ = written(&changed, 2);
+    r.now = at + Duration::from_millis(40);
+    let wrote = r.feed(Event::Wrote {
+        generation: 2,
+        result: Ok(Wrote::Replaced),
+    });
+    assert!(matches!(reports(&wrote)[..],
+        [.., Report::Wrote { propagation: Some(d), .. }] if *d == Duration::from_millis(40)));
+}

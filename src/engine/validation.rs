@@ -67,6 +67,7 @@ impl Engine {
             generation,
             reason,
         }));
+        self.reloads.rejected(&config.md5);
         self.rejected = Some(config.md5);
     }
 }

@@ -67,11 +67,21 @@ impl Engine {
             _ => {}
         }
         let report = match verdict {
-            Verdict::Confirmed { md5, after } => Report::Confirmed { md5, after },
+            Verdict::Confirmed { md5, after } => {
+                let propagation = self.reloads.confirmed(&md5, now);
+                Report::Confirmed {
+                    md5,
+                    after,
+                    propagation,
+                }
+            }
             Verdict::RunsEarlier { md5 } => Report::RunsEarlier { md5 },
             Verdict::NotReloadedYet { md5, running } => Report::NotReloadedYet { md5, running },
             Verdict::CannotTell { md5, reason } => Report::CannotTell { md5, reason },
-            Verdict::RunsDump { md5, running } => Report::RunsDump { md5, running },
+            Verdict::RunsDump { md5, running } => {
+                self.reloads.rejected(&md5);
+                Report::RunsDump { md5, running }
+            }
             Verdict::Because { md5, reason } => Report::RejectedBecause { md5, reason },
             Verdict::Reoffer { md5, why } => {
                 self.out
@@ -89,6 +99,7 @@ impl Engine {
                 reason,
             } => {
                 let restore = restore.filter(|_| self.idle());
+                self.reloads.rejected(&md5);
                 self.rejected = Some(md5.clone());
                 self.out.push(Action::Report(Report::Rejected {
                     md5,

@@ -18,6 +18,7 @@ use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
 use crate::engine::PairStatus;
@@ -30,6 +31,17 @@ type Counters = Family<Labels, Counter>;
 type Gauges = Family<Labels, Gauge>;
 type Seconds = Family<Labels, Gauge<f64, AtomicU64>>;
 type Ratio = Family<Labels, Gauge<f64, AtomicU64>>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Buckets of `mcw_propagation_seconds`: from a DNS answer the next lookup reads at once to a
+/// change that waited for a warm-up to end.
+const PROPAGATION_BUCKETS: [f64; 12] = [
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+fn propagation_histogram() -> Histogram {
+    Histogram::new(PROPAGATION_BUCKETS)
+}
 
 /// Content types of the two exposition formats.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -58,6 +70,15 @@ pub const WARMUP_PHASES: [&str; 5] = [
 /// Why mcw restarts mcrouter, as `mcw_child_restarts_total{reason}` says it.
 pub const RESTART_REASONS: [&str; 4] = ["crashed", "failed", "stopped_watching", "sigusr2"];
 
+/// What mcrouter said of a write, as `mcw_reloads_total{outcome}` says it.
+pub const RELOAD_OUTCOMES: [&str; 5] = [
+    "confirmed",
+    "rejected",
+    "from_dump",
+    "not_reloaded_yet",
+    "cannot_tell",
+];
+
 /// mcw's metric families. Those about one config carry an `output` label (the output's
 /// path), so `watch` with several pairs keeps them apart; lookups are shared and carry none.
 #[derive(Debug)]
@@ -67,6 +88,7 @@ pub struct Metrics {
     render_failures: Counters,
     lookups: Counters,
     tokens_last_good: Gauges,
+    token_failing: Gauges,
     pool_servers: Gauges,
     pool_remapped: Ratio,
     servers_held: Gauges,
@@ -84,6 +106,12 @@ pub struct Metrics {
     warmup_slots: Gauges,
     warmup_left: Seconds,
     warmups: Counters,
+    config_info: Gauges,
+    propagation: Histograms,
+    last_reload_ok: Gauges,
+    last_reload_success: Seconds,
+    /// Reloads are confirmed with mcrouter.
+    confirming: bool,
     /// Log lines (mcw's and mcrouter's) dropped because stderr did not keep up, and how many
     /// of them the counter holds already.
     log_dropped: Counter,
@@ -111,7 +139,33 @@ impl Metrics {
             .set(1);
         r.register("build_info", "mcw's version (always 1)", build);
         let (all, confirm, supervise) = (true, mode.confirm, mode.supervise);
+        let propagation: Histograms = Family::new_with_constructor(propagation_histogram);
+        r.register(
+            "propagation_seconds",
+            "Time from a DNS answer that changed a pool's servers to the first config that carries it being written (until=written) and, with an admin port, run by mcrouter (until=confirmed)",
+            propagation.clone(),
+        );
         let metrics = Metrics {
+            propagation,
+            confirming: confirm,
+            config_info: add(
+                r,
+                all,
+                "config_info",
+                "1 for the md5 of the config mcw last wrote (config=written) and, with an admin port, of the one mcrouter runs (config=running): count by md5 across replicas shows disagreement",
+            ),
+            last_reload_ok: add(
+                r,
+                all,
+                "config_last_reload_successful",
+                "1 when the latest attempt to put a template edit or DNS change in force worked (mcrouter confirmed it, or it was written with nothing to confirm with); 0 after a refused edit, a failed write or a rejection",
+            ),
+            last_reload_success: add(
+                r,
+                all,
+                "config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful reload (NaN before the first)",
+            ),
             renders: add(
                 r,
                 all,
@@ -135,6 +189,12 @@ impl Metrics {
                 all,
                 "tokens_last_good",
                 "Tokens whose latest lookup failed, served from their last good answer",
+            ),
+            token_failing: add(
+                r,
+                all,
+                "token_lookup_failing",
+                "1 for a token whose latest lookup failed (its last good answer, if any, stands in), else 0",
             ),
             pool_servers: add(
                 r,
@@ -248,11 +308,21 @@ impl Metrics {
             // Last: the registrations above borrow it.
             registry: root,
         };
-        // Every reason at 0 from the start, so an alert on one needs no absent().
-        for reason in RESTART_REASONS {
-            let _ = metrics
-                .restarts
-                .get_or_create(&vec![("reason", reason.to_string())]);
+        // Every reason, outcome and verdict at 0 from the start, so an alert or a panel on one
+        // needs no absent().
+        let labelled = [
+            (&metrics.restarts, "reason", &RESTART_REASONS[..]),
+            (&metrics.reloads, "outcome", &RELOAD_OUTCOMES[..]),
+            (
+                &metrics.validations,
+                "verdict",
+                &["accepted", "rejected"][..],
+            ),
+        ];
+        for (family, label, values) in labelled {
+            for value in values {
+                let _ = family.get_or_create(&vec![(label, value.to_string())]);
+            }
         }
         metrics
     }
@@ -263,6 +333,32 @@ impl Metrics {
         let labels = of_output(output, &[]);
         for family in [&self.renders, &self.writes, &self.write_failures] {
             let _ = family.get_or_create(&labels);
+        }
+        let labelled = [
+            (
+                &self.render_failures,
+                "reason",
+                &["template_invalid", "template_unreadable"][..],
+            ),
+            (
+                &self.warmups,
+                "outcome",
+                &["warmed", "skipped", "abandoned"][..],
+            ),
+        ];
+        for (family, label, values) in labelled {
+            for value in values {
+                let _ = family.get_or_create(&of_output(output, &[(label, value)]));
+            }
+        }
+        let stages: &[&str] = match self.confirming {
+            true => &["written", "confirmed"],
+            false => &["written"],
+        };
+        for until in stages {
+            let _ = self
+                .propagation
+                .get_or_create(&of_output(output, &[("until", until)]));
         }
     }
 
@@ -301,7 +397,11 @@ impl Metrics {
                 let labels = of(&[("reason", "template_unreadable")]);
                 self.render_failures.get_or_create(&labels).inc();
             }
-            Report::Wrote { .. } | Report::Restored { .. } | Report::Repaired { .. } => {
+            Report::Wrote { propagation, .. } => {
+                self.writes.get_or_create(&of(&[])).inc();
+                self.propagated(output, "written", *propagation);
+            }
+            Report::Restored { .. } | Report::Repaired { .. } => {
                 self.writes.get_or_create(&of(&[])).inc();
             }
             Report::WriteFailed { .. } => {
@@ -310,16 +410,22 @@ impl Metrics {
             Report::ValidatorRejected { .. } => {
                 self.count(&self.validations, "verdict", "rejected")
             }
-            Report::Confirmed { .. } => self.count(&self.reloads, "outcome", "confirmed"),
-            Report::Rejected { .. } | Report::RunsDump { .. } => {
-                self.count(&self.reloads, "outcome", "rejected")
+            Report::Confirmed { propagation, .. } => {
+                self.count(&self.reloads, "outcome", "confirmed");
+                self.propagated(output, "confirmed", *propagation);
             }
+            Report::Rejected { .. } => self.count(&self.reloads, "outcome", "rejected"),
+            Report::RunsDump { .. } => self.count(&self.reloads, "outcome", "from_dump"),
             Report::CannotTell { .. } => self.count(&self.reloads, "outcome", "cannot_tell"),
             Report::NotReloadedYet { .. } => {
                 self.count(&self.reloads, "outcome", "not_reloaded_yet")
             }
-            Report::Reoffered { .. } | Report::WarmUpPhase { .. } => {
+            Report::Reoffered { .. } => {
                 self.writes.get_or_create(&of(&[])).inc();
+            }
+            Report::WarmUpPhase { propagation, .. } => {
+                self.writes.get_or_create(&of(&[])).inc();
+                self.propagated(output, "written", *propagation);
             }
             Report::WarmUpFinished { .. } => {
                 self.warmups
@@ -362,6 +468,15 @@ impl Metrics {
             .set(remapped.as_ref().map_or(f64::NAN, |share| share.ratio()));
     }
 
+    /// A DNS change reached a stage (`written`, `confirmed`) after `took`, if it did.
+    fn propagated(&self, output: &Path, until: &str, took: Option<std::time::Duration>) {
+        if let Some(took) = took {
+            self.propagation
+                .get_or_create(&of_output(output, &[("until", until)]))
+                .observe(took.as_secs_f64());
+        }
+    }
+
     /// A signal was passed on to mcrouter.
     pub fn forwarded(&self, signal: &str) {
         self.count(&self.signals, "signal", signal);
@@ -382,8 +497,13 @@ impl Metrics {
     /// from each pair's status and `child` (the child's state name, in `run` mode).
     pub fn encode(&self, pairs: &[PairStatus], child: Option<&str>) -> String {
         self.servers_held.clear();
+        self.token_failing.clear();
         self.pool_servers.clear();
         self.warmup_slots.clear();
+        self.config_info.clear();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         for pair in pairs {
             let status = &pair.status;
             let of = |more: &[(&'static str, &str)]| of_output(pair.output, more);
@@ -392,6 +512,9 @@ impl Metrics {
                 .get_or_create(&of(&[]))
                 .set(last_good as i64);
             for t in &status.tokens {
+                self.token_failing
+                    .get_or_create(&of(&[("token", &t.token)]))
+                    .set(i64::from(t.error.is_some()));
                 self.servers_held
                     .get_or_create(&of(&[("token", &t.token)]))
                     .set(t.held.len() as i64);
@@ -418,6 +541,28 @@ impl Metrics {
             self.warmup_left
                 .get_or_create(&of(&[]))
                 .set(secs(warm.and_then(|w| w.left)));
+            let running = status.running.as_ref().and_then(|o| o.md5());
+            for (config, md5) in [
+                ("written", status.written_md5.as_deref()),
+                ("running", running),
+            ] {
+                if let Some(md5) = md5 {
+                    self.config_info
+                        .get_or_create(&of(&[("config", config), ("md5", md5)]))
+                        .set(1);
+                }
+            }
+            if let Some(ok) = status.last_reload_ok {
+                self.last_reload_ok
+                    .get_or_create(&of(&[]))
+                    .set(i64::from(ok));
+            }
+            let success = status
+                .since_reload_success
+                .map(|since| wall.saturating_sub(since));
+            self.last_reload_success
+                .get_or_create(&of(&[]))
+                .set(secs(success));
             for p in warm.iter().flat_map(|w| &w.pools) {
                 self.warmup_slots
                     .get_or_create(&of(&[("pool", &p.pool)]))
@@ -462,6 +607,22 @@ fn add<M: Metric + Clone + Default>(r: &mut Registry, on: bool, name: &str, help
 }
 
 /// The closing line of an OpenMetrics exposition.
+/// `mcw_ready`: what `/readyz` would answer now, for a scrape (alerting on readiness lost
+/// needs a series; a probe's answer is not one).
+pub fn ready(ready: bool) -> String {
+    let mut registry = Registry::with_prefix("mcw");
+    let gauge: Gauge = Gauge::default();
+    gauge.set(i64::from(ready));
+    registry.register(
+        "ready",
+        "1 when /readyz would answer 200 (watch: a config is written; run: mcrouter runs a config mcw wrote and answers on its admin port), else 0",
+        gauge,
+    );
+    let mut text = String::new();
+    let _ = encode_registry(&mut text, &registry);
+    text
+}
+
 pub fn eof() -> String {
     let mut text = String::new();
     let _ = encode_eof(&mut text);
@@ -534,12 +695,13 @@ mod tests {
             &Report::Confirmed {
                 md5: "x".into(),
                 after: std::time::Duration::ZERO,
+                propagation: Some(std::time::Duration::from_millis(700)),
             },
         );
         let status = crate::engine::Status {
             tokens: Vec::new(),
             pools: [("a".to_string(), vec!["10.0.0.1:11211".to_string()])].into(),
-            written_md5: None,
+            written_md5: Some("0123abcd".into()),
             running: None,
             confirmed: false,
             reload: None,
@@ -550,6 +712,8 @@ mod tests {
             child: Some("running"),
             retrying: None,
             warm_up: None,
+            last_reload_ok: Some(true),
+            since_reload_success: Some(std::time::Duration::from_secs(5)),
         };
         m.add_output(&output);
         let pairs = [PairStatus {
@@ -564,6 +728,10 @@ mod tests {
             "mcw_pool_servers{output=\"/run/mcw/a.json\",pool=\"a\"} 1",
             "mcw_writes_total{output=\"/run/mcw/a.json\"} 0",
             "mcw_config_in_sync 1",
+            "mcw_propagation_seconds_bucket{le=\"1.0\",output=\"/run/mcw/a.json\",until=\"confirmed\"} 1",
+            "mcw_propagation_seconds_count{output=\"/run/mcw/a.json\",until=\"written\"} 0",
+            "mcw_config_last_reload_successful{output=\"/run/mcw/a.json\"} 1",
+            "mcw_config_info{output=\"/run/mcw/a.json\",config=\"written\",md5=\"0123abcd\"} 1",
             "mcw_child_state{state=\"running\"} 1",
             "mcw_child_state{state=\"pending\"} 0",
             "mcw_child_restarts_total{reason=\"stopped_watching\"} 0",

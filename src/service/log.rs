@@ -78,8 +78,10 @@ pub(super) fn log(report: &Report, template: &Path, output: &Path, named: Option
             md5,
             pools,
             servers,
+            propagation,
         } => {
-            tracing::info!(%output, generation, %md5, pools, servers, "wrote config")
+            let since_dns_change_ms = millis(*propagation);
+            tracing::info!(%output, generation, %md5, pools, servers, since_dns_change_ms, "wrote config")
         }
         Report::RenderNote { note } => {
             tracing::warn!(output = config, %template, reason = %note, "rendered with a caveat")
@@ -100,9 +102,14 @@ pub(super) fn log(report: &Report, template: &Path, output: &Path, named: Option
                 "mcrouter --validate-config rejected the new config; it was not installed"
             )
         }
-        Report::Confirmed { md5, after } => {
+        Report::Confirmed {
+            md5,
+            after,
+            propagation,
+        } => {
             let after_ms = after.as_millis() as u64;
-            tracing::info!(%md5, after_ms, "mcrouter runs the new config")
+            let since_dns_change_ms = millis(*propagation);
+            tracing::info!(%md5, after_ms, since_dns_change_ms, "mcrouter runs the new config")
         }
         Report::RunsEarlier { md5 } => {
             tracing::debug!(%md5, "mcrouter runs an earlier config of mcw's")
@@ -179,8 +186,10 @@ pub(super) fn log(report: &Report, template: &Path, output: &Path, named: Option
             phase,
             generation,
             md5,
+            propagation,
         } => {
-            tracing::info!(%output, phase, generation, %md5, "wrote a warm-up phase's config")
+            let since_dns_change_ms = millis(*propagation);
+            tracing::info!(%output, phase, generation, %md5, since_dns_change_ms, "wrote a warm-up phase's config")
         }
         Report::WarmUpTimer { phase, lasts } => {
             tracing::info!(output = config, phase, lasts = ?lasts, "warm-up phase runs")
@@ -295,4 +304,9 @@ pub(super) fn pool_changed(done: &Remapped, named: Option<&Path>) {
         %remapped,
         "{message}"
     );
+}
+
+/// A duration in whole milliseconds, for a log field that is left out when there is none.
+fn millis(d: Option<std::time::Duration>) -> Option<u64> {
+    d.map(|d| d.as_millis() as u64)
 }
