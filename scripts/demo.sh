@@ -2,7 +2,7 @@
 # mcw's main job on one machine, end to end:
 #   a DNS server (dnsmasq) holding a memcached "StatefulSet" (three pods, SRV records),
 #   three real memcached, and `mcw run` supervising mcrouter (a real mcrouter when one is
-#   found: $MCW_TEST_MCROUTER, PATH, ../shared/mcrouter/mcrouter; else the project's
+#   found: $MCW_TEST_MCROUTER, else mcrouter on PATH; else the project's
 #   stand-in). Keys are written through mcrouter, one pod moves to a new IP, mcw renders,
 #   writes and confirms mcrouter's reload, and the keys on the other pods are still where
 #   they were.

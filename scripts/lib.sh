@@ -31,10 +31,10 @@ apt_missing() {
 }
 
 # `real_mcrouter` prints the path of a real mcrouter, as the tests look for one:
-# $MCW_TEST_MCROUTER, else `mcrouter` on PATH, else the build beside the repository
-# (../shared/mcrouter/mcrouter); it fails when there is none. When the binary is there but
-# cannot run for want of its runtime libraries, it installs them (Debian packages, listed in
-# runtime-packages.txt beside the binary) first. Needs root for that.
+# $MCW_TEST_MCROUTER, else `mcrouter` on PATH; it fails when there is none. When the binary is
+# there but cannot run for want of its runtime libraries, it installs them first (the Debian
+# packages of scripts/mcrouter-runtime-packages.txt: docs/real-mcrouter.md). Needs root for
+# that.
 real_mcrouter() {
   local top found
   top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,14 +42,12 @@ real_mcrouter() {
     found=$MCW_TEST_MCROUTER
   elif command -v mcrouter >/dev/null 2>&1; then
     found=$(command -v mcrouter)
-  elif [[ -x $top/../shared/mcrouter/mcrouter ]]; then
-    found=$(cd "$top/../shared/mcrouter" && pwd)/mcrouter
   else
     return 1
   fi
   if ! "$found" --version >/dev/null 2>&1; then
     local list
-    list=$(dirname "$found")/runtime-packages.txt
+    list=$top/scripts/mcrouter-runtime-packages.txt
     if [[ -f $list ]]; then
       echo "installing the runtime libraries of $found ($list)" >&2
       export DEBIAN_FRONTEND=noninteractive

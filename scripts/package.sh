@@ -3,6 +3,9 @@
 #   target/debian/mcw_<version>-1_<arch>.deb
 #   target/generate-rpm/mcw-<version>-1.<arch>.rpm
 # Needs cargo-deb and cargo-generate-rpm (installed here, pinned, when missing).
+#
+# The .deb's Maintainer field names whoever builds it: MCW_MAINTAINER ("Name <address>"),
+# else DEBFULLNAME and DEBEMAIL as Debian's own tools read them, else the user at this host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +35,8 @@ grep -q '^EnvironmentFile=-/etc/sysconfig/mcw$' target/assets/rpm/mcw.service
 # and dated by the last commit so that two builds of one commit are identical.
 version=$(cargo metadata --locked --no-deps --format-version 1 |
   python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "mcw"))')
-maintainer=$(sed -n 's/^maintainer = "\(.*\)"$/\1/p' Cargo.toml)
+maintainer=${MCW_MAINTAINER:-"${DEBFULLNAME:-mcw builder} <${DEBEMAIL:-$(id -un)@$(hostname -f 2>/dev/null || hostname)}>"}
+echo "package.sh: mcw $version, maintainer $maintainer" >&2
 {
   echo "mcw ($version-1) unstable; urgency=medium"
   echo
@@ -42,6 +46,6 @@ maintainer=$(sed -n 's/^maintainer = "\(.*\)"$/\1/p' Cargo.toml)
 } >target/assets/changelog
 gzip -9n <CHANGELOG.md >target/assets/changelog.gz
 
-cargo deb --locked --no-build --no-strip
+cargo deb --locked --no-build --no-strip --maintainer "$maintainer"
 cargo generate-rpm
 ls -l target/debian/*.deb target/generate-rpm/*.rpm

@@ -35,7 +35,7 @@ if MCW_TEST_MCROUTER=$(real_mcrouter); then
   echo "test.sh: mcrouter tests run against the stand-in and the real mcrouter $MCW_TEST_MCROUTER ($("$MCW_TEST_MCROUTER" --version))"
 else
   unset MCW_TEST_MCROUTER
-  echo "test.sh: no real mcrouter found (MCW_TEST_MCROUTER, mcrouter on PATH, ../shared/mcrouter/mcrouter): mcrouter tests run against the stand-in only"
+  echo "test.sh: no real mcrouter found (MCW_TEST_MCROUTER, mcrouter on PATH; docs/real-mcrouter.md): mcrouter tests run against the stand-in only"
 fi
 
 STAGE=test.sh

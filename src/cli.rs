@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::output::OutputSpec;
 use crate::supervise::restart::Policy;
+use crate::supervise::{signal_table, signals};
 
 /// Keeps an mcrouter config in step with DNS.
 #[derive(Debug, Parser)]
@@ -45,36 +46,26 @@ pub enum Command {
     Diff(DiffArgs),
     /// Sidecar mode: render, then keep the output current until SIGTERM/SIGINT or Ctrl-C;
     /// SIGHUP re-reads the template and re-resolves now.
-    #[command(after_help = WATCH_NOTES)]
+    #[command(after_help = watch_notes())]
     Watch(WatchArgs),
     /// Supervisor mode: everything watch does, plus running mcrouter with -f on the output,
     /// forwarding signals to it and confirming each reload.
-    #[command(after_help = RUN_NOTES)]
+    #[command(after_help = run_notes())]
     Run(RunArgs),
 }
 
-/// What `mcw watch --help` adds after the options: the signals (the README's table in brief).
-const WATCH_NOTES: &str = "\
-Signals:
-  SIGTERM, SIGINT (Ctrl-C), a terminal's hang-up   stop; exit 0
-  SIGHUP from a process (kill -HUP, systemctl reload)
-      re-read the template, re-resolve every token, write the output if the file on disk
-      differs from the render (a deleted file comes back), lift every \"not again\" block";
+/// What `mcw watch --help` adds after the options: the signal table.
+fn watch_notes() -> String {
+    signal_table::help(signals::Mode::Watch)
+}
 
-/// What `mcw run --help` adds after the options: signals and readiness in brief.
-const RUN_NOTES: &str = "\
-Signals:
-  SIGTERM, SIGINT (Ctrl-C)   forwarded to mcrouter; SIGKILL after --stop-timeout; mcw exits with
-                             mcrouter's status (before mcrouter starts: exit 0 at once)
-  a terminal's hang-up       mcrouter gets SIGTERM (a SIGHUP would kill it); then as above
-  SIGHUP from a process (kill -HUP, systemctl reload)
-      not forwarded; re-read the template, re-resolve every token, write the output if the
-      file on disk differs from the render, lift every \"not again\" block
-  SIGUSR2                    restart mcrouter now, on the same port and config
-  SIGUSR1                    not forwarded (it would kill mcrouter); logged
-  SIGTSTP (Ctrl-Z)           stop mcrouter, then mcw; SIGCONT (fg) resumes both
-  others (SIGQUIT, SIGWINCH, real-time, ...)   forwarded
+/// What `mcw run --help` adds after the options: the signal table, the port, restarts,
+/// confirmation and readiness.
+fn run_notes() -> String {
+    format!("{}\n{RUN_MORE}", signal_table::help(signals::Mode::Run))
+}
 
+const RUN_MORE: &str = "\
 mcrouter runs in a process group of its own: a terminal's or a shell's signals reach mcw,
 which passes on what mcrouter should get.
 

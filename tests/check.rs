@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 
-/// The config of the "Routing Prefix" seed page, with DNS tokens for its pools.
+/// The config of mcrouter's "Routing Prefix" documentation page, with DNS tokens for its pools.
 const SEED_ROUTES: &str = r#"{
   "pools": {
     "local_pool_in_first_cluster": {"servers": ["dns://c0.test"]},

@@ -23,7 +23,7 @@ fn with_real_mcrouter(mut body: impl FnMut(&Mcrouter)) {
     match real_mcrouter() {
         Some(path) => body(&Mcrouter::Real(path)),
         None => eprintln!(
-            "NOT RUN: this test needs a real mcrouter (MCW_TEST_MCROUTER, mcrouter on PATH, or ../shared/mcrouter/mcrouter); the stand-in does not warm"
+            "NOT RUN: this test needs a real mcrouter (MCW_TEST_MCROUTER or mcrouter on PATH: docs/real-mcrouter.md); the stand-in does not warm"
         ),
     }
 }

@@ -28,7 +28,7 @@ STAGE=packaging
 # The mcrouter the packages and the image run: the real one when there is one (its runtime
 # libraries go into the base image), else the stand-in.
 if MCROUTER_BIN=$(real_mcrouter); then
-  MCROUTER_LIBS=$(paste -sd, "$(dirname "$MCROUTER_BIN")/runtime-packages.txt" 2>/dev/null || true)
+  MCROUTER_LIBS=$(paste -sd, scripts/mcrouter-runtime-packages.txt)
   echo "packaging: with the real mcrouter $MCROUTER_BIN ($("$MCROUTER_BIN" --version))"
 else
   cargo build --locked --quiet -p mcrouter-standin

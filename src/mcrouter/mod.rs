@@ -52,7 +52,7 @@ pub fn failure_reason(line: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    /// Lines the real mcrouter printed (../shared/mcrouter, smoke-transcript.txt).
+    /// Lines the real mcrouter printed (v2026.08.17.00).
     #[test]
     fn a_failed_load_is_read_from_mcrouters_log_line() {
         let reload = "FAILURE 1796176443.532673 16033 [libmcrouter.mcrouter.25000] [invalid-config] [mcrcfg-25000] /root/mcrouter-build/src/mcrouter/mcrouter/CarbonRouterInstance-inl.h:526] Failed to reconfigure: TypeError: expected dynamic type 'object', but had type 'string'\n";
@@ -75,7 +75,7 @@ mod tests {
     }
 
     /// The line the real mcrouter printed when its config file was deleted
-    /// (../shared/mcrouter, extras-transcript.txt).
+    /// (v2026.08.17.00).
     #[test]
     fn a_lost_watch_is_read_from_mcrouters_log_line() {
         let lost = "E20261202 01:55:06.121377 16921 ConfigApi.cpp:180] Check /tmp/mcr-extras/live.json for update failed: Can not add inotify watch for '/tmp/mcr-extras/live.json'\n";

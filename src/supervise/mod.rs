@@ -12,6 +12,7 @@
 
 pub mod args;
 pub mod restart;
+pub mod signal_table;
 pub mod signals;
 pub mod socket;
 

@@ -383,10 +383,10 @@ impl Mcrouter {
     }
 }
 
-/// Where the real mcrouter is: `MCW_TEST_MCROUTER`, else `mcrouter` on PATH, else the build
-/// beside the repository (`../shared/mcrouter/mcrouter`); `None` when there is none. A real
-/// mcrouter that is found but does not run (its runtime libraries missing) fails the test
-/// that wants it, saying what to install.
+/// Where the real mcrouter is: `MCW_TEST_MCROUTER`, else `mcrouter` on PATH; `None` when there
+/// is none (docs/real-mcrouter.md says how to get one). A real mcrouter that is found but does
+/// not run (its runtime libraries missing) fails the test that wants it, saying what to
+/// install.
 pub fn real_mcrouter() -> Option<PathBuf> {
     static FOUND: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     FOUND
@@ -400,11 +400,6 @@ pub fn real_mcrouter() -> Option<PathBuf> {
                             .map(|dir| dir.join("mcrouter"))
                             .find(|p| p.is_file())
                     })
-                })
-                .or_else(|| {
-                    let beside = Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("../shared/mcrouter/mcrouter");
-                    beside.is_file().then_some(beside)
                 });
             match &found {
                 Some(path) => {
@@ -412,13 +407,13 @@ pub fn real_mcrouter() -> Option<PathBuf> {
                     let ok = out.as_ref().is_ok_and(|o| o.status.success());
                     assert!(
                         ok,
-                        "found a real mcrouter at {} but it does not run ({:?}); install its runtime libraries (../shared/mcrouter/README.md: apt-get install …) or set MCW_TEST_MCROUTER",
+                        "found a real mcrouter at {} but it does not run ({:?}); install its runtime libraries (the Debian packages of scripts/mcrouter-runtime-packages.txt) or set MCW_TEST_MCROUTER",
                         path.display(),
                         out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
                     );
                 }
                 None => eprintln!(
-                    "NOTE: no real mcrouter found (MCW_TEST_MCROUTER, mcrouter on PATH, ../shared/mcrouter/mcrouter): the tests that start mcrouter run against the stand-in only"
+                    "NOTE: no real mcrouter found (MCW_TEST_MCROUTER, mcrouter on PATH; docs/real-mcrouter.md): the tests that start mcrouter run against the stand-in only"
                 ),
             }
             found
