@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every figure of BENCHMARKS.md in one sitting: each benchmark of the list below (cargo bench),
-# then the binary and package sizes. Installs what they start (dnsmasq, memcached, tini, dumb-init, dig)
+# Every benchmark of BENCHMARKS.md, one after the other (the list below; a test holds it to
+# Cargo.toml's), then the binary and package sizes. Installs what they start (dnsmasq, memcached, tini, dumb-init, dig)
 # when missing; needs root for that. Takes about 20 minutes, most of it the 10-minute flapping
 # answer of the scale benchmark (MCW_BENCH_FLAP_SECS shortens it) and the idle runs.
 #
@@ -15,7 +15,8 @@ apt_missing bench.sh dnsmasq-base:dnsmasq memcached:memcached tini:tini dumb-ini
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(git describe --always --dirty), $(nproc) cores," \
   "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), Linux $(uname -r)"
 echo "== $(tini --version), $(dumb-init --version 2>&1), $(dig -v 2>&1)"
-for bench in render watch run placement reload restart warmup scale; do
+BENCHES=(render watch run placement reload restart warmup scale)
+for bench in "${BENCHES[@]}"; do
   stage "cargo bench --bench $bench" cargo bench --locked --quiet --bench "$bench"
 done
 stage "packages (scripts/package.sh)" bash -c "./scripts/package.sh >/dev/null"
