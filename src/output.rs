@@ -207,8 +207,9 @@ impl OutputSpec {
         }
     }
 
-    /// Remove the temp files and candidates that a crashed run left beside the output (named
-    /// `.NAME.mcw-PID-N.tmp`). Returns what was removed.
+    /// Remove the temp files and candidates that a crashed run left beside the output: those
+    /// named `.NAME.mcw-PID-N.tmp` whose process PID is gone. Another mcw writing the same
+    /// output now (a `mcw render` beside a `watch`) keeps its own. Returns what was removed.
     pub fn remove_leftovers(&self) -> Vec<PathBuf> {
         let dir = parent_dir(&self.path);
         let mut prefix = OsString::from(".");
@@ -222,7 +223,15 @@ impl OutputSpec {
             .flatten()
             .filter(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                name.starts_with(&prefix) && name.ends_with(".tmp")
+                let Some(rest) = name.strip_prefix(&prefix) else {
+                    return false;
+                };
+                let Some((pid, n)) = rest.strip_suffix(".tmp").and_then(|r| r.split_once('-'))
+                else {
+                    return false;
+                };
+                let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+                digits(pid) && digits(n) && pid.parse().is_ok_and(|pid: i32| !alive(pid))
             })
             .map(|e| e.path())
             .filter(|p| fs::remove_file(p).is_ok())
@@ -286,6 +295,18 @@ impl Candidate {
     }
 }
 
+/// Whether process `pid` exists (it may belong to another user): signal 0 reaches it, or
+/// is refused for want of permission.
+fn alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e != nix::errno::Errno::ESRCH,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,15 +363,25 @@ mod tests {
     }
 
     #[test]
-    fn leftovers_of_a_crashed_run_are_removed_and_nothing_else() {
+    fn leftovers_of_a_crashed_run_are_removed_and_nothing_else_not_even_a_live_runs() {
         let dir = tempfile::tempdir().unwrap();
         let spec: OutputSpec = dir.path().join("c.json").to_str().unwrap().parse().unwrap();
         spec.replace(b"live\n").unwrap();
-        let keep = [".other.json.mcw-1-0.tmp", "c.json.bak", ".c.json.mcw-notes"];
-        for name in keep
-            .iter()
-            .chain(&[".c.json.mcw-4242-0.tmp", ".c.json.mcw-4242-7.tmp"])
-        {
+        // A pid no process has (above the kernel's largest), and one that runs: this test's.
+        let (gone, live) = (i32::MAX, std::process::id());
+        let live_temp = format!(".c.json.mcw-{live}-0.tmp");
+        let keep = [
+            ".other.json.mcw-1-0.tmp",
+            "c.json.bak",
+            ".c.json.mcw-notes",
+            ".c.json.mcw-x-1.tmp",
+            live_temp.as_str(),
+        ];
+        let stale = [
+            format!(".c.json.mcw-{gone}-0.tmp"),
+            format!(".c.json.mcw-{gone}-7.tmp"),
+        ];
+        for name in keep.iter().copied().chain(stale.iter().map(String::as_str)) {
             fs::write(dir.path().join(name), "x").unwrap();
         }
         assert_eq!(spec.remove_leftovers().len(), 2);
@@ -359,15 +390,16 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         left.sort();
-        assert_eq!(
-            left,
-            [
-                ".c.json.mcw-notes",
-                ".other.json.mcw-1-0.tmp",
-                "c.json",
-                "c.json.bak"
-            ]
-        );
+        let mut want = vec![
+            ".c.json.mcw-notes".to_string(),
+            ".c.json.mcw-x-1.tmp".to_string(),
+            live_temp.clone(),
+            ".other.json.mcw-1-0.tmp".to_string(),
+            "c.json".to_string(),
+            "c.json.bak".to_string(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
     }
 
     /// A symlink planted at the output path is replaced by a regular file, and the file it

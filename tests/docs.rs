@@ -25,7 +25,11 @@ fn holds(doc: &str, block: &str, what: &str) {
 
 #[test]
 fn the_signal_tables_are_the_codes() {
-    holds("README.md", &signal_table::markdown(Mode::Run), "the run signal table");
+    holds(
+        "README.md",
+        &signal_table::markdown(Mode::Run),
+        "the run signal table",
+    );
     holds(
         "docs/behaviour.md",
         &signal_table::markdown(Mode::Watch),
@@ -193,7 +197,14 @@ fn nothing_points_outside_the_repository() {
     let needles = ["../shared", "/work/", "SPEC.md", "seed page", "the spec"];
     let mut found = Vec::new();
     let mut files = documents();
-    for extra in ["Cargo.toml", "scripts", "src", "tests", "packaging", "benches"] {
+    for extra in [
+        "Cargo.toml",
+        "scripts",
+        "src",
+        "tests",
+        "packaging",
+        "benches",
+    ] {
         let path = root().join(extra);
         let mut stack = vec![path];
         while let Some(p) = stack.pop() {
@@ -226,5 +237,85 @@ fn nothing_points_outside_the_repository() {
     // CI may find the real mcrouter beside the checkout, in one place.
     let ci = read(".ci/run");
     assert!(!ci.contains("/work/"), ".ci/run names a machine's path");
-    assert!(ci.matches("../shared").count() <= 1, ".ci/run names ../shared more than once");
+    assert!(
+        ci.matches("../shared").count() <= 1,
+        ".ci/run names ../shared more than once"
+    );
+}
+
+/// The README's "Try it" section runs as written (with the binary under test in place of the
+/// release build) and says what the README says it says.
+#[test]
+fn the_try_it_section_runs_as_written() {
+    let readme = read("README.md");
+    let section = &readme[readme
+        .find("## Try it on your own template")
+        .expect("README has a Try it section")..];
+    let start = section.find("```sh\n").unwrap() + "```sh\n".len();
+    let block = &section[start..start + section[start..].find("```\n").unwrap()];
+    let release = "$PWD/target/release/mcw";
+    assert!(block.contains(release), "{block}");
+    let script = format!(
+        "set -euo pipefail\n{}",
+        block.replace(release, env!("CARGO_BIN_EXE_mcw"))
+    );
+    // A run that failed half-way may have left its DNS server behind.
+    let dir = Path::new("/tmp/mcw-try");
+    if let Ok(pid) = std::fs::read_to_string(dir.join("dnsmasq.pid")) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(root())
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script}\n{stdout}\n{stderr}");
+    for said in [
+        "dns://memcache.test",
+        "    10.0.0.1:11211\n    10.0.0.2:11211\n",
+        "\"10.0.0.1:11211\",\n        \"10.0.0.2:11211\"",
+        "+ 10.0.0.3:11211",
+        "exit 1: changes",
+    ] {
+        assert!(stdout.contains(said), "{said:?} not in\n{stdout}\n{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The crate's version is a released section of the changelog, below an Unreleased one; the
+/// packages and the image take their version from the crate (checked on the built artefacts
+/// by `scripts/release.sh --check`, which the packaging tests run).
+#[test]
+fn the_version_is_a_released_section_of_the_changelog() {
+    let cargo = read("Cargo.toml");
+    let version = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    let changelog = read("CHANGELOG.md");
+    let sections: Vec<&str> = changelog
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .collect();
+    assert_eq!(sections.first(), Some(&"Unreleased"), "{sections:?}");
+    assert!(
+        sections
+            .iter()
+            .any(|s| s.starts_with(&format!("{version} ("))),
+        "CHANGELOG.md has no \"## {version} (date)\" section: {sections:?}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcw"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("mcw {version}")
+    );
 }

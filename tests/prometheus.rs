@@ -170,7 +170,9 @@ fn prometheus_sees_mcw_and_mcrouter_series_move() {
         prom.wait("mcw_writes_total", |v| v > writes);
         prom.wait("mcw_reloads_total{outcome=\"confirmed\"}", |v| v >= 2.0);
         prom.wait("mcw_config_last_reload_successful", |v| v == 1.0);
-        prom.wait("mcw_propagation_seconds_count{until=\"confirmed\"}", |v| v == 1.0);
+        prom.wait("mcw_propagation_seconds_count{until=\"confirmed\"}", |v| {
+            v == 1.0
+        });
         prom.wait("mcw_dns_lookups_total{outcome=\"ok\"}", |v| v >= 2.0);
 
         // A DNS failure: the last good answer stands in.

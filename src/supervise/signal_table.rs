@@ -220,6 +220,9 @@ mod tests {
         assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
         assert!(!text.contains('`') && !text.contains("**"), "{text}");
         let watch = help(Mode::Watch);
-        assert!(watch.contains("\n  SIGCHLD\n") && !watch.contains("\n  SIGUSR2\n"), "{watch}");
+        assert!(
+            watch.contains("\n  SIGCHLD\n") && !watch.contains("\n  SIGUSR2\n"),
+            "{watch}"
+        );
     }
 }
