@@ -93,6 +93,13 @@ fn readiness_follows_mcrouter_not_config_rejections() {
         assert_eq!(status["pools"]["a"], serde_json::json!([server]));
         assert_eq!(status["mcrouter"]["state"], "running");
         assert_eq!(status["mcrouter"]["running_md5"], status["written_md5"]);
+        assert_eq!(status["mcrouter"]["reload"], "settled");
+        assert_eq!(status["last_reload_successful"], true);
+        assert!(
+            status["seconds_since_reload_success"].is_number(),
+            "{status}"
+        );
+        assert_eq!(sample(&metrics(&s.web), "mcw_ready"), Some(1.0));
 
         // A config mcrouter rejects: in_sync drops to 0 and comes back with the restoration, while
         // the pod stays ready throughout (mcrouter serves the previous config).
@@ -119,6 +126,8 @@ fn readiness_follows_mcrouter_not_config_rejections() {
             status["mcrouter"]["last_failure"].is_string(),
             "mcrouter's reason is in /status: {status}"
         );
+        // The change is not in force, however well the restoration went.
+        assert_eq!(status["last_reload_successful"], false, "{status}");
         let text = metrics(&s.web);
         assert_eq!(
             sample(&text, "mcw_reloads_total{outcome=\"rejected\"}"),
@@ -140,6 +149,7 @@ fn readiness_follows_mcrouter_not_config_rejections() {
         // Its stats are gone too, and the rest of the scrape is still there.
         let text = metrics(&s.web);
         assert_eq!(sample(&text, "mcrouter_up"), Some(0.0));
+        assert_eq!(sample(&text, "mcw_ready"), Some(0.0), "as /readyz says");
         assert!(
             sample(&text, "mcw_writes_total").is_some_and(|v| v >= 2.0),
             "{text}"
