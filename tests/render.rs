@@ -239,12 +239,16 @@ fn bad_templates_are_refused_with_file_place_and_reason() {
         ),
         ("{\"a\": 1 /* unterminated", "unterminated /* comment"),
         (
-            "{\"pools\": {\"a\": {\"servers\": [\"dns://memcache.test\"], \"hostnames\": [\"h\"]}}}",
+            "{\"pools\": {\"a\": {\"servers\": [\"dns://memcache.test\"], \"hostnames\": [\"h\", \"i\"]}}}",
             "/pools/a/hostnames lists one entry per server",
         ),
         (
             "{\"pools\": {\"a\": {\"servers\": [\"dns://memcache.test\"]}}, \"route\": {\"type\": \"PoolRoute\", \"pool\": \"a\", \"hash\": {\"hash_func\": \"Rendezvous\", \"tags\": [\"x\"]}}}",
             "/route/hash/tags gives Rendezvous tags, one per server, but /pools/a/servers holds a DNS token",
+        ),
+        (
+            "{\"pools\": {\"a\": {\"servers\": [\"dnssrv://_m._tcp.test\"]}}, \"route\": {\"type\": \"PoolRoute\", \"pool\": \"a\", \"hash\": {\"hash_func\": \"WeightedCh3\", \"weights\": [1]}}}",
+            "/route/hash/weights gives WeightedCh3 weights",
         ),
     ];
     for (text, want) in cases {

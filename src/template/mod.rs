@@ -78,6 +78,14 @@ pub enum TemplateError {
         pointer: String,
         servers: String,
     },
+    #[error(
+        "template {path}: {pointer} gives WeightedCh3 weights, one per server, but {servers} holds a DNS token, so how many servers there are changes with DNS (mcrouter takes weights of another count, logging CONFIG IS BROKEN); give them in the pool instead, one per entry of servers, and mcw writes one per server (a dnssrv:// token's from its SRV weights)", path = .path.display()
+    )]
+    GivenWeights {
+        path: PathBuf,
+        pointer: String,
+        servers: String,
+    },
 }
 
 /// Whether a pool's lists of one entry per server (`hostnames`, `weights`,
@@ -257,6 +265,16 @@ impl Template {
             .find(|(_, servers)| has_token(servers))
         {
             return Err(TemplateError::GivenTags {
+                path: path.to_path_buf(),
+                pointer,
+                servers,
+            });
+        }
+        if let Some((pointer, servers)) = pools::given_hash_weights(&value)
+            .into_iter()
+            .find(|(_, servers)| has_token(servers))
+        {
+            return Err(TemplateError::GivenWeights {
                 path: path.to_path_buf(),
                 pointer,
                 servers,
@@ -554,6 +572,38 @@ mod tests {
                 "{pool}"
             );
         }
+    }
+
+    /// mcrouter reads WeightedCh3 weights from the hash object too, and takes a count that is
+    /// not one per server (logging "CONFIG IS BROKEN"): over a pool with a DNS token they are
+    /// a template error pointing to the pool, where mcw keeps them in step.
+    #[test]
+    fn weighted_hash_weights_over_a_token_are_refused() {
+        let pools = r#""pools": {"a": {"servers": ["dnssrv://_m._tcp.a.test"]}, "s": {"servers": ["10.0.0.1:1"]}}"#;
+        for (route, pointer) in [
+            (
+                r#"{"type": "PoolRoute", "pool": "a", "hash": {"hash_func": "WeightedCh3", "weights": [1]}}"#,
+                "/route/hash/weights",
+            ),
+            (
+                r#"{"type": "HashRoute", "children": "Pool|a", "hash_func": "WeightedCh3", "weights": [1]}"#,
+                "/route/weights",
+            ),
+        ] {
+            let err = parse(&format!(r#"{{{pools}, "route": {route}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("{pointer} gives WeightedCh3 weights"))
+                    && err.contains("give them in the pool instead"),
+                "{err}"
+            );
+        }
+        let static_pool = r#"{"type": "PoolRoute", "pool": "s", "hash": {"hash_func": "WeightedCh3", "weights": [1]}}"#;
+        assert!(parse(&format!(r#"{{{pools}, "route": {static_pool}}}"#)).is_ok());
+        let in_pool = r#""pools": {"a": {"servers": ["dnssrv://_m._tcp.a.test"], "weights": [1]}}"#;
+        let route = r#"{"type": "PoolRoute", "pool": "a", "hash": {"hash_func": "WeightedCh3"}}"#;
+        assert!(parse(&format!(r#"{{{in_pool}, "route": {route}}}"#)).is_ok());
     }
 
     /// mcrouter refuses a Rendezvous hash whose tags are not one per server ("number of tags

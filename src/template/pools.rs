@@ -173,15 +173,36 @@ pub(super) fn add_rendezvous_tags(
 /// The template's own Rendezvous `tags`, each with the pointer of the servers array they tag
 /// (where that is one pool the template defines): `(tags pointer, servers pointer)`.
 pub(super) fn given_rendezvous_tags(root: &Value) -> Vec<(String, String)> {
+    given(root, &|hash| is_rendezvous(hash, true), "tags")
+}
+
+/// WeightedCh3 hash objects that give their own `weights` (mcrouter reads them there as well
+/// as in the pool), each with the pointer of the servers array of the pool it hashes: one
+/// weight per server, which DNS changes the count of when that array holds a token.
+pub(super) fn given_hash_weights(root: &Value) -> Vec<(String, String)> {
+    let weighted = |hash: &Map<String, Value>| {
+        hash.get("hash_func").and_then(Value::as_str) == Some("WeightedCh3")
+            && hash.contains_key("weights")
+    };
+    given(root, &weighted, "weights")
+}
+
+/// Hash objects for which `pick` holds, as `(pointer of their KEY, pointer of the servers
+/// array of the pool they hash)`.
+fn given(
+    root: &Value,
+    pick: &dyn Fn(&Map<String, Value>) -> bool,
+    key: &str,
+) -> Vec<(String, String)> {
     let pools = pool_index(root);
-    find_rendezvous(root, true)
+    find_hashes(root, pick)
         .into_iter()
         .filter_map(|(at, pool)| {
             let servers = match pool? {
                 PoolRef::Name(name) => pools.get(&name)?.clone(),
                 PoolRef::Inline(p) => p,
             };
-            Some((format!("{at}/tags"), servers))
+            Some((format!("{at}/{key}"), servers))
         })
         .collect()
 }
@@ -216,14 +237,23 @@ fn pool_index(root: &Value) -> HashMap<String, String> {
 /// Objects that hash a pool with a Rendezvous, untagged or `tagged`: a HashRoute-like object
 /// itself, or the `hash` object beside a PoolRoute's `pool`. Each with the pool it hashes.
 fn find_rendezvous(root: &Value, tagged: bool) -> Vec<(String, Option<PoolRef>)> {
+    find_hashes(root, &|hash| is_rendezvous(hash, tagged))
+}
+
+/// Objects that hash a pool and for which `pick` holds: a HashRoute-like object itself, or
+/// the `hash` object beside a PoolRoute's `pool`. Each with the pool it hashes.
+fn find_hashes(
+    root: &Value,
+    pick: &dyn Fn(&Map<String, Value>) -> bool,
+) -> Vec<(String, Option<PoolRef>)> {
     let mut out = Vec::new();
     walk(root, &mut |pointer, node| {
         let Value::Object(map) = node else { return };
-        if let Some(pool) = hashed_pool(map, pointer, tagged) {
+        if let Some(pool) = hashed_pool(map, pointer, pick) {
             out.push((pointer.to_string(), pool));
         }
         if let (Some(pool), Some(Value::Object(hash))) = (map.get("pool"), map.get("hash"))
-            && is_rendezvous(hash, tagged)
+            && pick(hash)
         {
             let at = format!("{pointer}/hash");
             out.push((at, pool_ref(pool, &format!("{pointer}/pool"))));
@@ -237,10 +267,14 @@ fn is_rendezvous(obj: &Map<String, Value>, tagged: bool) -> bool {
         && obj.contains_key("tags") == tagged
 }
 
-/// A HashRoute-like object hashing over `children: "Pool|NAME"` (or an inline pool), with a
-/// Rendezvous untagged or `tagged`.
-fn hashed_pool(map: &Map<String, Value>, pointer: &str, tagged: bool) -> Option<Option<PoolRef>> {
-    if !is_rendezvous(map, tagged) {
+/// A HashRoute-like object hashing over `children: "Pool|NAME"` (or an inline pool), for
+/// which `pick` holds.
+fn hashed_pool(
+    map: &Map<String, Value>,
+    pointer: &str,
+    pick: &dyn Fn(&Map<String, Value>) -> bool,
+) -> Option<Option<PoolRef>> {
+    if !pick(map) {
         return None;
     }
     let children = map.get("children")?;
