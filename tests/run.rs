@@ -585,7 +585,7 @@ fn help_says_what_signals_and_readiness_mean() {
             "watch",
             &[
                 "Ctrl-C",
-                "a terminal's hang-up",
+                "SIGHUP of a closed terminal",
                 "systemctl reload",
                 "re-read the template",
             ][..],
@@ -594,8 +594,8 @@ fn help_says_what_signals_and_readiness_mean() {
             "run",
             &[
                 "Ctrl-C",
-                "a terminal's hang-up",
-                "mcrouter gets SIGTERM",
+                "SIGHUP of a closed terminal",
+                "mcrouter is sent one SIGTERM",
                 "SIGHUP from a process",
                 "not forwarded",
                 "not reloaded yet",
