@@ -194,7 +194,17 @@ fn the_benchmark_lists_agree() {
 /// beside the checkout, no document it does not contain.
 #[test]
 fn nothing_points_outside_the_repository() {
-    let needles = ["../shared", "/work/", "SPEC.md", "seed page", "the spec"];
+    // Spelled in pieces, so that this file does not hold them.
+    let work = ["/wo", "rk/"].concat();
+    let build = ["mcrouter", "-build/"].concat();
+    let needles = [
+        "../shared",
+        work.as_str(),
+        build.as_str(),
+        "SPEC.md",
+        "seed page",
+        "the spec",
+    ];
     let mut found = Vec::new();
     let mut files = documents();
     for extra in [
@@ -236,7 +246,7 @@ fn nothing_points_outside_the_repository() {
     assert!(found.is_empty(), "{}", found.join("\n"));
     // CI may find the real mcrouter beside the checkout, in one place.
     let ci = read(".ci/run");
-    assert!(!ci.contains("/work/"), ".ci/run names a machine's path");
+    assert!(!ci.contains(&work), ".ci/run names a machine's path");
     assert!(
         ci.matches("../shared").count() <= 1,
         ".ci/run names ../shared more than once"

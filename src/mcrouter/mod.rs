@@ -52,10 +52,10 @@ pub fn failure_reason(line: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    /// Lines the real mcrouter printed (v2026.08.17.00).
+    /// Lines the real mcrouter printed (v2026.08.17.00; the source path it logs is shortened).
     #[test]
     fn a_failed_load_is_read_from_mcrouters_log_line() {
-        let reload = "FAILURE 1796176443.532673 16033 [libmcrouter.mcrouter.25000] [invalid-config] [mcrcfg-25000] /root/mcrouter-build/src/mcrouter/mcrouter/CarbonRouterInstance-inl.h:526] Failed to reconfigure: TypeError: expected dynamic type 'object', but had type 'string'\n";
+        let reload = "FAILURE 1796176443.532673 16033 [libmcrouter.mcrouter.25000] [invalid-config] [mcrcfg-25000] mcrouter/CarbonRouterInstance-inl.h:526] Failed to reconfigure: TypeError: expected dynamic type 'object', but had type 'string'\n";
         assert_eq!(
             failure_reason(reload),
             Some("TypeError: expected dynamic type 'object', but had type 'string'")
@@ -74,17 +74,17 @@ mod tests {
         );
     }
 
-    /// The line the real mcrouter printed when its config file was deleted
-    /// (v2026.08.17.00).
+    /// The line the real mcrouter printed when its config file was deleted (v2026.08.17.00;
+    /// the file's path is the test's own).
     #[test]
     fn a_lost_watch_is_read_from_mcrouters_log_line() {
-        let lost = "E20261202 01:55:06.121377 16921 ConfigApi.cpp:180] Check /tmp/mcr-extras/live.json for update failed: Can not add inotify watch for '/tmp/mcr-extras/live.json'\n";
-        assert!(stopped_watching(lost, "/tmp/mcr-extras/live.json"));
+        let lost = "E20261202 01:55:06.121377 16921 ConfigApi.cpp:180] Check /srv/mcw/live.json for update failed: Can not add inotify watch for '/srv/mcw/live.json'\n";
+        assert!(stopped_watching(lost, "/srv/mcw/live.json"));
         // Another file's watch (a runtime-vars file, say) is not the config's.
         assert!(!stopped_watching(lost, "/run/mcw/mcrouter.json"));
         assert!(!stopped_watching(
             "I20261202 01:53:55.526547 16038 CarbonRouterInstance-inl.h:517] started reconfiguring",
-            "/tmp/mcr-extras/live.json"
+            "/srv/mcw/live.json"
         ));
     }
 
