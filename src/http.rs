@@ -230,10 +230,6 @@ fn body(status: StatusCode, content_type: &'static str, body: String) -> Respons
     r
 }
 
-/// `/status`: per token its query, last answer, age, error and whether the last good answer
-/// stands in; per pool its servers; the md5 written and the md5 mcrouter runs; the child.
-/// With one pair those are top-level fields; with several (`watch`), `configs` lists one such
-/// object per pair, in the order given.
 /// What `/status` says of mcrouter's process in `run` mode.
 pub struct Supervised<'a> {
     pub child: &'a crate::supervise::Child,
@@ -246,6 +242,11 @@ pub struct Supervised<'a> {
     pub held: Option<SocketAddr>,
 }
 
+/// `/status`: per token its query, last answer, age, error and whether the last good answer
+/// stands in; per pool its servers; the md5 written and the md5 mcrouter runs; the last
+/// reload; a warm-up; in `run` mode mcrouter's process. With one pair those are top-level
+/// fields; with several (`watch`), `configs` lists one such object per pair, in the order
+/// given.
 pub fn status_json(pairs: &[crate::engine::PairStatus], supervised: Option<Supervised>) -> String {
     let mut out = match pairs {
         [one] => pair_json(one),

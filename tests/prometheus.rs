@@ -364,8 +364,8 @@ fn the_dashboard_and_the_alert_rules_work_on_live_replicas() {
             "count(count by (md5) (mcw_config_info{config=\"running\"}))",
             |v| v == 1.0,
         );
-        // Two samples at least in every rate window.
-        std::thread::sleep(Duration::from_secs(3));
+        // Three samples of each target at least, so every rate window has two.
+        prom.wait("min(count_over_time(up{job=\"mcw\"}[1m]))", |v| v >= 3.0);
 
         let mut failures = Vec::new();
         let queries = dashboard_queries();

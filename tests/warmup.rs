@@ -502,16 +502,7 @@ fn a_dead_old_server_costs_no_client_error() {
                 &fleet,
                 router,
                 false,
-                &[
-                    "--min-refresh",
-                    "1s",
-                    "--max-refresh",
-                    "1s",
-                    "--dns-timeout",
-                    "300ms",
-                    "--warm-up",
-                    "3s",
-                ],
+                &[&FAST[..], &["--warm-up", "3s"]].concat(),
             );
             fleet.set(&[(0, 1), (1, 5), (2, 3)]);
             r.w.signal(libc::SIGHUP);
@@ -550,18 +541,7 @@ fn diff_status_and_metrics_show_the_warm_up_and_it_ends_on_the_plain_render() {
     let w = Watcher::start(
         &work,
         &fleet.dns,
-        &[
-            "--metrics-listen",
-            &web,
-            "--min-refresh",
-            "1s",
-            "--max-refresh",
-            "1s",
-            "--dns-timeout",
-            "300ms",
-            "--warm-up",
-            "2s",
-        ],
+        &[&["--metrics-listen", &web][..], &FAST, &["--warm-up", "2s"]].concat(),
     );
     w.wait_log("wrote config", WAIT);
     fleet.set(&after);

@@ -412,8 +412,12 @@ pub fn real_mcrouter() -> Option<PathBuf> {
                         out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
                     );
                 }
+                // CI has one, and says so: there, none is a failure, not a skip.
+                None if std::env::var_os("MCW_REQUIRE_REAL_MCROUTER").is_some_and(|v| !v.is_empty()) => {
+                    panic!("MCW_REQUIRE_REAL_MCROUTER is set but no real mcrouter was found (MCW_TEST_MCROUTER, mcrouter on PATH)")
+                }
                 None => eprintln!(
-                    "NOTE: no real mcrouter found (MCW_TEST_MCROUTER, mcrouter on PATH; docs/real-mcrouter.md): the tests that start mcrouter run against the stand-in only"
+                    "NOTE: no real mcrouter found (MCW_TEST_MCROUTER, mcrouter on PATH; docs/real-mcrouter.md): the tests that start mcrouter run against the stand-in only, and those that need the real one (warm-up) do not run"
                 ),
             }
             found
